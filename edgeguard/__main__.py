@@ -1,0 +1,7 @@
+"""``python -m edgeguard`` runs the command-line interface."""
+
+import sys
+
+from edgeguard.cli import main
+
+sys.exit(main())

@@ -1,0 +1,67 @@
+"""A real edgeguard daemon subprocess for tests, with a NOTIFY_SOCKET like systemd's."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import orjson
+
+from tests.conftest import edgeguard_argv, edgeguard_env, run_edgeguard
+
+__all__ = ["Daemon", "Notify"]
+
+
+class Notify:
+    """A NOTIFY_SOCKET listener like systemd's."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.settimeout(0.2)
+        self.messages: list[str] = []
+
+    def wait_for(self, state: str, timeout: float = 60.0) -> list[str]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                msg = self.sock.recv(4096).decode()
+            except TimeoutError:
+                continue
+            self.messages.append(msg)
+            if state in msg.split("\n"):
+                return self.messages
+        raise AssertionError(f"no {state} within {timeout}s; got {self.messages}")
+
+
+class Daemon:
+    def __init__(self, tmp: Path, policy: Path, extra_env: dict[str, str] | None = None,
+                 sock: Path | None = None) -> None:
+        self.tmp = tmp
+        self.audit = tmp / "audit"
+        self.sock = sock or tmp / "control.sock"
+        self.notify = Notify(tmp / "notify.sock")
+        env = edgeguard_env({"NOTIFY_SOCKET": str(self.notify.path), **(extra_env or {})})
+        self.proc = subprocess.Popen(
+            edgeguard_argv("run", "--policy", str(policy), "--audit-dir", str(self.audit),
+                           "--control-socket", str(self.sock), "--state-dir", str(tmp / "state")),
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def status(self) -> dict[str, object]:
+        result = run_edgeguard(["status", "--json", "--socket", str(self.sock)])
+        assert result.returncode == 0, result.stderr
+        status: dict[str, object] = orjson.loads(result.stdout)
+        return status
+
+    def records(self) -> list[dict[str, object]]:
+        lines = (self.audit / "audit.jsonl").read_bytes().splitlines()
+        return [orjson.loads(line) for line in lines]
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=60)

@@ -1,0 +1,177 @@
+"""Decision (severity, mode, actions, repeat suppression) and the pipeline's records."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from edgeguard.audit.sink import MemorySink
+from edgeguard.clock import FakeClock
+from edgeguard.daemon.pipeline import Pipeline
+from edgeguard.decision import MAX_SUPPRESSION_ENTRIES, DecisionEngine
+from edgeguard.ecs import flatten, nest
+from edgeguard.events import (
+    ActionKind,
+    ActionResult,
+    Decision,
+    Endpoint,
+    EventKind,
+    Finding,
+    Mode,
+    Outcome,
+    Severity,
+)
+from edgeguard.policy import load_policy
+
+
+def finding(identifier: str = "10.0.0.7", kind: str = "scan", subtype: str = "syn",
+            severity: Severity = Severity.MODERATE) -> Finding:
+    return Finding(kind=kind, subtype=subtype, message=f"{identifier} scanned",
+                   identifier=identifier, severity=severity,
+                   source=Endpoint(ip=identifier, mac="02:00:00:00:00:07"),
+                   destinations=(Endpoint(ip="10.0.0.5"), Endpoint(ip="10.0.0.6")),
+                   transport="tcp", first_seen=1.0, last_seen=4.1, count=25)
+
+
+def policy_from(tmp_path: Path, text: str):  # type: ignore[no-untyped-def]
+    path = tmp_path / "p.yaml"
+    path.write_text(text)
+    return load_policy([path]).policy
+
+
+@dataclass
+class FakeBlock:
+    ok: bool = True
+    calls: int = 0
+    kind: ActionKind = ActionKind.BLOCK
+
+    def apply(self, decision: Decision) -> ActionResult:
+        self.calls += 1
+        if not self.ok:
+            raise RuntimeError("nft said no")
+        return ActionResult(ActionKind.BLOCK, ok=True, detail="blocked for 3600s")
+
+
+def test_rule_overrides_severity_mode_and_actions(tmp_path: Path) -> None:
+    policy = policy_from(tmp_path, "mode: monitor\nrules:\n"
+                         "  - {id: syn-scans, kind: scan, subtype: syn, severity: severe,"
+                         " mode: enforce, actions: [log, block]}\n")
+    engine = DecisionEngine(policy, FakeClock())
+    d = engine.decide(finding(), "network")
+    assert (d.rule_id, d.severity, d.mode) == ("syn-scans", Severity.SEVERE, Mode.ENFORCE)
+    assert d.actions == (ActionKind.LOG, ActionKind.BLOCK)
+    other = engine.decide(finding(subtype="fin", identifier="10.0.0.8"), "network")
+    assert other.rule_id == "port-scan"  # the default's rule: rules merge by id
+    assert other.mode is Mode.MONITOR
+
+
+def test_section_mode_applies_without_rule_mode(tmp_path: Path) -> None:
+    policy = policy_from(tmp_path, "mode: monitor\nnetwork:\n  mode: enforce\n")
+    d = DecisionEngine(policy, FakeClock()).decide(finding(kind="flood"), "network")
+    assert d.mode is Mode.ENFORCE
+
+
+def test_repeats_are_suppressed_within_the_window(tmp_path: Path) -> None:
+    clock = FakeClock()
+    policy = policy_from(tmp_path, "rules:\n  - {id: r, kind: scan, suppress_for: 60s}\n")
+    engine = DecisionEngine(policy, clock)
+    assert not engine.decide(finding()).suppressed
+    clock.advance(59)
+    assert engine.decide(finding()).suppressed
+    assert not engine.decide(finding(identifier="10.0.0.9")).suppressed
+    clock.advance(2)
+    assert not engine.decide(finding()).suppressed
+    assert engine.suppressed_count == 1
+
+
+def test_suppression_table_is_bounded() -> None:
+    engine = DecisionEngine(load_policy().policy, FakeClock())
+    for i in range(MAX_SUPPRESSION_ENTRIES + 10):
+        engine.decide(finding(identifier=f"h{i}"))
+    assert engine.evicted_count == 10
+
+
+def test_pipeline_monitor_records_would_be_action(tmp_path: Path) -> None:
+    sink = MemorySink()
+    block = FakeBlock()
+    policy = policy_from(tmp_path, "mode: monitor\n")
+    pipe = Pipeline(DecisionEngine(policy, FakeClock()), sink, {ActionKind.BLOCK: block})
+    pipe.submit(finding(severity=Severity.SEVERE), "network")
+    assert block.calls == 0
+    [alert] = sink.records
+    assert alert.kind is EventKind.ALERT
+    assert alert.fields["edgeguard.would_act"] == ("block",)
+    assert alert.fields["edgeguard.finding.count"] == 25
+
+
+@pytest.mark.parametrize("works", [True, False])
+def test_pipeline_enforce_audits_action_outcome(tmp_path: Path, works: bool) -> None:
+    sink = MemorySink()
+    block = FakeBlock(ok=works)
+    policy = policy_from(tmp_path, "mode: enforce\n")
+    pipe = Pipeline(DecisionEngine(policy, FakeClock()), sink, {ActionKind.BLOCK: block})
+    pipe.submit(finding(severity=Severity.SEVERE), "network")
+    pipe.submit(finding(severity=Severity.SEVERE), "network")  # a repeat: not re-acted
+    assert block.calls == 1
+    alert, action = sink.records
+    assert alert.kind is EventKind.ALERT
+    assert action.action == "block"
+    assert action.event_type == ("denied",)
+    assert action.rule_id == "port-scan"
+    assert action.outcome is (Outcome.SUCCESS if works else Outcome.FAILURE)
+    if not works:
+        assert action.fields["error.message"] == "RuntimeError: nft said no"
+    assert pipe.counters()["suppressed"] == 1
+
+
+def test_enforce_without_provider_is_a_recorded_failure(tmp_path: Path) -> None:
+    sink = MemorySink()
+    pipe = Pipeline(DecisionEngine(policy_from(tmp_path, "mode: enforce\n"), FakeClock()), sink)
+    pipe.submit(finding(severity=Severity.SEVERE), "network")
+    assert sink.records[-1].outcome is Outcome.FAILURE
+    assert "no component provides 'block'" in str(sink.records[-1].fields["error.message"])
+
+
+def test_nest_and_flatten_are_inverse() -> None:
+    dotted = {"event.action": "x", "event.type": ("a", "b"), "source.ip": "10.0.0.1"}
+    nested = nest(dotted)
+    assert nested == {"event": {"action": "x", "type": ["a", "b"]}, "source": {"ip": "10.0.0.1"}}
+    assert flatten(nested) == {"event.action": "x", "event.type": ["a", "b"],
+                               "source.ip": "10.0.0.1"}
+    with pytest.raises(ValueError, match="collides"):
+        nest({"a": 1, "a.b": 2})
+
+
+def test_monitor_records_describe_the_would_be_change(tmp_path: Path) -> None:
+    class Describing(FakeBlock):
+        def describe(self, decision: Decision) -> str:
+            return f"drop traffic of {decision.finding.identifier} for 3600 s"
+
+    sink = MemorySink()
+    pipe = Pipeline(DecisionEngine(policy_from(tmp_path, "mode: monitor\n"), FakeClock()), sink,
+                    {ActionKind.BLOCK: Describing()})
+    pipe.submit(finding(severity=Severity.SEVERE), "network")
+    assert sink.records[0].fields["edgeguard.would_change"] == (
+        "drop traffic of 10.0.0.7 for 3600 s",)
+
+
+def test_a_flood_of_repeats_becomes_one_summary(tmp_path: Path) -> None:
+    from edgeguard.audit.aggregate import Aggregator  # noqa: PLC0415
+
+    clock = FakeClock()
+    sink = MemorySink()
+    aggregator = Aggregator(sink, clock, window=60)
+    pipe = Pipeline(DecisionEngine(policy_from(tmp_path, "mode: monitor\n"), clock), sink,
+                    summariser=aggregator)
+    for _ in range(500):
+        pipe.submit(finding(), "network")
+    assert len(sink.records) == 1  # the first alert; the repeats are pending
+    assert aggregator.pending == 499 * 25  # every attempt the repeats counted (25 each)
+    clock.advance(61)
+    assert aggregator.flush() == 1
+    summary = sink.records[-1]
+    assert summary.fields["edgeguard.repeats.count"] == 499 * 25
+    assert summary.fields["edgeguard.repeats.sources"] == ("10.0.0.7",)
+    assert len(sink.records) == 2
