@@ -1,0 +1,48 @@
+"""The ``edgeguard`` command. Each module in this package registers its subcommands.
+
+A module here defines ``register(subparsers)`` and sets ``func`` on its parsers; the
+function takes the parsed arguments and returns the exit code (0 ok, 1 findings or
+failure where that makes sense, 2 usage or input error).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+from collections.abc import Sequence
+
+from edgeguard import __version__
+
+__all__ = ["build_parser", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edgeguard",
+        description="Enforce a school trust's information-security policy on this machine.",
+    )
+    parser.add_argument("--version", action="version", version=f"edgeguard {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        code: int = args.func(args)
+    except BrokenPipeError:
+        return 0
+    except KeyboardInterrupt:
+        return 130
+    return code

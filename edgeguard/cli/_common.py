@@ -1,0 +1,67 @@
+"""Helpers shared by the command modules: policy options, output, the control socket."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from edgeguard.daemon.control import ControlError, request
+from edgeguard.policy.load import PROFILES, default_layers
+
+__all__ = [
+    "add_policy_options",
+    "add_socket_option",
+    "call_daemon",
+    "policy_files",
+    "print_json_lines",
+    "print_table",
+]
+
+DEFAULT_SOCKET = Path("/run/edgeguard/control.sock")
+
+
+def add_policy_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--policy", metavar="FILE", type=Path, action="append", default=[],
+                        help="policy file layered on the embedded default (repeatable); "
+                             "without it, /etc/edgeguard/policy.yaml and policy.d/*.yaml")
+    parser.add_argument("--profile", choices=PROFILES, default=None,
+                        help="shipped profile layered between the default and the files")
+
+
+def policy_files(args: argparse.Namespace) -> list[Path]:
+    files: list[Path] = list(args.policy)
+    return files if files else default_layers()
+
+
+def add_socket_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--socket", metavar="PATH", type=Path, default=DEFAULT_SOCKET,
+                        help=f"the daemon's control socket (default {DEFAULT_SOCKET})")
+
+
+def call_daemon(args: argparse.Namespace, command: str,
+                params: Mapping[str, Any] | None = None) -> Any:
+    """Ask the daemon; on failure print the reason and raise SystemExit(2)."""
+    try:
+        return request(args.socket, command, params)
+    except ControlError as exc:
+        print(f"edgeguard: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def print_json_lines(rows: Iterable[Mapping[str, Any]]) -> None:
+    out = sys.stdout.buffer
+    for row in rows:
+        out.write(orjson.dumps(row) + b"\n")
+    out.flush()
+
+
+def print_table(rows: list[Mapping[str, Any]], columns: list[str]) -> None:
+    widths = {c: max([len(c)] + [len(str(r.get(c, ""))) for r in rows]) for c in columns}
+    print("  ".join(c.upper().ljust(widths[c]) for c in columns))
+    for row in rows:
+        print("  ".join(str(row.get(c, "")).ljust(widths[c]) for c in columns))

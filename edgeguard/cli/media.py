@@ -1,0 +1,133 @@
+"""``edgeguard media list|allow|replay``: removable media on this machine.
+
+``list`` and ``allow`` ask the running daemon over its control socket; ``replay``
+runs a recorded uevent sequence through the same engine against a simulated kernel
+(no daemon, no root), printing the audit records it would write.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from edgeguard.audit.sink import MemorySink
+from edgeguard.cli._common import (
+    add_policy_options,
+    add_socket_option,
+    call_daemon,
+    policy_files,
+    print_json_lines,
+    print_table,
+)
+from edgeguard.clock import SystemClock
+from edgeguard.ecs import nest, record_fields
+from edgeguard.policy.load import PolicyError, load_policy
+from edgeguard.policy.types import Duration
+
+__all__ = ["register"]
+
+LIST_COLUMNS = ["volume.device_name", "volume.vendor_id", "volume.product_id",
+                "volume.serial_number", "volume.file_system_type", "edgeguard.media.encryption",
+                "edgeguard.media.verdict", "volume.writable", "edgeguard.media.reason"]
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    media = sub.add_parser("media", help="USB storage: list, temporary allow, replay")
+    msub = media.add_subparsers(dest="media_command", metavar="ACTION")
+
+    def usage(args: argparse.Namespace) -> int:
+        media.print_help(sys.stderr)
+        return 2
+
+    media.set_defaults(func=usage)
+
+    lst = msub.add_parser("list", help="present USB storage: identity, encryption, verdict, why")
+    add_socket_option(lst)
+    lst.add_argument("--json", action="store_true", help="one JSON object per device (ECS)")
+    lst.set_defaults(func=_list)
+
+    allow = msub.add_parser("allow", help="let one device be written for a while (root only)")
+    add_socket_option(allow)
+    allow.add_argument("device", help="/dev name of the stick or one of its partitions")
+    allow.add_argument("--for", dest="duration", required=True, metavar="DURATION",
+                       help="how long, with a unit: 30m, 2h")
+    allow.add_argument("--reason", required=True, help="why (goes into the audit record)")
+    allow.set_defaults(func=_allow)
+
+    rep = msub.add_parser("replay", help="run recorded uevents through the engine (no root)")
+    add_policy_options(rep)
+    rep.add_argument("recording", type=Path, help="JSON file as in tests/data/uevents/")
+    rep.add_argument("--json", action="store_true", help="raw ECS records")
+    rep.set_defaults(func=_replay)
+
+
+def _list(args: argparse.Namespace) -> int:
+    rows: list[Mapping[str, Any]] = call_daemon(args, "media.list")
+    if args.json:
+        print_json_lines(nest(row) for row in rows)
+    elif rows:
+        print_table(rows, LIST_COLUMNS)
+    else:
+        print("no USB storage present")
+    return 0
+
+
+def _allow(args: argparse.Namespace) -> int:
+    if os.geteuid() != 0:
+        print("edgeguard media allow: only root may grant write access", file=sys.stderr)
+        return 1
+    try:
+        seconds = float(Duration.parse(args.duration))
+    except ValueError as exc:
+        print(f"edgeguard media allow: --for: {exc}", file=sys.stderr)
+        return 2
+    claimed = os.environ.get("SUDO_USER", "")
+    result = call_daemon(args, "media.allow", {"device": args.device, "seconds": seconds,
+                                               "reason": args.reason, "requested_by": claimed})
+    print(f"{result['device']} writable until {result['until']} "
+          f"(granted by {result['by']}: {result['reason']})")
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    # Imported here: the replay machinery is only needed by this subcommand.
+    from edgeguard.media.allow import AllowStore  # noqa: PLC0415
+    from edgeguard.media.engine import MediaEngine  # noqa: PLC0415
+    from edgeguard.media.replay import SimulatedKernel, replay  # noqa: PLC0415
+    from edgeguard.media.service import load_catalogue  # noqa: PLC0415
+    from edgeguard.media.source import load_recording  # noqa: PLC0415
+
+    try:
+        policy = load_policy(policy_files(args), args.profile).policy
+        bursts = load_recording(args.recording)
+    except PolicyError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    except (OSError, ValueError) as exc:
+        print(f"edgeguard media replay: {exc}", file=sys.stderr)
+        return 2
+    catalogue, error = load_catalogue(policy.media)
+    if error:
+        print(f"edgeguard media replay: hardware catalogue ignored: {error}", file=sys.stderr)
+    sink = MemorySink()
+    kernel = SimulatedKernel()
+    with tempfile.TemporaryDirectory() as state:
+        allows = AllowStore(Path(state) / "allows.json", SystemClock())
+        engine = MediaEngine(config=policy.media, mode=policy.media.mode or policy.mode,
+                             catalogue=catalogue, allows=allows, block=kernel, audit=sink,
+                             clock=SystemClock())
+        replay(engine, kernel, bursts)
+    records = [record_fields(r, r.timestamp or 0.0, "replay") for r in sink.records]
+    if args.json:
+        print_json_lines(nest(r) for r in records)
+    else:
+        for r in records:
+            print(f"{r['event.action']:<22} {r['event.outcome']:<8} {r['message']}")
+    counters = engine.counters.as_dict()
+    print("counters: " + "  ".join(f"{k} {v}" for k, v in counters.items()), file=sys.stderr)
+    return 0

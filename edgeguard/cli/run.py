@@ -1,0 +1,41 @@
+"""``edgeguard run``: the daemon."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from edgeguard.cli._common import add_policy_options, policy_files
+from edgeguard.daemon.run import DaemonOptions, start
+from edgeguard.logs import configure
+from edgeguard.policy import PolicyError
+
+__all__ = ["register"]
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser("run", help="run the enforcement daemon",
+                            description="Run the daemon in the foreground (systemd Type=notify).")
+    add_policy_options(parser)
+    parser.add_argument("--audit-dir", type=Path, help="override audit.directory")
+    parser.add_argument("--control-socket", type=Path, help="override daemon.control_socket")
+    parser.add_argument("--state-dir", type=Path, help="override daemon.state_directory")
+    parser.add_argument("--log-json", action="store_true", help="diagnostics as JSON lines")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    parser.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    configure(verbose=args.verbose, json=args.log_json)
+    files = policy_files(args)
+    options = DaemonOptions(policy_files=tuple(files), profile=args.profile,
+                            audit_dir=args.audit_dir, control_socket=args.control_socket,
+                            state_dir=args.state_dir)
+    try:
+        return start(options, files)
+    except PolicyError as exc:
+        for issue in exc.issues:
+            print(f"edgeguard: {issue}", file=sys.stderr)
+        print(f"edgeguard: policy has {len(exc.issues)} error(s); not starting", file=sys.stderr)
+        return 2

@@ -1,0 +1,50 @@
+"""``edgeguard status [--json]``: what the running daemon is doing."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from edgeguard.cli._common import add_socket_option, call_daemon, print_json_lines
+
+__all__ = ["register"]
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser("status", help="show the running daemon's state")
+    add_socket_option(parser)
+    parser.add_argument("--json", action="store_true", help="one JSON object")
+    parser.set_defaults(func=_status)
+    reload = sub.add_parser("reload", help="ask the daemon to reload its policy (like SIGHUP)")
+    add_socket_option(reload)
+    reload.set_defaults(func=_reload)
+
+
+def _status(args: argparse.Namespace) -> int:
+    status: dict[str, Any] = call_daemon(args, "status")
+    if args.json:
+        print_json_lines([status])
+        return 0
+    audit = status["audit"]
+    print(f"edgeguard {status['version']}  pid {status['pid']}  up {status['uptime_s']:.0f}s  "
+          f"mode {status['mode']}")
+    print(f"policy    {status['policy_digest']}  ({', '.join(status['policy_sources'])})")
+    print(f"          reloads {status['reloads']}, refused {status['reload_failures']}")
+    print(f"audit     {audit['directory']}  seq {audit['sequence']}  "
+          f"written {audit['records_written']}  errors {audit['write_errors']}")
+    pipe = status["pipeline"]
+    print("pipeline  " + "  ".join(f"{k} {v}" for k, v in pipe.items()))
+    for name, src in status["sources"].items():
+        if not src["running"]:
+            print(f"source    {name}: NOT RUNNING ({src['error']})")
+            continue
+        counters = "  ".join(f"{k} {v}" for k, v in src["counters"].items())
+        print(f"source    {name}: {counters}")
+    return 0
+
+
+def _reload(args: argparse.Namespace) -> int:
+    result: dict[str, Any] = call_daemon(args, "reload")
+    print(("reloaded" if result["reloaded"] else "refused; running policy kept")
+          + f"  digest {result['policy_digest']}")
+    return 0 if result["reloaded"] else 1

@@ -1,0 +1,1 @@
+"""The daemon: one asyncio event loop, a registry of components, sd_notify, control socket."""

@@ -1,0 +1,298 @@
+"""The daemon: load the policy, open the audit log, start components, serve, reload, stop.
+
+One asyncio loop runs udev, netlink, the control socket and timers; packet capture
+runs in its own worker and hands findings back (so a flood never delays a USB
+decision). SIGHUP reloads the policy; a bad policy is refused, audited, and the
+running policy stays. SIGTERM stops cleanly: components stop, the last record is
+written and synced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import grp
+import os
+import signal
+import socket
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+import structlog
+
+from edgeguard import __version__
+from edgeguard.audit.aggregate import Aggregator
+from edgeguard.audit.writer import AuditWriter
+from edgeguard.clock import Clock, SystemClock
+from edgeguard.daemon.component import Component, Context, Peer
+from edgeguard.daemon.control import ControlServer, peer_command_line
+from edgeguard.daemon.notify import Notifier, watchdog_interval
+from edgeguard.daemon.pipeline import Pipeline
+from edgeguard.daemon.privileges import drop_capabilities, set_no_new_privs
+from edgeguard.daemon.registry import build_components
+from edgeguard.decision import DecisionEngine
+from edgeguard.events import AuditRecord, EventKind, Finding, Outcome, Scalar
+from edgeguard.policy import LoadedPolicy, PolicyError, load_policy
+
+__all__ = ["Daemon", "DaemonOptions"]
+
+log = structlog.get_logger("edgeguard.daemon")
+
+#: How often summaries of suppressed repeats are checked (they are written once their
+#: own window, audit.aggregate_window, has passed).
+_SUMMARY_INTERVAL = 5.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DaemonOptions:
+    policy_files: tuple[Path, ...] = ()
+    profile: str | None = None
+    audit_dir: Path | None = None
+    control_socket: Path | None = None
+    state_dir: Path | None = None
+
+
+class Daemon:
+    def __init__(self, options: DaemonOptions, loaded: LoadedPolicy,
+                 clock: Clock | None = None) -> None:
+        self.options = options
+        self.loaded = loaded
+        self.clock = clock or SystemClock()
+        policy = loaded.policy
+        self.audit_dir = options.audit_dir or Path(policy.audit.directory)
+        self.socket_path = options.control_socket or Path(policy.daemon.control_socket)
+        self.state_dir = options.state_dir or Path(policy.daemon.state_directory)
+        self.host = policy.daemon.host_name or socket.gethostname()
+        self.notifier = Notifier()
+        self.started = self.clock.monotonic()
+        self.reloads = 0
+        self.reload_failures = 0
+        self.components: list[Component] = []
+        self.component_errors: dict[str, str] = {}
+        self._stop = asyncio.Event()
+        self.writer = AuditWriter(
+            self.audit_dir, clock=self.clock, host=self.host,
+            segment_size=policy.audit.segment_size, fsync_interval=policy.audit.fsync_interval,
+            file_mode=policy.audit.file_mode,
+        )
+        self.engine = DecisionEngine(policy, self.clock)
+        # Suppressed repeats (a flood of one finding) become periodic summary records, so
+        # every attempt is accounted for without a line per packet.
+        self.aggregator = Aggregator(self.writer, self.clock,
+                                     window=policy.audit.aggregate_window,
+                                     max_keys=policy.audit.aggregate_max_keys)
+        self.pipeline = Pipeline(self.engine, self.writer, summariser=self.aggregator)
+
+    # -- records ------------------------------------------------------------------
+    def record(self, action: str, message: str, *, outcome: Outcome = Outcome.SUCCESS,
+               kind: EventKind = EventKind.EVENT, fields: Mapping[str, Scalar] | None = None,
+               ) -> None:
+        try:
+            self.writer.write(AuditRecord(
+                action=action, message=message, kind=kind, category=("configuration",),
+                event_type=("change",), outcome=outcome, fields=dict(fields or {}),
+            ))
+        except OSError as exc:
+            log.error("audit write failed", action=action, error=str(exc))
+
+    # -- lifecycle ----------------------------------------------------------------
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        self.record("edgeguard-started", f"edgeguard {__version__} started", fields={
+            "edgeguard.policy.digest": self.loaded.digest,
+            "edgeguard.policy.sources": self.loaded.sources,
+            "process.pid": os.getpid(),
+        })
+        ctx = Context(loop=loop, clock=self.clock, audit=self.writer, policy=self.loaded.policy,
+                      state_dir=self.state_dir, submit=self._submit)
+        self.components = build_components(self.loaded.policy)
+        for comp in self.components:
+            self._start_component(comp, ctx)
+        control = ControlServer(self.socket_path, self._handlers(),
+                                admin_gid=_group_id(self.loaded.policy.daemon.admin_group),
+                                on_change=self._audit_command)
+        await control.start()
+        if self.loaded.policy.daemon.drop_capabilities and os.geteuid() == 0:
+            self._drop_privileges()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        loop.call_later(_SUMMARY_INTERVAL, self._flush_summaries, loop)
+        watchdog = watchdog_interval()
+        if watchdog is not None:
+            loop.call_later(watchdog, self._watchdog, loop, watchdog)
+        self.notifier.ready(f"enforcing policy {self.loaded.digest[:12]}")
+        log.info("ready", socket=str(self.socket_path), audit=str(self.audit_dir))
+        await self._stop.wait()
+        self.notifier.stopping()
+        await control.close()
+        for comp in reversed(self.components):
+            try:
+                comp.stop()
+            except Exception as exc:  # noqa: BLE001 - stopping must go on
+                log.error("component stop failed", component=comp.name, error=str(exc))
+        self.aggregator.flush(force=True)
+        self.record("edgeguard-stopped", "edgeguard stopped", fields={
+            "edgeguard.records_written": self.writer.records_written,
+        })
+        self.writer.close()
+        return 0
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _start_component(self, comp: Component, ctx: Context) -> None:
+        try:
+            comp.start(ctx)
+        except Exception as exc:  # noqa: BLE001 - one broken source must not stop the rest
+            self.component_errors[comp.name] = f"{type(exc).__name__}: {exc}"
+            self.record("component-start-failed", f"{comp.name} could not start: {exc}",
+                        outcome=Outcome.FAILURE, kind=EventKind.PIPELINE_ERROR,
+                        fields={"edgeguard.component": comp.name, "error.message": str(exc)})
+            return
+        provider = getattr(comp, "actions", None)
+        if callable(provider):
+            self.pipeline.add_actions(provider())
+
+    def _drop_privileges(self) -> None:
+        try:
+            set_no_new_privs()
+            drop_capabilities()
+        except OSError as exc:
+            self.record("privileges-drop-failed", f"could not drop capabilities: {exc}",
+                        outcome=Outcome.FAILURE, kind=EventKind.PIPELINE_ERROR,
+                        fields={"error.message": str(exc)})
+
+    def _audit_command(self, peer: Peer, command: str, args: Mapping[str, Any], ok: bool,
+                       error: str) -> None:
+        fields: dict[str, Scalar] = {
+            "user.id": str(peer.uid),
+            "group.id": str(peer.gid),
+            "process.pid": peer.pid,
+            "process.command_line": peer_command_line(peer.pid),
+            "edgeguard.control.command": command,
+            "edgeguard.control.args": orjson.dumps(dict(args)).decode()[:1000],
+        }
+        if error:
+            fields["error.message"] = error
+        self.record("control-command", f"control command {command} from uid {peer.uid}"
+                    + ("" if ok else f" refused or failed: {error}"),
+                    outcome=Outcome.SUCCESS if ok else Outcome.FAILURE, fields=fields)
+
+    def _submit(self, finding: Finding, section: str) -> Any:
+        return self.pipeline.submit(finding, section)
+
+    def _flush_summaries(self, loop: asyncio.AbstractEventLoop) -> None:
+        try:
+            self.aggregator.flush()
+        finally:
+            if not self._stop.is_set():
+                loop.call_later(_SUMMARY_INTERVAL, self._flush_summaries, loop)
+
+    def _watchdog(self, loop: asyncio.AbstractEventLoop, interval: float) -> None:
+        self.notifier.watchdog()
+        loop.call_later(interval, self._watchdog, loop, interval)
+
+    def reload(self) -> bool:
+        """Load the policy again; keep the running one if the new one has any error."""
+        self.notifier.reloading()
+        old = self.loaded.digest
+        try:
+            loaded = load_policy(self.options.policy_files, self.options.profile)
+        except PolicyError as exc:
+            self.reload_failures += 1
+            errors = tuple(str(i) for i in exc.issues)
+            self.record("policy-reload-failed",
+                        f"policy reload refused ({len(errors)} errors); running policy kept",
+                        outcome=Outcome.FAILURE, kind=EventKind.PIPELINE_ERROR, fields={
+                            "edgeguard.policy.digest": old,
+                            "edgeguard.policy.errors": errors[:50],
+                            "error.message": errors[0] if errors else "",
+                        })
+            log.error("policy reload refused", errors=errors)
+            self.notifier.ready("policy reload refused; running policy kept")
+            return False
+        self.loaded = loaded
+        self.engine.reload(loaded.policy)
+        for comp in self.components:
+            if comp.name in self.component_errors:
+                continue
+            try:
+                comp.reload(loaded.policy)
+            except Exception as exc:  # noqa: BLE001
+                log.error("component reload failed", component=comp.name, error=str(exc))
+        self.reloads += 1
+        self.record("policy-reloaded", "policy reloaded", fields={
+            "edgeguard.policy.digest": loaded.digest,
+            "edgeguard.policy.previous_digest": old,
+            "edgeguard.policy.sources": loaded.sources,
+        })
+        self.notifier.ready(f"enforcing policy {loaded.digest[:12]}")
+        return True
+
+    # -- control ------------------------------------------------------------------
+    def _handlers(self) -> dict[str, Any]:
+        handlers: dict[str, Any] = {"status": self._status, "reload": self._reload_cmd}
+        for comp in self.components:
+            if comp.name not in self.component_errors:
+                handlers.update(comp.commands())
+        return handlers
+
+    async def _status(self, peer: Peer, args: Mapping[str, Any]) -> dict[str, Any]:
+        return self.status()
+
+    async def _reload_cmd(self, peer: Peer, args: Mapping[str, Any]) -> dict[str, Any]:
+        ok = self.reload()
+        return {"reloaded": ok, "policy_digest": self.loaded.digest}
+
+    def status(self) -> dict[str, Any]:
+        seq, head = self.writer.head
+        sources: dict[str, Any] = {}
+        for comp in self.components:
+            entry: dict[str, Any] = {"running": comp.name not in self.component_errors}
+            if comp.name in self.component_errors:
+                entry["error"] = self.component_errors[comp.name]
+            else:
+                entry["counters"] = dict(comp.counters())
+            sources[comp.name] = entry
+        return {
+            "version": __version__,
+            "pid": os.getpid(),
+            "uptime_s": round(self.clock.monotonic() - self.started, 3),
+            "mode": self.loaded.policy.mode.value,
+            "policy_digest": self.loaded.digest,
+            "policy_sources": list(self.loaded.sources),
+            "reloads": self.reloads,
+            "reload_failures": self.reload_failures,
+            "audit": {
+                "directory": str(self.audit_dir),
+                "chain_id": self.writer.chain_id,
+                "sequence": seq,
+                "head_hash": head,
+                "records_written": self.writer.records_written,
+                "write_errors": self.writer.write_errors,
+            },
+            "pipeline": {**self.pipeline.counters(),
+                         "repeats_summarised": self.aggregator.summarised,
+                         "repeats_pending": self.aggregator.pending},
+            "sources": sources,
+        }
+
+
+def _group_id(name: str | None) -> int | None:
+    if name is None:
+        return None
+    try:
+        return grp.getgrnam(name).gr_gid
+    except KeyError:
+        log.warning("admin group does not exist; control socket is root-only", group=name)
+        return None
+
+
+def start(options: DaemonOptions, files: Sequence[Path]) -> int:
+    """Load the policy and run the daemon until SIGTERM. Exit 2 on a bad policy."""
+    loaded = load_policy(files, options.profile)
+    daemon = Daemon(options, loaded)
+    return asyncio.run(daemon.run())
