@@ -1,0 +1,1 @@
+"""The audit trail: ECS JSON lines, SHA-256 hash-chained, durable, verifiable."""

@@ -1,0 +1,151 @@
+"""The audit component of the daemon: periodic writer work and the shippers.
+
+The daemon opens the :class:`~edgeguard.audit.writer.AuditWriter` itself (every other
+component writes through it). This component applies the policy's audit settings to
+it (key, checkpoints, memory queue, retention), calls its ``tick()`` every second (a due
+checkpoint also when idle, retries after disk-full, retention), and runs one shipper
+thread per enabled destination (journald, syslog TCP/TLS), each reading the segment
+files from its own on-disk cursor. Retention never deletes a segment an enabled shipper
+has not delivered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from edgeguard.audit.journald import JournaldTransport
+from edgeguard.audit.shipper import Shipper, Transport
+from edgeguard.audit.syslog import SyslogTransport
+from edgeguard.audit.writer import AuditWriter
+from edgeguard.daemon.component import CommandHandler, Component, Context, Peer
+from edgeguard.policy.model import Policy
+
+if TYPE_CHECKING:  # edgeguard.policy imports audit.config: import it after policy
+    from edgeguard.audit.config import AuditConfig, ShippingConfig
+
+__all__ = ["AuditService", "build_shippers", "components"]
+
+log = structlog.get_logger("edgeguard.audit")
+
+TICK = 1.0
+
+
+def build_shippers(directory: Path, config: ShippingConfig) -> list[Shipper]:
+    cursors = Path(config.cursor_directory)
+    out: list[Shipper] = []
+    if config.journald.enabled:
+        out.append(Shipper(directory, JournaldTransport(config.journald.socket),
+                           cursors / "journald.cursor", resend=0))
+    sl = config.syslog
+    if sl.enabled:
+        transport: Transport = SyslogTransport(
+            sl.host, sl.port, tls=sl.tls, ca_file=sl.ca_file, server_name=sl.server_name,
+            cert_file=sl.cert_file, key_file=sl.key_file)
+        out.append(Shipper(directory, transport, cursors / f"{transport.name}.cursor",
+                           resend=sl.resend_on_reconnect,
+                           reconnect_interval=sl.reconnect_interval))
+    return out
+
+
+class AuditService:
+    name = "audit"
+
+    def __init__(self, policy: Policy) -> None:
+        self.config: AuditConfig = policy.audit
+        self.writer: AuditWriter | None = None
+        self.shippers: list[Shipper] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pending: asyncio.Future[None] | None = None
+        self.ticks = 0
+
+    def start(self, ctx: Context) -> None:
+        self._loop = ctx.loop
+        if isinstance(ctx.audit, AuditWriter):
+            self.writer = ctx.audit
+        self._apply(self.config)
+        self._schedule()
+
+    def reload(self, policy: Policy) -> None:
+        old, self.config = self.config, policy.audit
+        if old.shipping != self.config.shipping:
+            self._stop_shippers()
+        self._apply(self.config)
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self.writer is not None:
+            self.writer.tick()
+        self._stop_shippers()
+
+    def shipped_sequence(self) -> int | None:
+        """The lowest sequence every shipper has delivered (None: shipping is off)."""
+        if not self.shippers:
+            return None
+        return min(s.shipped_sequence for s in self.shippers)
+
+    def _apply(self, config: AuditConfig) -> None:
+        if self.writer is None:
+            return
+        self.writer.configure(
+            key_file=Path(config.key_file), checkpoint_interval=config.checkpoint_interval,
+            checkpoint_records=config.checkpoint_records, queue_limit=config.queue_limit,
+            retention=config.retention, shipped=self.shipped_sequence)
+        if not self.shippers:
+            self.shippers = build_shippers(self.writer.directory, config.shipping)
+            for shipper in self.shippers:
+                shipper.start()
+                log.info("audit shipper started", shipper=shipper.name)
+
+    def _stop_shippers(self) -> None:
+        for shipper in self.shippers:
+            shipper.stop()
+        self.shippers = []
+
+    def _schedule(self) -> None:
+        if self._loop is not None:
+            self._timer = self._loop.call_later(TICK, self._tick)
+
+    def _tick(self) -> None:
+        """Writer housekeeping off the event loop (a checkpoint or a prune fsyncs)."""
+        self.ticks += 1
+        if self.writer is not None and self._loop is not None and \
+                (self._pending is None or self._pending.done()):
+            self._pending = self._loop.run_in_executor(None, self.writer.tick)
+        self._schedule()
+
+    def counters(self) -> Mapping[str, int]:
+        out: dict[str, int] = {"ticks": self.ticks}
+        if self.writer is not None:
+            w = self.writer
+            out.update(records_written=w.records_written, write_errors=w.write_errors,
+                       queued=w.queued, lost=w.lost_total, checkpoints=w.checkpoints,
+                       pruned=w.pruned, refused=w.refused, unrenderable=w.unrenderable)
+        for shipper in self.shippers:
+            out.update({f"{shipper.name}.{k}": v for k, v in shipper.counters().items()})
+        return out
+
+    def commands(self) -> Mapping[str, CommandHandler]:
+        return {"audit.status": self.cmd_status}
+
+    async def cmd_status(self, peer: Peer, args: Mapping[str, Any]) -> dict[str, Any]:
+        status: dict[str, Any] = dict(self.counters())
+        if self.writer is not None:
+            seq, digest = self.writer.head
+            status.update({"event.sequence": seq, "event.hash": digest,
+                           "edgeguard.chain_id": self.writer.chain_id,
+                           "edgeguard.checkpoint.sealed": self.writer.keys is not None})
+        status["shippers"] = [{"name": s.name, "cursor": s.shipped_sequence,
+                               "last_error": s.last_error} for s in self.shippers]
+        return status
+
+
+def components(policy: Policy) -> list[Component]:
+    return [AuditService(policy)]

@@ -1,0 +1,85 @@
+"""A real rsyslogd on loopback with its own config and certificates (helpers)."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.conftest import ROOT
+
+RSYSLOG_CONF = ROOT / "docs" / "examples" / "rsyslog-edgeguard.conf"
+RSYSLOGD = "/usr/sbin/rsyslogd"
+OPENSSL = "/usr/bin/openssl"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def make_certs(directory: Path) -> dict[str, Path]:
+    """A throwaway CA and a server certificate for localhost / 127.0.0.1."""
+    d = directory
+    def run(*args: str) -> None:
+        subprocess.run([OPENSSL, *args], check=True, capture_output=True)
+    ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
+    run("req", "-x509", *ec, "-days", "2", "-subj", "/CN=edgeguard test CA",
+        "-keyout", str(d / "ca.key"), "-out", str(d / "ca.pem"))
+    run("req", *ec, "-subj", "/CN=localhost", "-keyout", str(d / "server.key"),
+        "-out", str(d / "server.csr"))
+    (d / "ext.cnf").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    run("x509", "-req", "-in", str(d / "server.csr"), "-CA", str(d / "ca.pem"), "-CAkey",
+        str(d / "ca.key"), "-CAcreateserial", "-days", "2", "-extfile", str(d / "ext.cnf"),
+        "-out", str(d / "server.pem"))
+    return {"ca": d / "ca.pem", "cert": d / "server.pem", "key": d / "server.key"}
+
+
+@dataclass
+class Rsyslog:
+    directory: Path
+    conf: Path
+    output: Path
+    tcp_port: int
+    tls_port: int
+    ca: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        assert self.proc is None
+        self.proc = subprocess.Popen(
+            [RSYSLOGD, "-n", "-f", str(self.conf), "-i", str(self.directory / "rsyslogd.pid")],
+            stdout=subprocess.DEVNULL, stderr=(self.directory / "rsyslogd.err").open("ab"))
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                for port in (self.tcp_port, self.tls_port):
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return
+            except OSError:
+                if self.proc.poll() is not None:
+                    raise RuntimeError((self.directory / "rsyslogd.err").read_text()) from None
+                time.sleep(0.1)
+        raise RuntimeError("rsyslogd did not listen")
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+    def lines(self) -> list[bytes]:
+        try:
+            return self.output.read_bytes().splitlines()
+        except FileNotFoundError:
+            return []
