@@ -1,0 +1,1 @@
+"""Removable media: classify USB block devices and keep non-trust media read-only."""

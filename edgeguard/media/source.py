@@ -1,0 +1,95 @@
+"""Where uevents come from: the live udev monitor (pyudev) or a recorded sequence.
+
+Both sources hand the engine plain property mappings, so the live daemon and replay
+share one code path. The live monitor listens on the *udev* netlink group: events
+arrive after udev ran its rules, i.e. after the shipped rule already set the
+read-only flag. Coldplug enumerates the block devices already present at start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+__all__ = ["MediaSource", "UdevSource", "load_recording"]
+
+SECTOR = 512
+
+
+class MediaSource(Protocol):
+    def fileno(self) -> int | None:
+        """A descriptor to watch for readability, or None for a source that is pushed."""
+
+    def coldplug(self) -> Iterator[Mapping[str, str]]:
+        """Properties of devices present now, with ACTION=coldplug."""
+
+    def read(self) -> Iterator[Mapping[str, str]]:
+        """Drain the events that are ready, without blocking."""
+
+    def close(self) -> None: ...
+
+
+def _properties(device: Any, action: str | None) -> dict[str, str]:
+    props = {str(k): str(v) for k, v in device.properties.items()}
+    if action is not None:
+        props["ACTION"] = action
+    try:
+        size = device.attributes.asint("size")
+    except (KeyError, ValueError, OSError):
+        size = None
+    if size is not None:
+        props["EDGEGUARD_SIZE"] = str(size * SECTOR)
+    return props
+
+
+class UdevSource:
+    """pyudev monitor on the block subsystem, non-blocking, for ``loop.add_reader``."""
+
+    def __init__(self) -> None:
+        import pyudev  # noqa: PLC0415 - replay and unit tests need no libudev
+
+        self._context = pyudev.Context()
+        self._monitor = pyudev.Monitor.from_netlink(self._context, source="udev")
+        self._monitor.filter_by(subsystem="block")
+        # Bursts of partitions at plug-in. SO_RCVBUFFORCE needs CAP_NET_ADMIN; without it
+        # the default buffer still works (a very large burst may then be lost: ENOBUFS).
+        with contextlib.suppress(OSError):
+            self._monitor.set_receive_buffer_size(4 * 2**20)
+        self._monitor.start()
+
+    def fileno(self) -> int | None:
+        fd: int = self._monitor.fileno()
+        return fd
+
+    def coldplug(self) -> Iterator[Mapping[str, str]]:
+        for device in self._context.list_devices(subsystem="block"):
+            yield _properties(device, "coldplug")
+
+    def read(self) -> Iterator[Mapping[str, str]]:
+        while True:
+            device = self._monitor.poll(timeout=0)
+            if device is None:
+                return
+            yield _properties(device, None)
+
+    def close(self) -> None:
+        sock = getattr(self._monitor, "_socket", None)
+        if sock is not None:
+            sock.close()
+
+
+def load_recording(path: Path) -> list[list[dict[str, str]]]:
+    """A recorded uevent sequence: ``{"bursts": [[{uevent}, ...], ...]}``.
+
+    A *burst* is what the kernel did before the daemon got to read: e.g. ``add`` then
+    ``remove`` of the same stick in one burst means it was pulled while we evaluated.
+    Values are kept as the JSON gave them; the engine validates (and counts) them.
+    """
+    data = json.loads(path.read_text(encoding="utf-8"))
+    bursts = data["bursts"] if isinstance(data, dict) else None
+    if not isinstance(bursts, list) or not all(isinstance(b, list) for b in bursts):
+        raise ValueError(f"{path}: expected {{'bursts': [[uevent, ...], ...]}}")
+    return bursts
