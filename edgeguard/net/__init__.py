@@ -1,0 +1,1 @@
+"""Network watch: kernel-prefiltered capture, decoders and detectors."""

@@ -1,0 +1,217 @@
+"""AF_PACKET capture sockets with the cBPF filter attached in the kernel.
+
+Two receive paths over the same socket setup (``SOCK_RAW``, ``ETH_P_ALL``, promiscuous
+through ``PACKET_ADD_MEMBERSHIP``, ``SO_ATTACH_FILTER`` before ``bind`` so no unfiltered
+frame is ever queued, optional ``PACKET_FANOUT_HASH`` group):
+
+* :class:`RecvCapture`: ``recvmsg_into`` one frame at a time, with ``PACKET_AUXDATA`` for
+  the original length and the VLAN tag the kernel stripped;
+* :class:`RingCapture`: a ``TPACKET_V3`` ring mapped into our memory; the kernel fills
+  whole blocks and we walk them without a system call per frame.
+
+Both count kernel drops through ``PACKET_STATISTICS`` (which resets on read, so the
+counts are accumulated here). ``bench/live_capture.py`` measures which is faster.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import mmap
+import select
+import socket
+import struct
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from edgeguard.net.bpf import Program
+
+__all__ = [
+    "CaptureStats",
+    "RecvCapture",
+    "RingCapture",
+    "attach_filter",
+    "open_capture_socket",
+]
+
+ETH_P_ALL = 0x0003
+SOL_PACKET = 263
+SO_ATTACH_FILTER = 26
+PACKET_ADD_MEMBERSHIP = 1
+PACKET_MR_PROMISC = 1
+PACKET_RX_RING = 5
+PACKET_STATISTICS = 6
+PACKET_AUXDATA = 8
+PACKET_VERSION = 10
+PACKET_FANOUT = 18
+PACKET_FANOUT_HASH = 0
+PACKET_FANOUT_FLAG_DEFRAG = 0x8000
+TPACKET_V3 = 2
+TP_STATUS_KERNEL = 0
+TP_STATUS_USER = 1
+TP_STATUS_VLAN_VALID = 1 << 4
+
+#: (data, ts, wire_len, vlan or None) for each frame
+FrameSink = Callable[[bytes, float, int, "int | None"], None]
+
+_AUX = struct.Struct("=IIIHHHH")  # struct tpacket_auxdata
+_BLOCK = struct.Struct("=III")  # tpacket_hdr_v1: block_status, num_pkts, offset_to_first_pkt
+_HDR3 = struct.Struct("=IIIIIIHH4xH")  # tpacket3_hdr up to hv1.tp_vlan_tci
+
+
+@dataclass(slots=True)
+class CaptureStats:
+    """Accumulated ``PACKET_STATISTICS``: frames the filter passed, and kernel drops."""
+
+    packets: int = 0
+    drops: int = 0
+    freezes: int = 0
+
+
+def _ifindex(ifname: str) -> int:
+    return socket.if_nametoindex(ifname)
+
+
+def attach_filter(sock: socket.socket, program: Program) -> None:
+    """``SO_ATTACH_FILTER``: the kernel copies and validates the program; on a live
+    socket the new filter replaces the old one atomically."""
+    code = program.pack()
+    buf = ctypes.create_string_buffer(code, len(code))
+    fprog = struct.pack("HL", len(program), ctypes.addressof(buf))  # struct sock_fprog
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+
+
+def open_capture_socket(ifname: str, program: Program, *, promiscuous: bool = True,
+                        rcvbuf: int = 8 << 20, fanout_group: int | None = None,
+                        ring: bool = False) -> socket.socket:
+    """A capture socket on ``ifname`` with ``program`` attached (before it sees traffic).
+
+    ``ring`` selects ``TPACKET_V3`` (the ring itself is mapped by :class:`RingCapture`)."""
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)  # protocol 0: no frames yet
+    try:
+        attach_filter(sock, program)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        if ring:
+            sock.setsockopt(SOL_PACKET, PACKET_VERSION, TPACKET_V3)
+        else:
+            sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
+        index = _ifindex(ifname)
+        if promiscuous:
+            mreq = struct.pack("iHH8s", index, PACKET_MR_PROMISC, 0, b"")
+            sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
+        sock.bind((ifname, ETH_P_ALL))
+        if fanout_group is not None:
+            arg = (fanout_group & 0xFFFF) | ((PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_DEFRAG)
+                                             << 16)
+            sock.setsockopt(SOL_PACKET, PACKET_FANOUT, struct.pack("=I", arg))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+class _Base:
+    def __init__(self, sock: socket.socket, ring: bool) -> None:
+        self.sock = sock
+        self.stats = CaptureStats()
+        self._ring = ring
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def read_stats(self) -> CaptureStats:
+        """Fold the kernel's counters (reset on every read) into :attr:`stats`."""
+        size = 12 if self._ring else 8
+        raw = self.sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, size)
+        packets, drops = struct.unpack_from("=II", raw)
+        self.stats.packets += packets
+        self.stats.drops += drops
+        if self._ring:
+            self.stats.freezes += struct.unpack_from("=I", raw, 8)[0]
+        return self.stats
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class RecvCapture(_Base):
+    """One ``recvmsg_into`` per frame (non-blocking; :meth:`drain` empties the queue)."""
+
+    def __init__(self, sock: socket.socket, snap: int = 65535) -> None:
+        super().__init__(sock, ring=False)
+        sock.setblocking(False)
+        self._buf = bytearray(max(snap, 64))
+        self._view = memoryview(self._buf)
+        self._anc = socket.CMSG_SPACE(_AUX.size)
+
+    def drain(self, sink: FrameSink, limit: int = 4096) -> int:
+        recv = self.sock.recvmsg_into
+        bufs = [self._view]
+        n = 0
+        while n < limit:
+            try:
+                size, anc, _flags, _addr = recv(bufs, self._anc)
+            except BlockingIOError:
+                break
+            wire, vlan = size, None
+            for level, kind, data in anc:
+                if level == SOL_PACKET and kind == PACKET_AUXDATA and len(data) >= _AUX.size:
+                    status, tp_len, _snap, _mac, _net, tci, _tpid = _AUX.unpack_from(data)
+                    wire = tp_len
+                    if status & TP_STATUS_VLAN_VALID:
+                        vlan = tci & 0x0FFF
+            sink(bytes(self._view[:size]), time.time(), wire, vlan)
+            n += 1
+        return n
+
+    def wait(self, timeout: float) -> bool:
+        return bool(select.select([self.sock], [], [], timeout)[0])
+
+
+class RingCapture(_Base):
+    """A ``TPACKET_V3`` receive ring: ``blocks`` blocks of ``block_size`` bytes; a block is
+    handed to us when full or after ``retire_ms`` (so a quiet link still delivers)."""
+
+    def __init__(self, sock: socket.socket, block_size: int = 1 << 20, blocks: int = 8,
+                 retire_ms: int = 50) -> None:
+        super().__init__(sock, ring=True)
+        self.block_size, self.blocks = block_size, blocks
+        frame_size = 2048
+        req = struct.pack("=7I", block_size, blocks, frame_size,
+                          block_size * blocks // frame_size, retire_ms, 0, 0)
+        sock.setsockopt(SOL_PACKET, PACKET_RX_RING, req)
+        self.map: mmap.mmap | None = mmap.mmap(sock.fileno(), block_size * blocks,
+                                               mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        self._next = 0
+
+    def drain(self, sink: FrameSink, limit: int = 1 << 30) -> int:
+        mm = self.map
+        assert mm is not None
+        n = 0
+        while n < limit:
+            base = self._next * self.block_size
+            status, count, first = _BLOCK.unpack_from(mm, base + 8)
+            if not status & TP_STATUS_USER:
+                break
+            off = base + first
+            for _ in range(count):
+                nxt, sec, nsec, snaplen, wire, pstatus, mac, _net, tci = _HDR3.unpack_from(mm, off)
+                vlan = tci & 0x0FFF if pstatus & TP_STATUS_VLAN_VALID else None
+                sink(mm[off + mac:off + mac + snaplen], sec + nsec * 1e-9, wire, vlan)
+                off += nxt
+            n += count
+            struct.pack_into("=I", mm, base + 8, TP_STATUS_KERNEL)
+            self._next = (self._next + 1) % self.blocks
+        return n
+
+    def wait(self, timeout: float) -> bool:
+        mm = self.map
+        assert mm is not None
+        if _BLOCK.unpack_from(mm, self._next * self.block_size + 8)[0] & TP_STATUS_USER:
+            return True
+        return bool(select.select([self.sock], [], [], timeout)[0])
+
+    def close(self) -> None:
+        if self.map is not None:
+            self.map.close()
+        super().close()

@@ -1,0 +1,151 @@
+"""The detector contract: what capture and ``replay`` call, and what detectors promise.
+
+A detector is fed the *kernel-prefiltered* packet stream (TCP SYNs and odd-flag
+probes, RSTs, ICMP, ARP, the first payload bytes of flows, P2P-shaped UDP; see
+:mod:`edgeguard.net.packet`). It must never depend on seeing bulk established traffic.
+
+Time: every window is measured on packet time (``Packet.ts``, epoch seconds), so a
+replayed capture gives the same findings as the live run. ``tick(now)`` is called with
+the same time base (the live worker passes ``clock.now()``; replay passes the last
+packet's time and, at the end, :meth:`DetectorChain.finish`) so time-driven findings
+(a slow scan crossing its threshold, a flood ending) come out even when no packet
+arrives.
+
+Detectors never act and never suppress repeats (the decision engine does that by
+``Finding.identifier``); they do keep every table bounded and count evictions.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from typing import Protocol
+
+from edgeguard.clock import Clock
+from edgeguard.events import Finding
+from edgeguard.net.config import NetworkConfig
+from edgeguard.net.packet import Packet
+
+__all__ = ["Detector", "DetectorChain", "build_detectors"]
+
+#: Remembered allowlist answers (address text -> allowed); the oldest are forgotten.
+_ALLOW_CACHE = 4096
+
+
+class Detector(Protocol):
+    """One detector. All three methods must never raise on any packet sequence."""
+
+    #: Short name used as the prefix of its counters ("scan", "bittorrent", ...).
+    name: str
+
+    def observe(self, pkt: Packet) -> list[Finding]:
+        """Account one packet; return findings it completes (usually none)."""
+
+    def tick(self, now: float) -> list[Finding]:
+        """Advance time to ``now`` (packet time base): expire state, emit time-driven
+        findings (slow scans, floods that ended)."""
+
+    def counters(self) -> Mapping[str, int]:
+        """Counters for ``edgeguard status``: packets seen, table sizes, evictions."""
+
+
+def build_detectors(cfg: NetworkConfig, clock: Clock) -> list[Detector]:
+    """The detectors the ``network:`` policy section enables, configured from it."""
+    from edgeguard.net.detect.registry import detectors_for  # noqa: PLC0415 (import cycle)
+
+    return detectors_for(cfg, clock)
+
+
+class DetectorChain:
+    """All detectors behind one ``feed``: allowlist, periodic ``tick``, counters.
+
+    The capture worker and ``replay`` use this rather than looping over detectors
+    themselves, so allowlisting and tick scheduling happen in one place.
+    """
+
+    def __init__(self, cfg: NetworkConfig, clock: Clock,
+                 detectors: Iterable[Detector] | None = None) -> None:
+        self.cfg = cfg
+        self.clock = clock
+        self.detectors: list[Detector] = (
+            list(detectors) if detectors is not None else build_detectors(cfg, clock))
+        self._allow_nets = cfg.allowlist
+        self._allow_cache: OrderedDict[str, bool] = OrderedDict()
+        self._tick_every = float(cfg.detect.tick_interval)
+        self._next_tick: float | None = None
+        self._last_ts = 0.0
+        self.packets = 0
+        self.allowlisted_findings = 0
+
+    def allowed(self, address: str | None) -> bool:
+        """True when ``address`` (IP text) is inside ``network.allowlist``."""
+        if not address or not self._allow_nets:
+            return False
+        hit = self._allow_cache.get(address)
+        if hit is None:
+            try:
+                ip = ipaddress.ip_address(address)
+            except ValueError:
+                return False
+            hit = any(ip in net for net in self._allow_nets)
+            self._allow_cache[address] = hit
+            if len(self._allow_cache) > _ALLOW_CACHE:
+                self._allow_cache.popitem(last=False)
+        return hit
+
+    def _keep(self, findings: list[Finding]) -> list[Finding]:
+        if not self._allow_nets or not findings:
+            return findings
+        kept = [f for f in findings if not (f.source is not None and self.allowed(f.source.ip))]
+        self.allowlisted_findings += len(findings) - len(kept)
+        return kept
+
+    def feed(self, pkt: Packet) -> list[Finding]:
+        """Run one packet through every detector (and ``tick`` when it is due)."""
+        self.packets += 1
+        out: list[Finding] = []
+        self._last_ts = max(self._last_ts, pkt.ts)
+        if self._next_tick is None:
+            self._next_tick = pkt.ts + self._tick_every
+        elif pkt.ts >= self._next_tick:
+            out.extend(self.tick(pkt.ts))
+        # Every packet is inspected, allowlisted or not: an allowlisted server's RSTs
+        # and SYN-ACKs are the answers that make someone else's scan visible, and a
+        # spoofer claiming an allowlisted address (the gateway) is the attack itself.
+        # Only findings whose actor is allowlisted are dropped.
+        for det in self.detectors:
+            out.extend(det.observe(pkt))
+        return self._keep(out)
+
+    def tick(self, now: float | None = None) -> list[Finding]:
+        """Advance every detector to ``now`` (default: the clock's wall time)."""
+        when = self.clock.now() if now is None else now
+        self._next_tick = when + self._tick_every
+        out: list[Finding] = []
+        for det in self.detectors:
+            out.extend(det.tick(when))
+        return self._keep(out)
+
+    def finish(self) -> list[Finding]:
+        """End of a capture file: let every window close (floods end, slow scans
+        that already crossed their thresholds report)."""
+        return self.tick(self._last_ts + float(self.cfg.detect.flush_horizon))
+
+    def run(self, packets: Iterable[Packet]) -> list[Finding]:
+        """Feed a whole packet sequence and finish (replay and tests)."""
+        out: list[Finding] = []
+        for pkt in packets:
+            out.extend(self.feed(pkt))
+        out.extend(self.finish())
+        return out
+
+    def counters(self) -> dict[str, int]:
+        out = {
+            "detect.packets": self.packets,
+            "detect.allowlisted_findings": self.allowlisted_findings,
+        }
+        for det in self.detectors:
+            for key, value in det.counters().items():
+                out[f"{det.name}.{key}"] = value
+        return out

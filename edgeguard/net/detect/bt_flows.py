@@ -1,0 +1,92 @@
+"""Per-flow state the BitTorrent detector needs: TCP openings and uTP pairing.
+
+TCP: which side opened the flow, each side's first payload (size, entropy, whether it
+is a known plaintext protocol), a split handshake's first bytes, and whether a
+plaintext handshake followed (MSE with a plaintext payload is not "encrypted").
+
+uTP: a flow is confirmed as uTP by a SYN answered with a STATE whose ack_nr is the
+SYN's seq_nr (BEP 29), by a BitTorrent handshake inside a DATA packet, or by both
+directions using connection ids that differ by one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = ["TcpFlow", "UtpFlow", "flow_key"]
+
+FlowKey = tuple[str, int, str, int]
+
+
+def flow_key(src: str, sport: int, dst: str, dport: int) -> FlowKey:
+    a, b = (src, sport), (dst, dport)
+    return (a[0], a[1], b[0], b[1]) if a <= b else (b[0], b[1], a[0], a[1])
+
+
+@dataclass(slots=True)
+class Opening:
+    """One side's first payload."""
+
+    ts: float
+    size: int
+    opaque: bool  # high entropy, no known protocol, size in the MSE/PE range
+    mac: str = ""  # the sender's MAC (for the finding's source)
+    sample: str = ""  # the opening packet's summary
+
+
+@dataclass(slots=True)
+class TcpFlow:
+    """Small until it carries payload: a SYN flood creates many of these."""
+
+    initiator: str
+    listen_port: int
+    opened: float
+    isn_initiator: int = -1  # sequence numbers of the SYN and the SYN-ACK: a side's
+    isn_responder: int = -1  # first payload byte is ISN + 1
+    openings: dict[str, Opening] | None = None  # side ip -> its first payload
+    partial: dict[str, bytes] | None = None  # side ip -> a split handshake's start
+    plaintext: bool = False  # a side sent a plaintext handshake
+    announced: str = ""  # the side that sent a tracker request on this flow
+
+    def is_first_payload(self, side: str, seq: int) -> bool:
+        """Whether a segment from ``side`` starting at ``seq`` is that side's first
+        payload. The capture filter also passes mid-flow segments (it has no state);
+        without a known ISN the segment is taken as first."""
+        isn = self.isn_initiator if side == self.initiator else self.isn_responder
+        return isn < 0 or seq == (isn + 1) & 0xFFFFFFFF
+
+    def opening(self, side: str) -> Opening | None:
+        return None if self.openings is None else self.openings.get(side)
+
+    def set_opening(self, side: str, opening: Opening) -> None:
+        if self.openings is None:
+            self.openings = {}
+        self.openings[side] = opening
+
+    def take_partial(self, side: str) -> bytes | None:
+        return None if self.partial is None else self.partial.pop(side, None)
+
+    def set_partial(self, side: str, data: bytes) -> None:
+        if self.partial is None:
+            self.partial = {}
+        self.partial[side] = data
+
+
+@dataclass(slots=True)
+class UtpFlow:
+    syn: tuple[str, int, int] | None = None  # (initiator ip, connection id, seq_nr)
+    ids: dict[str, set[int]] = field(default_factory=dict)  # side ip -> connection ids
+    confirmed: bool = False
+    packets: int = 0
+
+    def note(self, side: str, conn_id: int) -> None:
+        ids = self.ids.setdefault(side, set())
+        if len(ids) < 4:
+            ids.add(conn_id)
+
+    def paired(self) -> bool:
+        """Both directions seen, with connection ids one apart (send id = recv id + 1)."""
+        if len(self.ids) != 2:
+            return False
+        a, b = self.ids.values()
+        return any(abs(x - y) == 1 for x in a for y in b)

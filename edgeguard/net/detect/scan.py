@@ -1,0 +1,376 @@
+"""Port scans: TRW early detection, vertical/horizontal counts, type and timing labels.
+
+Works on the prefiltered stream: probes (SYN, odd flags, UDP), answers (SYN-ACK, RST,
+ICMP unreachable) and ARP (to learn which IP a MAC owns, for decoys). Answers are
+never probes, so a target answering a scan never becomes an actor.
+
+Labels: the probe type (syn, connect, fin, null, xmas, maimon, ack, udp), replaced by
+``masscan`` for a steady high-rate scan and ``slow`` for a paced one; IPv6 scans get
+an ``ipv6-`` prefix. With nmap ``-D`` every probe is also sent from decoy addresses
+through the same MAC; the finding then names the MAC and the address it owns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from edgeguard.events import Finding, Severity
+from edgeguard.net.config import NetworkConfig
+from edgeguard.net.detect.common import BoundedTable, ExclusionSet, endpoint, summary
+from edgeguard.net.detect.evidence import ScanEvidence
+from edgeguard.net.detect.intel import HostIntel
+from edgeguard.net.detect.scan_decoy import DecoyTracker
+from edgeguard.net.detect.scan_probe import Probe, ProbeClassifier
+from edgeguard.net.detect.scan_state import PENDING, SEEN, SourceState, Trw
+from edgeguard.net.packet import Packet
+
+__all__ = ["ScanDetector"]
+
+#: Probe types whose failures the walk counts (UDP is counted by distinct ports too).
+_TCP_TYPES = ("syn", "fin", "null", "xmas", "maimon", "ack")
+_NO_ADDRESS = ("", "0.0.0.0")  # noqa: S104 (an ARP probe's sender, not a bind address)
+PendingKey = tuple[str, str, int, int]  # (source, destination, protocol, port)
+#: ``SourceState.reported`` value of a subtype judged not a scan (never summarised)
+_EXEMPT = -1
+
+
+class ScanDetector:
+    name = "scan"
+
+    def __init__(self, cfg: NetworkConfig, intel: HostIntel) -> None:
+        self.cfg = cfg.scan
+        self.summaries = cfg.detect.summaries
+        self.intel = intel
+        self.trw = Trw.from_config(self.cfg)
+        self.exclusions = ExclusionSet(cfg.exclusions)
+        self.sources: BoundedTable[str, SourceState] = BoundedTable(
+            self.cfg.max_sources, on_evict=self._source_gone,
+            prefer_evict=lambda s: s.distinct_contacts() <= 1 and not s.reported)
+        self.contacts_total = 0  # remembered contacts over all sources (global budget)
+        # probe waiting for its answer -> (deadline, probe type, silence is failure)
+        self.pending: BoundedTable[PendingKey, tuple[float, str, bool]] = BoundedTable(
+            self.cfg.max_pending, on_evict=self._pending_evicted)
+        # ACK / FIN-ACK on a flow never seen opening: a probe only if answered by RST
+        self.candidates: BoundedTable[PendingKey, tuple[float, str, Packet]] = BoundedTable(
+            self.cfg.max_pending)
+        # SYN-ACKed probe waiting for the actor's reaction (RST = half-open) -> deadline
+        self.half: BoundedTable[PendingKey, float] = BoundedTable(self.cfg.max_pending)
+        self.classifier = ProbeClassifier(self.cfg.max_pending)
+        self.decoys = DecoyTracker(self.cfg.decoy_window, self.cfg.max_pending,
+                                   self.cfg.max_sources)
+        self.active: dict[str, SourceState] = {}  # reported and not yet summarised
+        self.now = 0.0
+        self.n_packets = 0
+        self.n_probes = 0
+        self.n_expired = 0
+        self.n_bittorrent_exempt = 0
+        self.n_sweep_exempt = 0
+
+    # -- the detector protocol ----------------------------------------------------------
+    def observe(self, pkt: Packet) -> list[Finding]:
+        self.n_packets += 1
+        self.now = max(self.now, pkt.ts)
+        if pkt.arp is not None:
+            arp = pkt.arp
+            if arp.sender_ip not in _NO_ADDRESS and arp.sender_mac == pkt.src_mac:
+                self.decoys.note_owner(arp.sender_mac, arp.sender_ip)
+            return []
+        if not pkt.src_ip or self._excluded(pkt):
+            return []
+        probe = self.classifier.classify(pkt)
+        if probe is None:
+            return self._answer(pkt)
+        if probe.settle == "confirm":
+            self.candidates.put((pkt.src_ip, pkt.dst_ip, pkt.proto, pkt.dport),
+                                (pkt.ts + self.cfg.answer_timeout, probe.kind, pkt))
+            return []
+        return self._probe(pkt, probe)
+
+    def _excluded(self, pkt: Packet) -> bool:
+        """Traffic to a known-benign service (and, for UDP, its replies). A TCP probe
+        *from* such a port (nmap -g 7680) is still a probe."""
+        ex = self.exclusions
+        return ex.excluded(pkt.proto, pkt.dport) or (
+            pkt.proto == 17 and ex.excluded(17, pkt.sport))
+
+    def tick(self, now: float) -> list[Finding]:
+        self.now = max(self.now, now)
+        out: list[Finding] = []
+        while (item := self.pending.oldest()) is not None and item[1][0] <= now:
+            self.pending.pop(item[0])
+            if item[1][2]:
+                out.extend(self._settle(item[0], failed=True, kind=item[1][1]))
+        while (cand := self.candidates.oldest()) is not None and cand[1][0] <= now:
+            self.candidates.pop(cand[0])
+        while (h := self.half.oldest()) is not None and h[1] <= now:
+            self.half.pop(h[0])
+            out.extend(self._settle(h[0], failed=False, kind="syn"))
+        for state in list(self.active.values()):
+            out.extend(self._check(state))
+            if now - state.last >= self.cfg.idle:
+                del self.active[state.ip]
+                out.extend(self._summarise(state))
+        while (old := self.sources.oldest()) is not None and now - old[1].last > self.cfg.window:
+            self.sources.pop(old[0])
+            self._source_gone(old[0], old[1])
+            self.n_expired += 1
+        return out
+
+    def _source_gone(self, ip: str, state: SourceState) -> None:
+        self.active.pop(ip, None)
+        self.contacts_total -= len(state.contacts)
+
+    def counters(self) -> Mapping[str, int]:
+        return {
+            "packets": self.n_packets, "probes": self.n_probes,
+            "sources": len(self.sources), "sources_evicted": self.sources.evicted,
+            "contacts": self.contacts_total,
+            "sources_expired": self.n_expired,
+            "pending": len(self.pending), "pending_evicted": self.pending.evicted,
+            "candidates": len(self.candidates), "candidates_evicted": self.candidates.evicted,
+            "tcp_flows": len(self.classifier.tcp_flows),
+            "tcp_flows_evicted": self.classifier.tcp_flows.evicted,
+            "udp_flows": len(self.classifier.udp_flows),
+            "udp_flows_evicted": self.classifier.udp_flows.evicted,
+            "decoy_groups": len(self.decoys.groups), "bittorrent_exempt": self.n_bittorrent_exempt,
+            "sweep_exempt": self.n_sweep_exempt,
+        }
+
+    # -- probes and answers -------------------------------------------------------------
+    def _probe(self, pkt: Packet, probe: Probe) -> list[Finding]:
+        self.n_probes += 1
+        state = self.sources.touch(pkt.src_ip)
+        if state is None:
+            state = SourceState(pkt.src_ip, pkt.src_mac, pkt.ip_version, pkt.ts)
+            self.sources.put(pkt.src_ip, state)
+        state.mac = pkt.src_mac or state.mac
+        state.count_probe(pkt.ts, probe.kind, pkt.sport, self.cfg.masscan_rate)
+        if len(state.sample_list) < 3 and state.probes > 1:
+            # from the second probe on: a one-packet (spoofed) source keeps no text
+            state.sample(summary(pkt))
+        self.decoys.note_probe(pkt, state, self.sources)
+        key = (pkt.dst_ip, pkt.dport, pkt.proto)
+        budget = min(self.cfg.max_contacts_per_source,
+                     len(state.contacts) + self.cfg.max_contacts - self.contacts_total)
+        known = len(state.contacts)
+        new = state.add_contact(key, SEEN if probe.settle == "answer" else PENDING, budget)
+        self.contacts_total += len(state.contacts) - known
+        out: list[Finding] = []
+        if probe.settle == "now":  # never legitimate (FIN, NULL, XMAS): failed at once
+            if new and state.outcome(key, True, probe.kind, self.trw):
+                out.extend(self._check(state))
+        elif new or state.contacts.get(key) in (PENDING, SEEN):
+            self.pending.put((pkt.src_ip, pkt.dst_ip, pkt.proto, pkt.dport),
+                             (pkt.ts + self.cfg.answer_timeout, probe.kind,
+                              probe.settle == "timeout"))
+        if probe.kind == "udp" and new:
+            out.extend(self._check(state))
+        return out
+
+    def _confirmed(self, cand: tuple[float, str, Packet]) -> list[Finding]:
+        """An ACK / FIN-ACK probe the target answered with RST."""
+        _, kind, pkt = cand
+        out = self._probe(pkt, Probe(kind, "answer"))
+        return out + self._settle((pkt.src_ip, pkt.dst_ip, pkt.proto, pkt.dport), True, kind)
+
+    def _answer(self, pkt: Packet) -> list[Finding]:
+        """SYN-ACK / RST from a target, the actor's reaction to a SYN-ACK, or an ICMP
+        error quoting a probe."""
+        if pkt.proto == 6:
+            return self._tcp_answer(pkt)
+        quote = pkt.icmp_quote
+        if quote is not None and quote.dport is not None and pkt.icmp_type in (1, 3):
+            key = (quote.src_ip, quote.dst_ip, quote.proto, quote.dport)
+            entry = self.pending.pop(key)
+            kind = entry[1] if entry is not None else ("udp" if quote.proto == 17 else "syn")
+            return self._settle(key, failed=True, kind=kind)
+        return []
+
+    def _tcp_answer(self, pkt: Packet) -> list[Finding]:  # noqa: PLR0911 (answer table)
+        key = (pkt.dst_ip, pkt.src_ip, 6, pkt.sport)  # the probe's (src, dst, proto, port)
+        flags = pkt.tcp_flags
+        if flags & 0x12 == 0x12:  # SYN-ACK: open port; wait for the actor's reaction
+            if self.pending.pop(key) is not None:
+                self.half.put(key, pkt.ts + self.cfg.answer_timeout)
+            return []
+        if flags & 0x04:
+            entry = self.pending.pop(key)
+            if entry is not None:
+                return self._settle(key, failed=True, kind=entry[1])
+            cand = self.candidates.pop(key)
+            if cand is not None:
+                return self._confirmed(cand)
+            mine = (pkt.src_ip, pkt.dst_ip, 6, pkt.dport)
+            if self.half.pop(mine) is not None:
+                # the actor tears down the target's SYN-ACK: bare RST = half-open
+                # (SYN scan), RST|ACK after the handshake = connect()
+                return self._reaction(mine, pkt.src_mac, half_open=not flags & 0x10)
+            return []
+        mine = (pkt.src_ip, pkt.dst_ip, 6, pkt.dport)
+        if flags & 0x10 and self.half.pop(mine) is not None:
+            return self._reaction(mine, pkt.src_mac, half_open=False)
+        return []
+
+    def _reaction(self, key: PendingKey, mac: str, half_open: bool) -> list[Finding]:
+        state = self.sources.get(key[0])
+        if state is None:
+            return []
+        if mac and state.mac and mac != state.mac:
+            state.foreign_mac = True  # a live host answering for itself: someone's decoy
+        if half_open:
+            state.half_open += 1
+        else:
+            state.completed += 1
+        return self._settle(key, failed=half_open, kind="syn")
+
+    def _settle(self, key: PendingKey, failed: bool, kind: str) -> list[Finding]:
+        state = self.sources.get(key[0])
+        if state is None:
+            return []
+        if state.outcome((key[1], key[3], key[2]), failed, kind, self.trw):
+            return self._check(state)
+        return []
+
+    def _pending_evicted(self, key: PendingKey, value: tuple[float, str, bool]) -> None:
+        """Under pressure a waiting probe is settled as unanswered (no finding here;
+        the next check of that source reports)."""
+        state = self.sources.get(key[0])
+        if state is not None and value[2]:
+            state.outcome((key[1], key[3], key[2]), True, value[1], self.trw)
+
+    # -- reporting ----------------------------------------------------------------------
+    def _reportable(self, state: SourceState) -> list[str]:
+        cfg = self.cfg
+        kinds = [t for t in _TCP_TYPES
+                 if state.alarmed and state.fails(t) >= cfg.min_failed_contacts]
+        udp = state.probes_of("udp")
+        if udp and ((state.fails("udp") >= cfg.min_failed_contacts and state.alarmed)
+                    or (udp >= min(cfg.vertical_ports, cfg.horizontal_hosts) and (
+                        max(state.ports_by_host.values(), default=0) >= cfg.vertical_ports
+                        or max(state.hosts_by_port.values(), default=0)
+                        >= cfg.horizontal_hosts))):
+            kinds.append("udp")
+        return kinds
+
+    def _check(self, state: SourceState) -> list[Finding]:
+        if state.muted:
+            return []
+        kinds = self._reportable(state)
+        if not kinds:
+            return []
+        if state.rate_may_continue(self.now, self.cfg.masscan_rate, self.cfg.masscan_seconds):
+            self.active[state.ip] = state  # re-checked on tick: the label may be masscan
+            return []
+        out: list[Finding] = []
+        for kind in kinds:
+            subtype = self._subtype(state, kind)
+            if subtype in state.reported:
+                continue
+            if self._bittorrent_fanout(state, kind):
+                state.reported[subtype] = _EXEMPT
+                self.n_bittorrent_exempt += 1
+                continue
+            if self._sweep_probes(state, kind):
+                state.reported[subtype] = _EXEMPT
+                self.n_sweep_exempt += 1
+                continue
+            finding = self._finding(state, kind, subtype, closing=False)
+            state.reported[subtype] = state.probes
+            self.active[state.ip] = state
+            if finding is not None:
+                out.append(finding)
+        return out
+
+    def _summarise(self, state: SourceState) -> list[Finding]:
+        if not self.summaries or state.muted:
+            return []
+        out = []
+        for subtype, probes in list(state.reported.items()):
+            if probes != _EXEMPT and state.probes > probes:
+                state.reported[subtype] = state.probes
+                kind = subtype.removeprefix("ipv6-")
+                kind = "syn" if kind in ("connect", "masscan", "slow") else kind
+                finding = self._finding(state, kind, subtype, closing=True)
+                if finding is not None:
+                    out.append(finding)
+        return out
+
+    def _bittorrent_fanout(self, state: SourceState, kind: str) -> bool:
+        """A BitTorrent host contacting many peers on high ports is not scanning."""
+        # judged at the probes' time, not the tick's (a replay's final flush is late)
+        if kind not in ("syn", "udp") or not self.intel.is_bittorrent(state.ip, state.last):
+            return False
+        by_port = state.hosts_by_port
+        high = sum(n for port, n in by_port.items() if port >= 1024)
+        return high * 2 >= sum(by_port.values())
+
+    def _sweep_probes(self, state: SourceState, kind: str) -> bool:
+        """nmap -sn off-link adds a SYN to 443 and an ACK to 80 per address: a sweep
+        (reported by the sweep detector), not a port scan, while it stays on those
+        one or two ports."""
+        return kind in ("syn", "ack") and len(state.hosts_by_port) <= 2 and \
+            self.intel.is_sweeping(state.ip, state.last)
+
+    def _subtype(self, state: SourceState, kind: str) -> str:
+        cfg = self.cfg
+        if state.best_run >= cfg.masscan_seconds:
+            label = "masscan"
+        elif state.median_gap() >= cfg.slow_gap:
+            label = "slow"
+        else:
+            label = state.syn_label() if kind == "syn" else kind
+        return f"ipv6-{label}" if state.ip_version == 6 else label
+
+    def _finding(self, state: SourceState, kind: str, subtype: str,
+                 closing: bool) -> Finding | None:
+        decoy = self.decoys.actor(state, self.sources)
+        actor_ip: str | None = state.ip
+        decoys: tuple[str, ...] = ()
+        if decoy is not None:
+            actor_ip, decoys = decoy
+            # one finding for the whole group, kept by the real address's state (or,
+            # MAC only, by the one reporting first); the decoys go quiet
+            real = self.sources.get(actor_ip) if actor_ip else None
+            if real is not None and real is not state:
+                state.muted = True
+                self.active.pop(state.ip, None)
+                if subtype in real.reported:
+                    return None
+                real.reported[subtype] = real.probes
+                self.active[real.ip] = real
+                state = real
+            for ip in decoys:
+                member = self.sources.get(ip)
+                if member is not None and member is not state:
+                    member.muted = True
+                    self.active.pop(ip, None)
+        actor = actor_ip or state.mac
+        by_host, by_port = state.ports_by_host, state.hosts_by_port
+        hosts = sorted(by_host, key=by_host.__getitem__, reverse=True)
+        single_port = next(iter(by_port)) if len(by_port) == 1 else None
+        evidence = ScanEvidence(
+            type=state.syn_label() if kind == "syn" else kind,
+            timing=("masscan-rate" if "masscan" in subtype else
+                    "slow" if "slow" in subtype else "normal"),
+            direction=state.direction(), probes=state.probes, failed=state.failed,
+            succeeded=state.succeeded, ports=len(by_port) + state.overflow,
+            hosts=len(by_host), duration_s=state.duration(),
+            rate_pps=state.probes / state.duration() if state.duration() > 0 else 0.0,
+            median_gap_s=state.median_gap(), ip_version=state.ip_version,
+            trw_log10_ratio=state.log_ratio, decoys=decoys, summary=closing,
+            samples=tuple(state.sample_list))
+        what = "scan summary" if closing else "scan"
+        return Finding(
+            kind="scan", subtype=subtype,
+            message=(f"{actor} {subtype} {what}: {evidence.ports} ports on {evidence.hosts} "
+                     f"host(s), {state.failed} failed first contacts, {state.probes} probes "
+                     f"in {state.duration():.1f}s"
+                     + (f" (decoys {', '.join(decoys)})" if decoys else "")),
+            identifier=f"scan:{actor}:{subtype}", severity=Severity.SEVERE,
+            category=("network", "intrusion_detection"), event_type=("info", "denied"),
+            source=endpoint(actor_ip, state.mac),
+            destinations=tuple(endpoint(h, None, single_port) for h in hosts[:8]),
+            transport="udp" if kind == "udp" else "tcp",
+            first_seen=state.first, last_seen=state.last, count=state.probes,
+            evidence=evidence)
+

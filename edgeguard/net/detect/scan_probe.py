@@ -1,0 +1,89 @@
+"""Which packets are scan probes, and of what type.
+
+* a SYN (no ACK) opens a first contact; SYN-ACK, RST and ICMP errors are answers;
+* FIN, NULL and XMAS (no ACK) are never legitimate: each is a failed contact at once;
+* FIN/ACK (Maimon) and bare ACK are ordinary on open connections, so they are only
+  *candidates*: a probe when the flow was never seen opening and the target answers
+  with RST (which it does for every ACK/Maimon probe to an unknown connection);
+* UDP to a port is a contact unless it answers a datagram seen the other way or comes
+  from a low service port to a high one (a server's reply).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from edgeguard.net.detect.common import BoundedTable, is_multicast_or_broadcast
+from edgeguard.net.packet import Packet, TcpFlags
+
+__all__ = ["Probe", "ProbeClassifier"]
+
+FlowKey = tuple[str, int, str, int]
+
+_FIN, _SYN, _RST, _PSH, _ACK, _URG = (TcpFlags.FIN, TcpFlags.SYN, TcpFlags.RST, TcpFlags.PSH,
+                                      TcpFlags.ACK, TcpFlags.URG)
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    kind: str  # syn | fin | null | xmas | maimon | ack | udp
+    #: "now": failed at once; "timeout": silence is failure; "answer": only an answer
+    #: (RST / ICMP error) makes it a failure; "confirm": not a probe until answered
+    settle: str
+
+
+_SYN_PROBE = Probe("syn", "timeout")
+_UDP_PROBE = Probe("udp", "answer")
+_ODD = {"fin": Probe("fin", "now"), "null": Probe("null", "now"), "xmas": Probe("xmas", "now")}
+_MAIMON = Probe("maimon", "confirm")
+_ACK_PROBE = Probe("ack", "confirm")
+
+
+def _flow(pkt: Packet) -> FlowKey:
+    a, b = (pkt.src_ip, pkt.sport), (pkt.dst_ip, pkt.dport)
+    return (a[0], a[1], b[0], b[1]) if a <= b else (b[0], b[1], a[0], a[1])
+
+
+class ProbeClassifier:
+    """Remembers which TCP flows opened and which UDP conversations exist (bounded)."""
+
+    def __init__(self, cap: int) -> None:
+        self.tcp_flows: BoundedTable[FlowKey, None] = BoundedTable(cap)
+        self.udp_flows: BoundedTable[FlowKey, None] = BoundedTable(cap)
+
+    def classify(self, pkt: Packet) -> Probe | None:
+        if pkt.proto == 6:
+            return self._tcp(pkt)
+        if pkt.proto == 17:
+            return self._udp(pkt)
+        return None
+
+    def _tcp(self, pkt: Packet) -> Probe | None:  # noqa: PLR0911 (a decision table)
+        flags = pkt.tcp_flags & 0x3F  # ECE/CWR (ECN) do not change the probe type
+        if flags & _RST:
+            return None
+        if flags & _SYN:
+            self.tcp_flows.put(_flow(pkt), None)
+            return None if flags & _ACK else _SYN_PROBE
+        if not flags & _ACK:
+            if flags & _FIN:
+                return _ODD["xmas"] if flags & _PSH and flags & _URG else _ODD["fin"]
+            return _ODD["null"]
+        if pkt.payload_len or _flow(pkt) in self.tcp_flows:
+            return None
+        if flags == _FIN | _ACK:
+            return _MAIMON
+        return _ACK_PROBE if flags == _ACK else None
+
+    def _udp(self, pkt: Packet) -> Probe | None:
+        if is_multicast_or_broadcast(pkt.dst_ip):
+            return None
+        key = _flow(pkt)
+        if key in self.udp_flows:
+            # a conversation already seen: either the other side's reply or more of
+            # the same exchange; only its first datagram was a contact
+            return None
+        self.udp_flows.put(key, None)
+        if pkt.sport < 1024 <= pkt.dport:
+            return None  # a service answering a client we did not see asking
+        return _UDP_PROBE

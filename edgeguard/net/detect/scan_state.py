@@ -1,0 +1,255 @@
+"""Per-source scan state: first contacts, their outcomes, TRW ratio, timing and labels.
+
+A *contact* is a distinct (destination, port, protocol) a source tried. Its outcome
+is decided by the answers the prefilter passes (SYN-ACK, RST, ICMP unreachable) or by
+silence. The threshold random walk (Jung et al., 2004) multiplies a likelihood ratio
+by (1-theta1)/(1-theta0) per failed first contact and by theta1/theta0 per success;
+the source is a scanner once the ratio reaches detection/false_alarm.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass
+
+from edgeguard.net.config import ScanThresholds
+
+__all__ = ["FAILED", "OK", "PENDING", "SEEN", "SourceState", "Trw", "median"]
+
+# Contact outcomes.
+PENDING = 0  # waiting for an answer
+FAILED = 1  # RST, ICMP unreachable, silence, or a never-legitimate probe
+OK = 2  # SYN-ACK (and not torn down half-open)
+SEEN = 3  # counted without an outcome (UDP: replies are not seen through the prefilter)
+
+#: How many gaps between first contacts are kept for the median.
+_GAPS = 64
+#: Cap on remembered source ports (the connect-scan hint).
+_SPORTS = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Trw:
+    """The random walk's steps and thresholds in log10."""
+
+    fail_step: float
+    ok_step: float
+    alarm: float
+    benign: float
+
+    @classmethod
+    def from_config(cls, cfg: ScanThresholds) -> Trw:
+        t0, t1 = cfg.trw_benign_success, cfg.trw_scanner_success
+        pd, pf = cfg.trw_detection, cfg.trw_false_alarm
+        return cls(fail_step=math.log10((1 - t1) / (1 - t0)), ok_step=math.log10(t1 / t0),
+                   alarm=math.log10(pd / pf), benign=math.log10((1 - pd) / (1 - pf)))
+
+
+def median(values: list[float]) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+class SourceState:
+    """Everything known about one probing source. Memory per source is bounded by
+    ``max_contacts_per_source`` and the fixed caps above; a source with a single
+    contact (a spoofed flood's typical source) allocates only its contact map, the
+    rest is created when a second contact arrives."""
+
+    __slots__ = (
+        "_fails", "_gaps", "_hosts_by_port", "_ports_by_host", "_probes_by", "_sports",
+        "alarmed", "best_run", "co_sent", "completed", "contacts", "failed", "first",
+        "first_sport", "foreign_mac", "half_open", "high_run", "ip", "ip_version", "kind0", "last",
+        "last_contact", "log_ratio", "mac", "muted", "overflow", "probes", "reported",
+        "sample_list", "sec", "sec_count", "succeeded", "syn_probes",
+    )
+
+    def __init__(self, ip: str, mac: str, ip_version: int, ts: float) -> None:
+        self.ip = ip
+        self.mac = mac
+        self.ip_version = ip_version
+        self.first = ts
+        self.last = ts
+        self.last_contact = -1.0
+        self.probes = 0
+        self.contacts: dict[tuple[str, int, int], int] = {}
+        self.overflow = 0
+        self._ports_by_host: Counter[str] | None = None
+        self._hosts_by_port: Counter[int] | None = None
+        self.log_ratio = 0.0
+        self.alarmed = False
+        self.failed = 0
+        self.succeeded = 0
+        self._fails: Counter[str] | None = None
+        self._probes_by: Counter[str] | None = None
+        self.kind0 = ""  # the probe type while there has been only one kind
+        self.first_sport = -1
+        self._sports: set[int] | None = None
+        self.syn_probes = 0
+        self.half_open = 0
+        self.completed = 0
+        self.co_sent = 0
+        self._gaps: list[float] | None = None
+        self.sec = -1
+        self.sec_count = 0
+        self.high_run = 0
+        self.best_run = 0
+        #: subtype -> probes at its last report (a summary is due when this grew)
+        self.reported: dict[str, int] = {}
+        self.sample_list: list[str] = []
+        #: a decoy address of another actor: never reported on its own
+        self.muted = False
+        #: this address also reacts from another MAC: a live host used as a decoy
+        self.foreign_mac = False
+
+    # -- views (empty until allocated) -------------------------------------------------
+    @property
+    def ports_by_host(self) -> Counter[str]:
+        """Distinct ports per destination host."""
+        if self._ports_by_host is None:
+            return Counter(key[0] for key in self.contacts)
+        return self._ports_by_host
+
+    @property
+    def hosts_by_port(self) -> Counter[int]:
+        """Distinct hosts per destination port."""
+        if self._hosts_by_port is None:
+            return Counter(key[1] for key in self.contacts)
+        return self._hosts_by_port
+
+    def fails(self, kind: str) -> int:
+        return 0 if self._fails is None else self._fails[kind]
+
+    def probes_of(self, kind: str) -> int:
+        if self._probes_by is None:
+            return self.probes if kind == self.kind0 else 0
+        return self._probes_by[kind]
+
+    @property
+    def gaps(self) -> list[float]:
+        return self._gaps or []
+
+    @property
+    def sports(self) -> set[int]:
+        if self._sports is not None:
+            return self._sports
+        return {self.first_sport} if self.first_sport >= 0 else set()
+
+    # -- accounting -------------------------------------------------------------------
+    def distinct_contacts(self) -> int:
+        return len(self.contacts) + self.overflow
+
+    def add_contact(self, key: tuple[str, int, int], state: int, cap: int) -> bool:
+        """Record a new contact; False when it was already known. ``cap`` is what
+        this source may still remember (per-source and global budgets)."""
+        if key in self.contacts:
+            return False
+        if len(self.contacts) >= cap:
+            self.overflow += 1  # counted, not remembered: memory stays bounded
+        else:
+            if self.contacts and self._ports_by_host is None:
+                self._ports_by_host = self.ports_by_host
+                self._hosts_by_port = self.hosts_by_port
+            self.contacts[key] = state
+            if self._ports_by_host is not None and self._hosts_by_port is not None:
+                self._ports_by_host[key[0]] += 1
+                self._hosts_by_port[key[1]] += 1
+        if self.last_contact >= 0:
+            if self._gaps is None:
+                self._gaps = []
+            self._gaps.append(self.last - self.last_contact)
+            if len(self._gaps) > _GAPS:
+                del self._gaps[0]
+        self.last_contact = self.last
+        return True
+
+    def count_probe(self, ts: float, kind: str, sport: int, rate: float) -> None:
+        if self.probes and self._probes_by is None:
+            self._probes_by = Counter({self.kind0: self.probes})
+        self.probes += 1
+        if self._probes_by is not None:
+            self._probes_by[kind] += 1
+        else:
+            self.kind0 = kind
+        self.last = max(self.last, ts)
+        if kind == "syn":
+            self.syn_probes += 1
+            if self.first_sport < 0:
+                self.first_sport = sport
+            elif sport != self.first_sport or self._sports is not None:
+                if self._sports is None:
+                    self._sports = {self.first_sport}
+                if len(self._sports) < _SPORTS:
+                    self._sports.add(sport)
+        second = int(ts)
+        if second != self.sec:
+            if second == self.sec + 1 and self.sec_count >= rate:
+                self.high_run += 1
+            else:
+                self.high_run = 0
+            self.sec, self.sec_count = second, 0
+        self.sec_count += 1
+        self.best_run = max(self.best_run, self.high_run + (1 if self.sec_count >= rate else 0))
+
+    def outcome(self, key: tuple[str, int, int], failed: bool, kind: str, trw: Trw) -> bool:
+        """Settle a contact; True when this changed the walk."""
+        state = self.contacts.get(key)
+        if state not in (PENDING, SEEN):
+            return False
+        self.contacts[key] = FAILED if failed else OK
+        if failed:
+            self.failed += 1
+            if self._fails is None:
+                self._fails = Counter()
+            self._fails[kind] += 1
+            self.log_ratio += trw.fail_step
+        else:
+            self.succeeded += 1
+            self.log_ratio += trw.ok_step
+        if self.log_ratio >= trw.alarm:
+            self.alarmed = True
+        elif self.log_ratio <= trw.benign:
+            self.log_ratio = 0.0  # benign for now; start over (bounds a scanner's credit)
+        return True
+
+    def sample(self, text: str) -> None:
+        if len(self.sample_list) < 3:
+            self.sample_list.append(text)
+
+    # -- labels -----------------------------------------------------------------------
+    def rate_may_continue(self, now: float, rate: float, seconds: int) -> bool:
+        """The scan is still sending at the masscan rate but has not held it for
+        ``seconds`` yet: its label may still become masscan, so wait."""
+        if self.best_run >= seconds or now - self.last >= 1.0:
+            return False
+        if self.sec_count >= rate:
+            return True
+        recent = self.gaps[-8:]
+        return bool(recent) and median(recent) * rate <= 1.0
+
+    def median_gap(self) -> float:
+        return median(self.gaps)
+
+    def syn_label(self) -> str:
+        """syn (half-open) or connect (full handshakes through the OS)."""
+        if self.completed or self.half_open:
+            return "connect" if self.completed > self.half_open else "syn"
+        if self.syn_probes >= 4 and len(self.sports) >= min(self.syn_probes, _SPORTS) // 2:
+            return "connect"  # connect() takes a new ephemeral port per probe
+        return "syn"
+
+    def direction(self) -> str:
+        hosts = len(self.ports_by_host)
+        ports = len(self.hosts_by_port)
+        if hosts <= 1:
+            return "vertical"
+        if ports <= 1:
+            return "horizontal"
+        return "mixed"
+
+    def duration(self) -> float:
+        return max(0.0, self.last - self.first)

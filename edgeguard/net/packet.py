@@ -1,0 +1,70 @@
+"""The decoded packet the decoders produce and the detectors consume.
+
+One flat, slotted object per packet (no nested layer objects): decoders fill what the
+packet has and leave the rest at their defaults. Addresses are kept as text (``str``)
+because findings and audit records need text anyway and detectors key tables on them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["ArpInfo", "IcmpQuote", "Packet", "TcpFlags"]
+
+
+class TcpFlags:
+    FIN = 0x01
+    SYN = 0x02
+    RST = 0x04
+    PSH = 0x08
+    ACK = 0x10
+    URG = 0x20
+    ECE = 0x40
+    CWR = 0x80
+
+
+@dataclass(slots=True)
+class ArpInfo:
+    op: int  # 1 request, 2 reply
+    sender_mac: str
+    sender_ip: str
+    target_mac: str
+    target_ip: str
+
+
+@dataclass(slots=True)
+class IcmpQuote:
+    """The original datagram quoted inside an ICMP error (e.g. port unreachable)."""
+
+    src_ip: str
+    dst_ip: str
+    proto: int
+    sport: int | None
+    dport: int | None
+
+
+@dataclass(slots=True)
+class Packet:
+    ts: float  # capture time, epoch seconds
+    wire_len: int  # original frame length
+    src_mac: str = ""
+    dst_mac: str = ""
+    ethertype: int = 0
+    vlan: int | None = None
+    ip_version: int = 0  # 0 when not IP
+    src_ip: str = ""
+    dst_ip: str = ""
+    ttl: int = 0
+    proto: int = 0  # IP protocol number (6 TCP, 17 UDP, 1 ICMP, 58 ICMPv6)
+    sport: int = 0
+    dport: int = 0
+    tcp_flags: int = 0
+    tcp_seq: int = 0
+    tcp_ack: int = 0
+    tcp_window: int = 0
+    icmp_type: int = -1
+    icmp_code: int = -1
+    icmp_quote: IcmpQuote | None = None
+    arp: ArpInfo | None = None
+    payload: bytes = b""  # first bytes of the transport payload (what the snap length kept)
+    payload_len: int = 0  # full transport payload length from the headers

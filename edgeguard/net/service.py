@@ -1,0 +1,242 @@
+"""The network component: capture workers per interface, findings into the pipeline.
+
+Each watched interface gets ``capture_workers`` worker processes
+(:mod:`edgeguard.net.worker`; with more than one they share a ``PACKET_FANOUT_HASH``
+group so the kernel spreads flows over them). A worker's reports arrive on a socket
+pair registered with ``loop.add_reader``: findings go to ``ctx.submit(finding,
+"network")``, counters (kernel drops included) feed :meth:`counters` (shown by
+``edgeguard status``) and a periodic ``capture-stats`` audit record. A worker that
+dies is restarted after a pause and counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import pickle
+import socket
+import subprocess
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from edgeguard.daemon.component import CommandHandler, Component, Context, Peer
+from edgeguard.events import AuditRecord, EventKind, Outcome, Scalar
+from edgeguard.net.config import NetworkConfig
+from edgeguard.net.worker import MAX_MESSAGE, Reconfigure, WorkerReport, WorkerSpec
+from edgeguard.policy.model import Policy
+
+__all__ = ["NetworkComponent", "components"]
+
+log = structlog.get_logger("edgeguard.net")
+
+RESTART_DELAY = 2.0
+STOP_GRACE = 3.0
+#: Counters summed over workers for ``edgeguard status``.
+SUMMED = ("frames", "decoded", "malformed", "kernel_packets", "kernel_drops", "findings",
+          "findings_dropped")
+
+
+@dataclass(slots=True)
+class WorkerHandle:
+    spec: WorkerSpec
+    proc: subprocess.Popen[bytes]
+    sock: socket.socket
+    counters: dict[str, int] = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.spec.interface}#{self.spec.index}"
+
+
+def spawn_worker(spec: WorkerSpec) -> WorkerHandle:
+    """Start ``python -m edgeguard.net.worker`` with one end of a socket pair."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    env = dict(os.environ)
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    try:
+        proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            [sys.executable, "-m", "edgeguard.net.worker", str(theirs.fileno())],
+            pass_fds=(theirs.fileno(),), env=env, stdin=subprocess.DEVNULL)
+    finally:
+        theirs.close()
+    ours.send(pickle.dumps(spec, protocol=pickle.HIGHEST_PROTOCOL))
+    ours.setblocking(False)
+    return WorkerHandle(spec, proc, ours)
+
+
+def stop_worker(handle: WorkerHandle) -> None:
+    """EOF on the socket pair asks the worker to stop; then SIGTERM, then SIGKILL."""
+    with contextlib.suppress(OSError):
+        handle.sock.close()
+    for signal_it in (None, handle.proc.terminate, handle.proc.kill):
+        if signal_it is not None:
+            with contextlib.suppress(ProcessLookupError):
+                signal_it()
+        try:
+            handle.proc.wait(timeout=STOP_GRACE)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def fanout_group(interface: str) -> int:
+    """A fanout group id unique to this daemon and interface."""
+    return (os.getpid() * 31 + socket.if_nametoindex(interface)) & 0xFFFF
+
+
+class NetworkComponent(Component):
+    name = "network"
+
+    def __init__(self, cfg: NetworkConfig, *, ring: bool = True) -> None:
+        self.cfg = cfg
+        self.ring = ring
+        self.ctx: Context | None = None
+        self.workers: list[WorkerHandle] = []
+        self.worker_restarts = 0
+        self.worker_errors = 0
+        self.findings_submitted = 0
+        self._stats_timer: asyncio.TimerHandle | None = None
+        self._stopping = False
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def start(self, ctx: Context) -> None:
+        self.ctx = ctx
+        for spec in self._specs(self.cfg):
+            self._launch(spec)
+        self._stats_timer = ctx.loop.call_later(float(self.cfg.stats_interval), self._stats)
+
+    def _specs(self, cfg: NetworkConfig) -> list[WorkerSpec]:
+        out: list[WorkerSpec] = []
+        for interface in cfg.interfaces:
+            group = fanout_group(interface) if cfg.capture_workers > 1 else None
+            out.extend(WorkerSpec(interface, cfg, ring=self.ring, fanout_group=group, index=i)
+                       for i in range(cfg.capture_workers))
+        return out
+
+    def _launch(self, spec: WorkerSpec) -> None:
+        assert self.ctx is not None
+        handle = spawn_worker(spec)
+        self.workers.append(handle)
+        self.ctx.loop.add_reader(handle.sock.fileno(), self._readable, handle)
+
+    def reload(self, policy: Policy) -> None:
+        new = policy.network
+        old = self.cfg
+        self.cfg = new
+        if self.ctx is None:
+            return
+        if (new.interfaces, new.capture_workers, new.ring_size, new.promiscuous) != (
+                old.interfaces, old.capture_workers, old.ring_size, old.promiscuous):
+            for handle in list(self.workers):
+                self._retire(handle)
+            for spec in self._specs(new):
+                self._launch(spec)
+            return
+        for handle in self.workers:
+            with contextlib.suppress(OSError):
+                handle.sock.send(pickle.dumps(Reconfigure(new)))
+
+    def stop(self) -> None:
+        self._stopping = True
+        if self._stats_timer is not None:
+            self._stats_timer.cancel()
+        for handle in list(self.workers):
+            self._retire(handle)
+
+    def _retire(self, handle: WorkerHandle) -> None:
+        if self.ctx is not None:
+            with contextlib.suppress(ValueError, OSError):
+                self.ctx.loop.remove_reader(handle.sock.fileno())
+        stop_worker(handle)
+        if handle in self.workers:
+            self.workers.remove(handle)
+
+    # -- reports -----------------------------------------------------------------------
+    def _readable(self, handle: WorkerHandle) -> None:
+        while True:
+            try:
+                raw = handle.sock.recv(MAX_MESSAGE)
+            except BlockingIOError:
+                return
+            except OSError:
+                raw = b""
+            if not raw:
+                self._died(handle)
+                return
+            report = pickle.loads(raw)  # noqa: S301 - our own worker over a socket pair
+            if isinstance(report, WorkerReport):
+                self._report(handle, report)
+
+    def _report(self, handle: WorkerHandle, report: WorkerReport) -> None:
+        assert self.ctx is not None
+        if report.counters:
+            handle.counters = dict(report.counters)
+        if report.error:
+            handle.error = report.error
+            self.worker_errors += 1
+            log.error("capture worker failed", worker=handle.name, error=report.error)
+        for finding in report.findings:
+            self.findings_submitted += 1
+            self.ctx.submit(finding, "network")
+
+    def _died(self, handle: WorkerHandle) -> None:
+        if self._stopping or self.ctx is None:
+            return
+        log.warning("capture worker exited", worker=handle.name, error=handle.error)
+        self._retire(handle)
+        self.worker_restarts += 1
+        self.ctx.loop.call_later(RESTART_DELAY, self._relaunch, handle.spec)
+
+    def _relaunch(self, spec: WorkerSpec) -> None:
+        if self._stopping:
+            return
+        self._launch(WorkerSpec(spec.interface, self.cfg, spec.ring, spec.fanout_group,
+                                spec.index))
+
+    def _stats(self) -> None:
+        assert self.ctx is not None
+        fields: dict[str, Scalar] = {f"edgeguard.capture.{k}": v
+                                     for k, v in self.counters().items()}
+        fields["edgeguard.capture.interfaces"] = tuple(self.cfg.interfaces)
+        with contextlib.suppress(OSError):
+            self.ctx.audit.write(AuditRecord(
+                action="capture-stats", kind=EventKind.STATE, category=("network",),
+                outcome=Outcome.SUCCESS, fields=fields,
+                message=f"capture: {fields.get('edgeguard.capture.frames', 0)} frames, "
+                        f"{fields.get('edgeguard.capture.kernel_drops', 0)} kernel drops"))
+        self._stats_timer = self.ctx.loop.call_later(float(self.cfg.stats_interval), self._stats)
+
+    # -- status --------------------------------------------------------------------------
+    def counters(self) -> Mapping[str, int]:
+        out: dict[str, int] = dict.fromkeys(SUMMED, 0)
+        for handle in self.workers:
+            for key in SUMMED:
+                out[key] += handle.counters.get(key, 0)
+        out["workers"] = len(self.workers)
+        out["worker_restarts"] = self.worker_restarts
+        out["worker_errors"] = self.worker_errors
+        out["findings_submitted"] = self.findings_submitted
+        return out
+
+    def commands(self) -> Mapping[str, CommandHandler]:
+        return {"network.capture": self._cmd_capture}
+
+    async def _cmd_capture(self, peer: Peer, args: Mapping[str, Any]) -> list[dict[str, Any]]:
+        del peer, args
+        return [{"worker": h.name, "pid": h.proc.pid, "error": h.error, **h.counters}
+                for h in self.workers]
+
+
+def components(policy: Policy) -> list[Component]:
+    """The network component when the policy enables it and names interfaces."""
+    cfg = policy.network
+    if not cfg.enabled or not cfg.interfaces:
+        return []
+    return [NetworkComponent(cfg)]

@@ -1,0 +1,202 @@
+"""The capture worker: its own process per interface (and per fanout member).
+
+It opens the filtered AF_PACKET socket, decodes, runs the detectors, and sends
+:class:`WorkerReport` messages (findings and counters, pickled) to the daemon over a
+``SOCK_SEQPACKET`` socket pair. A packet flood therefore costs this process CPU and, at
+worst, kernel drops (counted), but never delays the daemon's event loop.
+
+Backpressure is bounded at every step: the kernel queue/ring (its drops are counted by
+``PACKET_STATISTICS``), the outbox of unsent findings (``OUTBOX_LIMIT``; overflow is
+counted as ``findings_dropped``), and the socket pair's buffer (sends never block).
+
+Run as ``python -m edgeguard.net.worker FD``: the first message on FD is a pickled
+:class:`WorkerSpec`; later messages are :class:`Reconfigure`; EOF means stop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import pickle
+import select
+import signal
+import socket
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from edgeguard.clock import SystemClock
+from edgeguard.events import Finding
+from edgeguard.net.capture import RecvCapture, RingCapture, attach_filter, open_capture_socket
+from edgeguard.net.config import NetworkConfig
+from edgeguard.net.filter import build_filter
+from edgeguard.net.inspect import Chain, Inspector, build_chain, filter_spec
+
+__all__ = ["Reconfigure", "WorkerReport", "WorkerSpec", "main"]
+
+OUTBOX_LIMIT = 10_000
+BATCH = 64  # findings per message
+REPORT_EVERY = 1.0  # seconds between counter reports
+MAX_MESSAGE = 1 << 20
+PR_SET_PDEATHSIG = 1
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSpec:
+    interface: str
+    config: NetworkConfig
+    ring: bool = True
+    fanout_group: int | None = None
+    index: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Reconfigure:
+    """A new policy section: the filter is swapped on the live socket, detectors rebuilt
+    when their settings changed (their state starts afresh)."""
+
+    config: NetworkConfig
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerReport:
+    findings: tuple[Finding, ...] = ()
+    counters: dict[str, int] = field(default_factory=dict)
+    error: str | None = None
+
+
+class Worker:
+    def __init__(self, spec: WorkerSpec, ctl: socket.socket, chain: Chain | None = None) -> None:
+        self.spec = spec
+        self.cfg = spec.config
+        self.ctl = ctl
+        self.clock = SystemClock()
+        program = build_filter(filter_spec(self.cfg))
+        sock = open_capture_socket(spec.interface, program, promiscuous=self.cfg.promiscuous,
+                                   rcvbuf=int(self.cfg.ring_size),
+                                   fanout_group=spec.fanout_group, ring=spec.ring)
+        self.capture: RecvCapture | RingCapture = (
+            RingCapture(sock, blocks=max(2, int(self.cfg.ring_size) // (1 << 20)))
+            if spec.ring else RecvCapture(sock, snap=self.cfg.snap_length))
+        self.inspector = Inspector(chain if chain is not None else build_chain(self.cfg,
+                                                                              self.clock))
+        self.outbox: deque[Finding] = deque()
+        self.findings_dropped = 0
+        self.findings = 0
+        self._next_report = 0.0
+
+    def _sink(self, data: bytes, ts: float, wire_len: int, vlan: int | None) -> None:
+        found = self.inspector.frame(data, ts, wire_len, vlan)
+        if found:
+            self._queue(found)
+
+    def _queue(self, found: list[Finding]) -> None:
+        self.findings += len(found)
+        for finding in found:
+            if len(self.outbox) >= OUTBOX_LIMIT:
+                self.outbox.popleft()
+                self.findings_dropped += 1
+            self.outbox.append(finding)
+
+    def counters(self) -> dict[str, int]:
+        stats = self.capture.read_stats()
+        out = self.inspector.counters()
+        out.update({"kernel_packets": stats.packets, "kernel_drops": stats.drops,
+                    "kernel_freezes": stats.freezes, "findings": self.findings,
+                    "findings_dropped": self.findings_dropped,
+                    "outbox": len(self.outbox)})
+        return out
+
+    def _send(self, report: WorkerReport) -> bool:
+        try:
+            self.ctl.send(pickle.dumps(report, protocol=pickle.HIGHEST_PROTOCOL))
+        except BlockingIOError:
+            return False
+        return True
+
+    def flush(self, now: float) -> None:
+        while self.outbox:
+            batch = tuple(self.outbox[i] for i in range(min(BATCH, len(self.outbox))))
+            if not self._send(WorkerReport(findings=batch)):
+                return
+            for _ in batch:
+                self.outbox.popleft()
+        if now >= self._next_report and self._send(WorkerReport(counters=self.counters())):
+            self._next_report = now + REPORT_EVERY
+
+    def control(self) -> bool:
+        """Handle one control message; False on EOF (the daemon went away or stops us)."""
+        try:
+            raw = self.ctl.recv(MAX_MESSAGE)
+        except BlockingIOError:
+            return True
+        if not raw:
+            return False
+        msg = pickle.loads(raw)  # noqa: S301 - from our own parent over a socket pair
+        if isinstance(msg, Reconfigure):
+            self.reconfigure(msg.config)
+        return True
+
+    def reconfigure(self, cfg: NetworkConfig) -> None:
+        program = build_filter(filter_spec(cfg))
+        attach_filter(self.capture.sock, program)
+        if cfg != self.cfg:
+            self.inspector.chain = build_chain(cfg, self.clock)
+        self.cfg = cfg
+
+    def run(self) -> None:
+        tick_every = 1.0
+        next_tick = time.monotonic() + tick_every
+        while True:
+            readable, _, _ = select.select([self.capture.sock, self.ctl], [], [], 0.2)
+            if self.ctl in readable and not self.control():
+                return
+            self.capture.drain(self._sink)
+            mono = time.monotonic()
+            if mono >= next_tick:
+                next_tick = mono + tick_every
+                found = self.inspector.chain.tick(self.clock.now())
+                if found:
+                    self._queue(found)
+            self.flush(mono)
+
+
+def _die_with_parent() -> None:
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = argv if argv is not None else sys.argv[1:]
+    ctl = socket.socket(fileno=int(args[0]))
+    _die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the daemon decides when we stop
+    spec = pickle.loads(ctl.recv(MAX_MESSAGE))  # noqa: S301 - from our own parent
+    assert isinstance(spec, WorkerSpec)
+    try:
+        worker = Worker(spec, ctl)
+    except Exception as exc:  # noqa: BLE001 - whatever it is, the daemon must hear why
+        ctl.send(pickle.dumps(WorkerReport(error=f"{spec.interface}: {exc}")))
+        return 1
+    ctl.setblocking(False)
+    try:
+        worker.run()
+    finally:
+        with contextlib.suppress(OSError):
+            ctl.setblocking(True)
+            ctl.settimeout(1.0)
+            worker.flush(float("inf"))
+        worker.capture.close()
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    # run the imported module's main, so pickled WorkerSpec/Reconfigure classes (named
+    # edgeguard.net.worker.*) are the ones isinstance() checks against, not __main__'s
+    import importlib
+
+    sys.exit(importlib.import_module("edgeguard.net.worker").main())
