@@ -1,0 +1,142 @@
+"""The enforcement component: owns the table for the daemon's lifetime.
+
+It builds ``inet edgeguard`` at start (when the policy can enforce at all), polls the
+kernel sets every ``network.enforcement.expiry_poll_interval`` to audit expiries,
+serves ``net.blocks`` / ``net.unblock`` on the control socket, and hands the pipeline
+its actions (:meth:`EnforcementComponent.actions`). Under a policy that can only
+monitor, it removes any table a previous enforcing run left, so monitor changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+from edgeguard.actions.nftables.actions import NftAction, nft_actions
+from edgeguard.actions.nftables.enforcer import Enforcer, entry_fields
+from edgeguard.actions.nftables.runner import Nft, NftError
+from edgeguard.daemon.component import CommandHandler, Component, Context, Peer
+from edgeguard.events import ActionKind, Mode
+from edgeguard.net.config import NetworkConfig
+from edgeguard.policy.model import Policy
+
+__all__ = ["EnforcementComponent", "PermissionDenied", "can_enforce", "components"]
+
+
+class PermissionDenied(Exception):
+    """A control command that changes enforcement came from a non-root peer."""
+
+
+def can_enforce(policy: Policy) -> bool:
+    """Whether any network decision under ``policy`` can be in enforce mode."""
+    if policy.network.mode is Mode.ENFORCE:
+        return True
+    if policy.network.mode is None and policy.mode is Mode.ENFORCE:
+        return True
+    return any(rule.mode is Mode.ENFORCE for rule in policy.rules)
+
+
+class EnforcementComponent:
+    name = "net-enforce"
+
+    def __init__(self, policy: Policy, nft: Nft | None = None):
+        self.policy = policy
+        self.nft = nft or Nft()
+        self.enforcer: Enforcer | None = None
+        self._ctx: Context | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._last_read = 0.0
+        self._actions: Mapping[ActionKind, NftAction] = {}
+
+    @property
+    def network(self) -> NetworkConfig:
+        return self.policy.network
+
+    def start(self, ctx: Context) -> None:
+        self._ctx = ctx
+        self.policy = ctx.policy
+        self.enforcer = Enforcer(self.nft, self.network, ctx.audit, ctx.clock)
+        self._actions = nft_actions(self.enforcer, lambda: self.network)
+        self._apply_policy()
+        self._schedule()
+
+    def _apply_policy(self) -> None:
+        assert self.enforcer is not None
+        if can_enforce(self.policy):
+            self.enforcer.reload(self.network)
+        else:
+            self.enforcer.remove()
+
+    def reload(self, policy: Policy) -> None:
+        self.policy = policy
+        if self.enforcer is not None:
+            self._apply_policy()
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self.enforcer is not None and can_enforce(self.policy):
+            self.enforcer.poll()  # audit what expired since the last poll
+            self.enforcer.stop()
+
+    def actions(self) -> Mapping[ActionKind, NftAction]:
+        """BLOCK / DROP_FLOW / RATE_LIMIT actions for the pipeline (empty before start)."""
+        return self._actions
+
+    def _schedule(self) -> None:
+        if self._ctx is None:
+            return
+        delay = self.network.enforcement.expiry_poll_interval
+        self._timer = self._ctx.loop.call_later(delay, self._tick)
+
+    def _tick(self) -> None:
+        """Read the sets back when an expiry is due or a reconcile is; else only report."""
+        assert self.enforcer is not None
+        assert self._ctx is not None
+        now = self._ctx.clock.monotonic()
+        reconcile = now - self._last_read >= self.network.enforcement.reconcile_interval
+        try:
+            if can_enforce(self.policy) and (reconcile or self.enforcer.expiry_due()):
+                self._last_read = now
+                self.enforcer.poll()
+            self.enforcer.report_full()
+        except NftError:
+            self.enforcer.counts["poll_errors"] += 1
+        self._schedule()
+
+    def counters(self) -> Mapping[str, int]:
+        if self.enforcer is None:
+            return {}
+        out = {f"nft_{k}": v for k, v in self.enforcer.counts.items()}
+        out.update({f"nft_dropped_{k}": v for k, v in self.enforcer.dropped.items()})
+        out["nft_active"] = len(self.enforcer.known)
+        return out
+
+    def commands(self) -> Mapping[str, CommandHandler]:
+        return {"net.blocks": self.cmd_blocks, "net.unblock": self.cmd_unblock}
+
+    async def cmd_blocks(self, peer: Peer, args: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Active blocks read back from the kernel sets, with reason, finding and expiry."""
+        del peer, args
+        if self.enforcer is None:
+            return []
+        now = self._ctx.clock.now() if self._ctx else 0.0
+        return [entry_fields(e, now) for e in self.enforcer.entries()]
+
+    async def cmd_unblock(self, peer: Peer, args: Mapping[str, Any]) -> dict[str, Any]:
+        """Remove every block naming ``args["address"]``; root only, audited."""
+        if peer.uid != 0:
+            raise PermissionDenied("net.unblock is for root only")
+        address = str(args.get("address", "")).strip()
+        if not address or self.enforcer is None:
+            raise ValueError("net.unblock needs an address (IPv4, IPv6 or MAC)")
+        gone = self.enforcer.unblock(address, user=f"uid={peer.uid} pid={peer.pid}")
+        return {"edgeguard.unblocked": len(gone),
+                "edgeguard.block.targets": [e.describe() for e in gone]}
+
+
+def components(policy: Policy) -> list[Component]:
+    """The enforcement component when the network section is enabled."""
+    return [EnforcementComponent(policy)] if policy.network.enabled else []
