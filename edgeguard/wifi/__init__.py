@@ -1,0 +1,1 @@
+"""Wi-Fi and VPN policy: 802.11 security floor, approved networks, VPN kill switch."""
