@@ -1,0 +1,35 @@
+"""The working tree's daemon runs in the guest as an init system without systemd would
+start it: status over the control socket, a verifiable audit chain, clean stop."""
+
+from __future__ import annotations
+
+import pytest
+from edgelab.daemon import GuestDaemon, ecs_field
+from edgelab.vm import LabVM, env_for_edgeguard
+
+pytestmark = pytest.mark.lab
+
+VERIFY = """
+import sys
+from pathlib import Path
+from edgeguard.audit.verify import verify_paths
+r = verify_paths([Path(sys.argv[1])])
+print(r.records, r.problem)
+sys.exit(0 if r.ok else 1)
+"""
+
+
+def test_daemon_from_the_tree_runs_in_the_guest(lab: LabVM) -> None:
+    daemon = GuestDaemon(lab, "mode: monitor\n")
+    daemon.start()
+    status = daemon.status()
+    assert status["pid"] > 1
+    assert status["mode"] == "monitor"
+    started = daemon.wait_record(lambda r: ecs_field(r, "event.action") == "edgeguard-started")
+    assert ecs_field(started, "process.pid") == status["pid"]
+    assert daemon.stop() == 0
+    actions = [ecs_field(r, "event.action") for r in daemon.records()]
+    assert actions[-1] == "edgeguard-stopped"
+    out = lab.run("/usr/bin/python3", "-c", VERIFY, "/var/lib/edgeguard/audit",
+                  env=env_for_edgeguard(), cwd="/")
+    assert int(out.stdout.split()[0]) == len(actions)
