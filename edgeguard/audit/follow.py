@@ -102,6 +102,26 @@ def _next_segment(directory: Path, after: int | None) -> Path:
     return directory / ACTIVE_NAME
 
 
+def _open_following(directory: Path, after: int | None) -> tuple[Path, BinaryIO] | None:
+    """Open the segment after the one starting at ``after``, never skipping one.
+
+    Looking (a glob) and opening are two steps: if the writer rotates in between, the
+    active name already points past the segment we wanted. So after opening the active
+    one, look again; if a rotated segment now follows ``after``, open that instead.
+    None when the file vanished (between rename and create, or pruned): try later.
+    """
+    for _ in range(16):
+        path = _next_segment(directory, after)
+        try:
+            fh = path.open("rb")
+        except FileNotFoundError:
+            return None
+        if path.name != ACTIVE_NAME or _next_segment(directory, after) == path:
+            return path, fh
+        fh.close()  # rotated under us: the one we want is now a rotated segment
+    return None
+
+
 def follow_lines(directory: Path, *, poll: float = 0.2,
                  stop: Callable[[], bool] = lambda: False) -> Iterator[bytes]:
     """New complete lines appended to the log from now on, across any number of rotations."""
@@ -113,13 +133,18 @@ def follow_lines(directory: Path, *, poll: float = 0.2,
     buffer = b""
     while not stop():
         if fh is None:
-            try:
-                fh = target.open("rb")
-            except FileNotFoundError:  # between rename and create, or pruned
-                from_start, target = True, _next_segment(directory, current)
-                time.sleep(poll)
-                continue
-            if not from_start:
+            if from_start:
+                opened = _open_following(directory, current)
+                if opened is None:  # between rename and create, or pruned
+                    time.sleep(poll)
+                    continue
+                target, fh = opened
+            else:
+                try:
+                    fh = target.open("rb")
+                except FileNotFoundError:  # started between rename and create
+                    time.sleep(poll)
+                    continue
                 fh.seek(0, os.SEEK_END)
             current, buffer = _named_first(target, fh), b""
         chunk = fh.read(_CHUNK)
@@ -138,7 +163,6 @@ def follow_lines(directory: Path, *, poll: float = 0.2,
             *lines, _partial = buffer.split(b"\n")
             yield from lines
             fh, from_start, buffer = None, True, b""
-            target = _next_segment(directory, current)
             continue
         time.sleep(poll)
     if fh is not None:
@@ -177,6 +201,7 @@ class SegmentTail:
         self._fh: BinaryIO | None = None
         self._first: int | None = None
         self._buffer = b""
+        self._moving = False  # past the first segment: follow the writer's order
 
     def close(self) -> None:
         if self._fh is not None:
@@ -188,13 +213,9 @@ class SegmentTail:
         out: list[tuple[int, bytes]] = []
         files = 0
         while len(out) < limit and files < _MAX_FILES_PER_POLL:
-            if self._fh is None:
-                try:
-                    self._fh = self._path.open("rb")
-                except FileNotFoundError:  # rotated or pruned under us: look again
-                    self._path = _next_segment(self.directory, self._first)
-                    return out
-                self._first, self._buffer = _named_first(self._path, self._fh), b""
+            if self._fh is None and not self._open():
+                return out
+            assert self._fh is not None
             chunk = self._fh.read(_CHUNK)
             if chunk:
                 self._buffer += chunk
@@ -208,9 +229,32 @@ class SegmentTail:
             if not self._moved_on():
                 return out
             self.close()
-            self._path = _next_segment(self.directory, self._first)
+            self._moving = True
             files += 1
         return out
+
+    def _open(self) -> bool:
+        """Open the segment to read next: the one holding the cursor at first, then each
+        following one in turn (re-resolved if the writer rotates as we open it)."""
+        if self._moving:
+            opened = _open_following(self.directory, self._first)
+            if opened is None:
+                return False
+            self._path, self._fh = opened
+        else:
+            try:
+                self._fh = self._path.open("rb")
+            except FileNotFoundError:  # rotated or pruned under us: look again
+                self._path = _segment_for(self.directory, self.after + 1)
+                return False
+            first = _named_first(self._path, self._fh)
+            holder = _segment_for(self.directory, self.after + 1)
+            if first is not None and first > self.after + 1 and holder != self._path:
+                self.close()  # the writer rotated as we opened: the cursor's segment moved
+                self._path = holder
+                return False
+        self._first, self._buffer = _named_first(self._path, self._fh), b""
+        return True
 
     def _moved_on(self) -> bool:
         """At the end of a file that is no longer the active segment."""

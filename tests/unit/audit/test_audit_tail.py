@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import selectors
 import subprocess
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
+import pytest
 from audit_helpers import LogFactory, sample_record
 
-from edgeguard.audit.writer import AuditWriter
+from edgeguard.audit import follow
+from edgeguard.audit.writer import ACTIVE_NAME, AuditWriter
 from edgeguard.clock import FakeClock
 from tests.conftest import ROOT, edgeguard_argv, edgeguard_env, run_edgeguard
 
@@ -76,3 +80,81 @@ def test_tail_follow_crosses_rotations(tmp_path: Path) -> None:
         writer.close()
     assert seqs == list(range(start + 1, end + 1))
     assert len(list(log.glob("audit-*.jsonl"))) >= 4
+
+
+class _RotateWhileOpening:
+    """Wraps follow._next_segment: the first time it answers "the active segment", the
+    writer rotates before the caller gets to open it. That is the window between looking
+    and opening in which a follower used to skip whole segments (seen in CI under load)."""
+
+    def __init__(self, writer: AuditWriter, real: Callable[[Path, int | None], Path]) -> None:
+        self.writer, self.real, self.fired = writer, real, False
+
+    def __call__(self, directory: Path, after: int | None) -> Path:
+        path = self.real(directory, after)
+        if path.name == ACTIVE_NAME and after is not None and not self.fired:
+            self.fired = True
+            first = self.writer.head[0]
+            for i in range(12):  # at 1500 bytes a segment: at least two rotations
+                self.writer.write(sample_record(1000 + i))
+            self.writer.flush()
+            assert len(list(directory.glob("audit-*.jsonl"))) >= 2, first
+        return path
+
+
+def test_follow_never_skips_a_segment_rotated_while_opening(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    log = tmp_path / "log"
+    writer = AuditWriter(log, clock=FakeClock(), host="h", segment_size=1500)
+    hook = _RotateWhileOpening(writer, follow._next_segment)
+    monkeypatch.setattr(follow, "_next_segment", hook)
+    done = threading.Event()
+    got: list[int] = []
+
+    def run() -> None:
+        for line in follow.follow_lines(log, poll=0.01, stop=done.is_set):
+            got.append(orjson.loads(line)["event"]["sequence"])
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        time.sleep(0.3)  # the follower sits at the end of the active segment
+        start = writer.head[0]
+        for i in range(8):  # the first rotation; the hook causes more while it opens
+            writer.write(sample_record(i))
+        writer.flush()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and (not got or got[-1] < writer.head[0]):
+            time.sleep(0.02)
+    finally:
+        done.set()
+        thread.join(timeout=10)
+        writer.close()
+    assert hook.fired
+    assert got == list(range(start + 1, got[-1] + 1))
+    assert got[-1] >= start + 20
+
+
+def test_shipper_cursor_never_skips_a_segment_rotated_while_opening(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    log = tmp_path / "log"
+    writer = AuditWriter(log, clock=FakeClock(), host="h", segment_size=1500)
+    start = writer.head[0]
+    tail = follow.SegmentTail(log, start)
+    hook = _RotateWhileOpening(writer, follow._next_segment)
+    monkeypatch.setattr(follow, "_next_segment", hook)
+    got: list[int] = []
+    try:
+        for i in range(8):
+            writer.write(sample_record(i))
+        writer.flush()
+        for _ in range(200):
+            got.extend(seq for seq, _line in tail.poll())
+            if got and got[-1] >= writer.head[0]:
+                break
+    finally:
+        tail.close()
+        writer.close()
+    assert hook.fired
+    assert got == list(range(start + 1, got[-1] + 1))
+    assert got[-1] >= start + 20
