@@ -101,7 +101,12 @@ class Aggregator:
             "event.start": iso_timestamp(tally.first_seen),
             "event.end": iso_timestamp(tally.last_seen),
         }
+        # One actor throughout (the usual case: the identifier is the actor): the summary
+        # carries source.* like the finding did, so a SIEM correlates it on source.ip.
+        single = len(tally.sources) <= 1 and tally.sources_beyond == 0
         record = AuditRecord(
+            source=finding.source if single else None,
+            destinations=finding.destinations if single else (),
             action=REPEATS, kind=EventKind.ALERT, category=finding.category,
             event_type=finding.event_type, outcome=Outcome.SUCCESS, severity=decision.severity,
             rule_id=decision.rule_id, mode=decision.mode, transport=finding.transport,

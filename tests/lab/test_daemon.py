@@ -29,7 +29,8 @@ def test_daemon_from_the_tree_runs_in_the_guest(lab: LabVM) -> None:
     assert ecs_field(started, "process.pid") == status["pid"]
     assert daemon.stop() == 0
     actions = [ecs_field(r, "event.action") for r in daemon.records()]
-    assert actions[-1] == "edgeguard-stopped"
+    # the stop record, then the shutdown checkpoint that seals the log with it
+    assert actions[-2:] == ["edgeguard-stopped", "audit-checkpoint"]
     out = lab.run("/usr/bin/python3", "-c", VERIFY, "/var/lib/edgeguard/audit",
                   env=env_for_edgeguard(), cwd="/")
     assert int(out.stdout.split()[0]) == len(actions)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -174,4 +174,22 @@ def test_a_flood_of_repeats_becomes_one_summary(tmp_path: Path) -> None:
     summary = sink.records[-1]
     assert summary.fields["edgeguard.repeats.count"] == 499 * 25
     assert summary.fields["edgeguard.repeats.sources"] == ("10.0.0.7",)
+    assert summary.source is not None  # one actor: named as the source
+    assert summary.source.ip == "10.0.0.7"
     assert len(sink.records) == 2
+
+
+def test_a_summary_of_many_actors_names_no_single_source(tmp_path: Path) -> None:
+    from edgeguard.audit.aggregate import Aggregator  # noqa: PLC0415
+
+    clock = FakeClock()
+    sink = MemorySink()
+    aggregator = Aggregator(sink, clock, window=60)
+    for ip in ("10.0.0.7", "10.0.0.8"):
+        base = finding()
+        aggregator.add(Decision(finding=replace(base, source=Endpoint(ip=ip)), rule_id="r",
+                                mode=Mode.MONITOR, severity=base.severity, actions=()))
+    aggregator.flush(force=True)
+    summary = sink.records[-1]
+    assert summary.fields["edgeguard.repeats.sources"] == ("10.0.0.7", "10.0.0.8")
+    assert summary.source is None
