@@ -1,7 +1,8 @@
 """Readers for pcap and pcapng capture files (our own, with ``struct``).
 
-Both byte orders, micro- and nanosecond pcap, pcapng ``if_tsresol``; Ethernet frames
-only (link type 1): frames of other link types are counted as unsupported and skipped.
+Both byte orders, micro- and nanosecond pcap, pcapng ``if_tsresol``. The caller names the
+link types it reads (Ethernet, link type 1, by default; ``wifi classify`` asks for the
+802.11 ones): frames of other link types are counted as unsupported and skipped.
 A truncated or corrupt file ends the iteration with the damage counted, never an
 exception mid-way; a file that is neither format raises :class:`CaptureFormatError`
 before the first frame (``replay`` turns it into exit code 2).
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
-__all__ = ["CaptureFormatError", "Frame", "ReaderCounters", "read_capture"]
+__all__ = ["ETHERNET_ONLY", "CaptureFormatError", "Frame", "ReaderCounters", "read_capture"]
 
 LINKTYPE_ETHERNET = 1
 PCAP_MAGICS = {
@@ -37,6 +38,7 @@ class Frame(NamedTuple):
     ts: float  # epoch seconds
     wire_len: int  # original length on the wire
     data: bytes  # the captured bytes (at most the snap length)
+    linktype: int = LINKTYPE_ETHERNET
 
 
 @dataclass(slots=True)
@@ -47,8 +49,12 @@ class ReaderCounters:
     linktypes: dict[int, int] = field(default_factory=dict)
 
 
-def read_capture(path: Path, counters: ReaderCounters | None = None) -> Iterator[Frame]:
-    """Frames of a pcap or pcapng file, in file order."""
+ETHERNET_ONLY = frozenset({LINKTYPE_ETHERNET})
+
+
+def read_capture(path: Path, counters: ReaderCounters | None = None,
+                 linktypes: frozenset[int] = ETHERNET_ONLY) -> Iterator[Frame]:
+    """Frames of a pcap or pcapng file of the given link types, in file order."""
     c = counters if counters is not None else ReaderCounters()
     with path.open("rb") as fh:
         head = fh.read(4)
@@ -64,12 +70,12 @@ def read_capture(path: Path, counters: ReaderCounters | None = None) -> Iterator
             return
         with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
             if kind == "pcap":
-                yield from _pcap(mm, c)
+                yield from _pcap(mm, c, linktypes)
             else:
-                yield from _pcapng(mm, c)
+                yield from _pcapng(mm, c, linktypes)
 
 
-def _pcap(buf: mmap.mmap, c: ReaderCounters) -> Iterator[Frame]:
+def _pcap(buf: mmap.mmap, c: ReaderCounters, linktypes: frozenset[int]) -> Iterator[Frame]:
     order, unit = PCAP_MAGICS[bytes(buf[:4])]
     if len(buf) < 24:
         c.truncated += 1
@@ -77,7 +83,7 @@ def _pcap(buf: mmap.mmap, c: ReaderCounters) -> Iterator[Frame]:
     linktype = struct.unpack_from(order + "I", buf, 20)[0] & 0x0FFFFFFF
     rec = struct.Struct(order + "IIII")
     off, size = 24, len(buf)
-    ethernet = linktype == LINKTYPE_ETHERNET
+    wanted = linktype in linktypes
     while off < size:
         if off + 16 > size:
             c.truncated += 1
@@ -88,9 +94,9 @@ def _pcap(buf: mmap.mmap, c: ReaderCounters) -> Iterator[Frame]:
             c.truncated += 1
             return
         c.linktypes[linktype] = c.linktypes.get(linktype, 0) + 1
-        if ethernet:
+        if wanted:
             c.frames += 1
-            yield Frame(sec + frac * unit, wire, buf[off:off + caplen])
+            yield Frame(sec + frac * unit, wire, buf[off:off + caplen], linktype)
         else:
             c.unsupported_linktype += 1
         off += caplen
@@ -110,7 +116,8 @@ def _tsresol(buf: mmap.mmap, order: str, start: int, end: int) -> float:
     return 1e-6
 
 
-def _pcapng(buf: mmap.mmap, c: ReaderCounters) -> Iterator[Frame]:  # noqa: PLR0912
+def _pcapng(buf: mmap.mmap, c: ReaderCounters,  # noqa: PLR0912
+            linktypes: frozenset[int]) -> Iterator[Frame]:
     size = len(buf)
     off = 0
     order = "<"
@@ -144,30 +151,31 @@ def _pcapng(buf: mmap.mmap, c: ReaderCounters) -> Iterator[Frame]:  # noqa: PLR0
             else:
                 ifid, _drops, hi, lo, caplen, wire = struct.unpack_from(order + "HHIIII", buf,
                                                                         body)
-            frame = _ng_frame(buf, c, interfaces, ifid=ifid, ticks=(hi << 32) | lo,
+            frame = _ng_frame(buf, c, interfaces, linktypes, ifid=ifid, ticks=(hi << 32) | lo,
                               caplen=caplen, wire=wire, start=body + 20, end=end)
             if frame is not None:
                 yield frame
         elif btype == SPB and end - body >= 4 and interfaces:
             wire = struct.unpack_from(order + "I", buf, body)[0]
             caplen = min(wire, end - body - 4)
-            frame = _ng_frame(buf, c, interfaces, ifid=0, ticks=None, caplen=caplen, wire=wire,
-                              start=body + 4, end=end)
+            frame = _ng_frame(buf, c, interfaces, linktypes, ifid=0, ticks=None, caplen=caplen,
+                              wire=wire, start=body + 4, end=end)
             if frame is not None:
                 yield frame
         off += blen
 
 
-def _ng_frame(buf: mmap.mmap, c: ReaderCounters, interfaces: list[tuple[int, float]], *,
-              ifid: int, ticks: int | None, caplen: int, wire: int, start: int,
-              end: int) -> Frame | None:
+def _ng_frame(buf: mmap.mmap, c: ReaderCounters, interfaces: list[tuple[int, float]],
+              linktypes: frozenset[int], *, ifid: int, ticks: int | None, caplen: int,
+              wire: int, start: int, end: int) -> Frame | None:
     if ifid >= len(interfaces) or start + caplen > end:
         c.truncated += 1
         return None
     linktype, unit = interfaces[ifid]
     c.linktypes[linktype] = c.linktypes.get(linktype, 0) + 1
-    if linktype != LINKTYPE_ETHERNET:
+    if linktype not in linktypes:
         c.unsupported_linktype += 1
         return None
     c.frames += 1
-    return Frame(ticks * unit if ticks is not None else 0.0, wire, buf[start:start + caplen])
+    return Frame(ticks * unit if ticks is not None else 0.0, wire, buf[start:start + caplen],
+                 linktype)

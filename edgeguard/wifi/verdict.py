@@ -16,7 +16,8 @@ from edgeguard.events import Scalar
 from edgeguard.wifi.classify import Classification
 from edgeguard.wifi.config import ApprovedNetwork, WifiConfig
 
-__all__ = ["Assessment", "ScannedBss", "WifiEvidence", "assess", "rogues", "ssid_text"]
+__all__ = ["Assessment", "ScannedBss", "WifiEvidence", "assess", "bss_fields", "rogues",
+           "ssid_text"]
 
 
 def ssid_text(ssid: bytes | None) -> str:
@@ -100,26 +101,32 @@ class WifiEvidence:
     assessment: Assessment
 
     def ecs_fields(self) -> Mapping[str, Scalar]:
-        cls = self.bss.classification
-        fields: dict[str, Scalar] = {
-            "edgeguard.wifi.interface": self.interface,
-            "edgeguard.wifi.ssid": ssid_text(self.bss.ssid),
-            "edgeguard.wifi.bssid": self.bss.bssid,
-            "edgeguard.wifi.frequency": self.bss.frequency,
-            "edgeguard.wifi.security": cls.security.value,
-            "edgeguard.wifi.classification_reason": cls.reason,
-            "edgeguard.wifi.akm": cls.akms,
-            "edgeguard.wifi.cipher.pairwise": cls.pairwise,
-            "edgeguard.wifi.cipher.group": cls.group,
-            "edgeguard.wifi.cipher.group_mgmt": cls.group_mgmt,
-            "edgeguard.wifi.mfp": cls.mfp,
-            "edgeguard.wifi.pmkid_count": cls.pmkids,
-            "edgeguard.wifi.rsnxe": cls.rsnxe,
-            "edgeguard.wifi.wpa1": cls.wpa1,
-            "edgeguard.wifi.owe_transition_bssid": cls.owe_transition_bssid,
-            "edgeguard.wifi.verdict": "allow" if self.assessment.allowed else "refuse",
-            "edgeguard.wifi.reason": self.assessment.reason,
-            "edgeguard.wifi.approved_network": (self.assessment.network.ssid
-                                                if self.assessment.network else None),
-        }
-        return {k: v for k, v in fields.items() if v is not None and v != ()}
+        return {"edgeguard.wifi.interface": self.interface,
+                **bss_fields(self.bss, self.assessment)}
+
+
+def bss_fields(bss: ScannedBss, assessment: Assessment) -> dict[str, Scalar]:
+    """A BSS, its class with the element facts behind it, and the verdict, as ECS-dotted
+    ``edgeguard.wifi.*`` fields (audit records, ``wifi status``, ``wifi classify``)."""
+    cls = bss.classification
+    fields: dict[str, Scalar] = {
+        "edgeguard.wifi.ssid": ssid_text(bss.ssid),
+        "edgeguard.wifi.bssid": bss.bssid,
+        "edgeguard.wifi.frequency": bss.frequency,
+        "edgeguard.wifi.security": cls.security.value,
+        "edgeguard.wifi.classification_reason": cls.reason,
+        "edgeguard.wifi.akm": cls.akms,
+        "edgeguard.wifi.cipher.pairwise": cls.pairwise,
+        "edgeguard.wifi.cipher.group": cls.group,
+        "edgeguard.wifi.cipher.group_mgmt": cls.group_mgmt,
+        "edgeguard.wifi.mfp": cls.mfp,
+        "edgeguard.wifi.pmkid_count": cls.pmkids,
+        "edgeguard.wifi.rsnxe": cls.rsnxe,
+        "edgeguard.wifi.wpa1": cls.wpa1,
+        "edgeguard.wifi.owe_transition_bssid": cls.owe_transition_bssid,
+        "edgeguard.wifi.verdict": "allow" if assessment.allowed else "refuse",
+        "edgeguard.wifi.reason": assessment.reason,
+        "edgeguard.wifi.approved_network": (assessment.network.ssid
+                                            if assessment.network else None),
+    }
+    return {k: v for k, v in fields.items() if v is not None and v != ()}

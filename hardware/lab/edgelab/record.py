@@ -3,7 +3,8 @@
 * Beacons and probe responses: every AP class of :mod:`edgelab.wifi` runs in hostapd on its
   own mac80211_hwsim radio; ``hwsim0`` (hwsim's monitor of the whole simulated medium) is
   captured with tcpdump while a station scans actively. The information elements of each
-  BSS's first beacon and probe response are stored as hex with a JSON label.
+  BSS's first beacon and probe response are stored as hex with a JSON label, and the
+  capture itself, trimmed, as ``hwsim0.pcap`` (``wifi classify``'s fixture).
 * Uevents: pyudev's monitor (source "udev", i.e. after the rules, what the daemon sees)
   records block-device events while sticks are plugged, opened and pulled.
 """
@@ -20,11 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgeguard.wifi import dot11
+
 from . import sticks, wifi
 from .vm import GuestError, LabVM
 
 __all__ = ["UEVENT_SCENARIOS", "Frame", "bursts", "parse_pcap", "record_beacons",
-           "record_uevent_scenario", "record_uevents"]
+           "record_uevent_scenario", "record_uevents", "trim_pcap"]
 
 TOOLS = "/src/hardware/lab/tools"
 BEACON, PROBE_RESP = 8, 5
@@ -42,55 +45,55 @@ class Frame:
     channel_mhz: int | None
 
 
-def _radiotap(buf: bytes) -> tuple[int, bool, int | None]:
-    """Length of the radiotap header, whether an FCS trails the frame, channel MHz."""
-    length = struct.unpack_from("<H", buf, 2)[0]
-    presents = [struct.unpack_from("<I", buf, 4)[0]]
-    off = 8
-    while presents[-1] & 0x80000000:
-        presents.append(struct.unpack_from("<I", buf, off)[0])
-        off += 4
-    present = presents[0]
-    fcs = False
-    freq = None
-    # fields 0..3 in order: TSFT(8, align 8), flags(1), rate(1), channel(2+2, align 2)
-    if present & 1:
-        off = (off + 7) & ~7
-        off += 8
-    if present & 2:
-        fcs = bool(buf[off] & 0x10)
-        off += 1
-    if present & 4:
-        off += 1
-    if present & 8:
-        off = (off + 1) & ~1
-        freq = struct.unpack_from("<H", buf, off)[0]
-    return length, fcs, freq
-
-
-def parse_pcap(data: bytes) -> Iterator[Frame]:
-    """Beacons and probe responses of a radiotap (linktype 127) pcap."""
+def _records(data: bytes) -> Iterator[tuple[bytes, bytes]]:
+    """(record header, frame) of each record of tcpdump's radiotap pcap."""
     magic, = struct.unpack_from("<I", data, 0)
     if magic != 0xA1B2C3D4:
         raise ValueError("not a little-endian microsecond pcap")
-    if struct.unpack_from("<I", data, 20)[0] != 127:
+    if struct.unpack_from("<I", data, 20)[0] != dot11.LINKTYPE_IEEE802_11_RADIOTAP:
         raise ValueError("pcap is not radiotap")
     off = 24
     while off + 16 <= len(data):
         incl = struct.unpack_from("<I", data, off + 8)[0]
-        pkt = data[off + 16:off + 16 + incl]
+        yield data[off:off + 16], data[off + 16:off + 16 + incl]
         off += 16 + incl
-        rt_len, fcs, freq = _radiotap(pkt)
-        frame = pkt[rt_len:len(pkt) - 4 if fcs else len(pkt)]
-        if len(frame) < 36:
+
+
+def _mgmt(pkt: bytes) -> dot11.MgmtFrame | None:
+    try:
+        return dot11.parse_frame(pkt, dot11.LINKTYPE_IEEE802_11_RADIOTAP)
+    except dot11.MalformedFrame:
+        return None
+
+
+def parse_pcap(data: bytes) -> Iterator[Frame]:
+    """Beacons and probe responses of a radiotap (linktype 127) pcap, read with
+    edgeguard's own 802.11 parser (the one ``wifi classify`` uses)."""
+    for _hdr, pkt in _records(data):
+        mgmt = _mgmt(pkt)
+        if mgmt is not None:
+            yield Frame(mgmt.subtype, mgmt.bssid, mgmt.capability, mgmt.ies, mgmt.freq_mhz)
+
+
+def trim_pcap(data: bytes, per_bss: int = 3, others: int = 40) -> bytes:
+    """The capture cut to a fixture: the first ``per_bss`` beacons and probe responses of
+    each BSSID, and the first ``others`` other frames (probe requests, ACKs...) so a
+    reader meets what a real monitor capture holds. Records are kept byte for byte."""
+    out = [data[:24]]
+    kept: dict[tuple[str, int], int] = {}
+    rest = 0
+    for hdr, pkt in _records(data):
+        mgmt = _mgmt(pkt)
+        if mgmt is None:
+            if rest < others:
+                rest += 1
+                out.append(hdr + pkt)
             continue
-        fc = frame[0]
-        ftype, subtype = (fc >> 2) & 3, fc >> 4
-        if ftype != 0 or subtype not in (BEACON, PROBE_RESP):
-            continue
-        bssid = ":".join(f"{b:02x}" for b in frame[16:22])
-        cap = struct.unpack_from("<H", frame, 34)[0]
-        yield Frame(subtype, bssid, cap, bytes(frame[36:]), freq)
+        key = (mgmt.bssid, mgmt.subtype)
+        if kept.get(key, 0) < per_bss:
+            kept[key] = kept.get(key, 0) + 1
+            out.append(hdr + pkt)
+    return b"".join(out)
 
 
 def _hostapd_version(vm: LabVM) -> str:
@@ -136,7 +139,9 @@ def record_beacons(vm: LabVM, outdir: Path, classes: tuple[wifi.ApClass, ...] | 
                    timeout=60, check=False)
     time.sleep(1.0)
     vm.kill(cap, timeout=10)
-    frames = list(parse_pcap(vm.get(pcap)))
+    raw = vm.get(pcap)
+    frames = list(parse_pcap(raw))
+    (outdir / "hwsim0.pcap").write_bytes(trim_pcap(raw))  # wifi classify's fixture
     version = _hostapd_version(vm)
     kernel = vm.run("/bin/uname", "-r").stdout.strip()
     labels: dict[str, dict[str, Any]] = {}
