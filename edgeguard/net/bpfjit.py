@@ -2,8 +2,9 @@
 
 Stepping :func:`edgeguard.net.bpf.run` costs a few microseconds per instruction; ``replay``
 runs the filter over every frame of a capture, so the program is translated once into
-Python source (one function per basic block, chained by tail calls; cBPF only jumps
-forward, so the blocks form a DAG) and compiled. Semantics are the interpreter's: an
+Python source and compiled. cBPF only jumps forward, so the basic blocks form a DAG: a
+block with one predecessor is inlined where it is jumped to, a block several jumps share
+becomes a function called in tail position, and return blocks become a line. Semantics are the interpreter's: an
 out-of-bounds load or a division by zero returns 0. A property test checks both agree.
 """
 
@@ -97,41 +98,104 @@ def _call(target: int) -> str:
     return f"return b{target}(f, n, wl, a, x, m)"
 
 
-def compile_program(prog: Program, rand: RandomSource | None = None) -> Filter:
-    """A Python function with the same result as ``bpf.run(prog, frame, wire_len)``."""
-    leaders = _leaders(prog)
-    lines: list[str] = []
-    for i, start in enumerate(leaders):
-        end = leaders[i + 1] if i + 1 < len(leaders) else len(prog.insns)
-        lines.append(f"def b{start}(f, n, wl, a, x, m):")
-        body: list[str] = []
-        pc = start
+#: Nesting depth past which a block gets its own function (Python allows ~100 levels).
+MAX_INLINE_DEPTH = 40
+
+
+class _Emitter:
+    """Python source for a program: blocks with one predecessor are inlined where they
+    are jumped to, so a frame costs a handful of calls instead of one per block; a
+    block several jumps share gets its own function; return blocks become a line."""
+
+    def __init__(self, prog: Program) -> None:
+        self.prog = prog
+        self.leaders = _leaders(prog)
+        self.ends = dict(zip(self.leaders, [*self.leaders[1:], len(prog.insns)], strict=True))
+        self.preds: dict[int, int] = {}
+        for start in self.leaders:
+            for target in self._successors(start):
+                self.preds[target] = self.preds.get(target, 0) + 1
+        self.functions = [0]
+        self.queued = {0}
+
+    def _successors(self, start: int) -> list[int]:
+        pc, end = start, self.ends[start]
         while pc < end:
-            code, jt, jf, k = prog.insns[pc]
+            code, jt, jf, k = self.prog.insns[pc]
             cls = code & 0x07
             if cls == B.RET:
-                body.append("return a" if code & B.RVAL_A else f"return {k}")
-                break
+                return []
             if cls == B.JMP:
                 if code & 0xF0 == B.JA:
-                    body.append(_call(pc + 1 + k))
-                    break
-                v = "x" if code & B.X else str(k)
-                opc = code & 0xF0
-                cond = {B.JEQ: f"a == {v}", B.JGT: f"a > {v}", B.JGE: f"a >= {v}",
-                        B.JSET: f"a & {v}"}[opc]  # fmt: skip
-                body.append(f"if {cond}: {_call(pc + 1 + jt)}")
-                body.append(_call(pc + 1 + jf))
-                break
-            body.extend(_insn_source(code, k))
+                    return [pc + 1 + k]
+                return [pc + 1 + jt, pc + 1 + jf]
             pc += 1
+        return [end]
+
+    def _terminal(self, target: int, depth: int) -> str | None:
+        """One line that ends the path at ``target``, or None to inline it."""
+        code, _jt, _jf, k = self.prog.insns[target]
+        if code & 0x07 == B.RET:
+            return "return a" if code & B.RVAL_A else f"return {k}"
+        if self.preds.get(target, 0) > 1 or depth > MAX_INLINE_DEPTH:
+            if target not in self.queued:
+                self.queued.add(target)
+                self.functions.append(target)
+            return _call(target)
+        return None
+
+    def _goto(self, target: int, indent: str, out: list[str], depth: int) -> None:
+        line = self._terminal(target, depth)
+        if line is not None:
+            out.append(indent + line)
         else:
-            body.append(_call(end))
-        lines.extend("    " + b for b in body)
-    lines.append("def entry(f, wl):")
-    lines.append("    return b0(f, len(f), wl, 0, 0, [0] * 16)")
+            self._block(target, indent, out, depth)
+
+    def _block(self, start: int, indent: str, out: list[str], depth: int) -> None:
+        pc, end = start, self.ends[start]
+        while pc < end:
+            code, jt, jf, k = self.prog.insns[pc]
+            cls = code & 0x07
+            if cls == B.RET:
+                out.append(indent + ("return a" if code & B.RVAL_A else f"return {k}"))
+                return
+            if cls == B.JMP:
+                if code & 0xF0 == B.JA:
+                    self._goto(pc + 1 + k, indent, out, depth)
+                    return
+                v = "x" if code & B.X else str(k)
+                cond = {B.JEQ: f"a == {v}", B.JGT: f"a > {v}", B.JGE: f"a >= {v}",
+                        B.JSET: f"a & {v}"}[code & 0xF0]  # fmt: skip
+                taken = self._terminal(pc + 1 + jt, depth)
+                if taken is not None:
+                    out.append(f"{indent}if {cond}: {taken}")
+                else:  # every inlined path ends in a return: no else needed
+                    out.append(f"{indent}if {cond}:")
+                    self._block(pc + 1 + jt, indent + "    ", out, depth + 1)
+                self._goto(pc + 1 + jf, indent, out, depth)
+                return
+            out.extend(indent + line for line in _insn_source(code, k))
+            pc += 1
+        self._goto(end, indent, out, depth)
+
+    def source(self) -> str:
+        lines: list[str] = []
+        i = 0
+        while i < len(self.functions):  # _block queues the shared blocks it calls
+            start = self.functions[i]
+            lines.append(f"def b{start}(f, n, wl, a, x, m):")
+            self._block(start, "    ", lines, 0)
+            i += 1
+        lines.append("def entry(f, wl):")
+        lines.append("    return b0(f, len(f), wl, 0, 0, [0] * 16)")
+        return "\n".join(lines)
+
+
+def compile_program(prog: Program, rand: RandomSource | None = None) -> Filter:
+    """A Python function with the same result as ``bpf.run(prog, frame, wire_len)``."""
     namespace: dict[str, object] = {"_W": struct.Struct(">I").unpack_from,
                                     "rnd": rand or B.default_random}
-    exec(compile("\n".join(lines), "<cbpf>", "exec"), namespace)  # noqa: S102 - our own source
+    source = _Emitter(prog).source()
+    exec(compile(source, "<cbpf>", "exec"), namespace)  # noqa: S102 - our own source
     entry: Filter = namespace["entry"]  # type: ignore[assignment]
     return entry
