@@ -22,6 +22,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edgeguard",
         description="Enforce a school trust's information-security policy on this machine.",
+        epilog="Exit status: 0 ok; 1 findings present, a broken chain or a refused request "
+               "where the command says so; 2 usage or input error (bad arguments, an "
+               "unreadable file or policy, no daemon to ask). Reporting commands take --json "
+               "and then print one ECS JSON object per line "
+               "(docs/schema/edgeguard-ecs.schema.json).",
     )
     parser.add_argument("--version", action="version", version=f"edgeguard {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

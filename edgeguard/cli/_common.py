@@ -10,13 +10,16 @@ from typing import Any
 
 import orjson
 
+from edgeguard.clock import SystemClock
 from edgeguard.daemon.control import ControlError, request
+from edgeguard.ecs import iso_timestamp, nest
 from edgeguard.policy.load import PROFILES, default_layers
 
 __all__ = [
     "add_policy_options",
     "add_socket_option",
     "call_daemon",
+    "ecs_row",
     "policy_files",
     "print_json_lines",
     "print_table",
@@ -58,6 +61,20 @@ def print_json_lines(rows: Iterable[Mapping[str, Any]]) -> None:
     for row in rows:
         out.write(orjson.dumps(row) + b"\n")
     out.flush()
+
+
+def ecs_row(action: str, fields: Mapping[str, Any], *, kind: str = "state",
+            category: tuple[str, ...] = ("host",), event_type: tuple[str, ...] = ("info",),
+            ) -> dict[str, Any]:
+    """One ``--json`` line of a reporting command: ``fields`` (ECS-dotted) nested under
+    an ECS ``event`` saying what the line is, stamped now. Every line a command prints
+    thus validates against docs/schema/edgeguard-ecs.schema.json like an audit record
+    does (``event.kind`` and ``event.action`` required, no unknown top-level names)."""
+    dotted: dict[str, Any] = {k: v for k, v in fields.items() if v is not None}
+    dotted.setdefault("@timestamp", iso_timestamp(SystemClock().now()))
+    dotted.update({"event.kind": kind, "event.category": list(category),
+                   "event.type": list(event_type), "event.action": action})
+    return nest(dotted)
 
 
 def print_table(rows: list[Mapping[str, Any]], columns: list[str]) -> None:

@@ -31,7 +31,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     sub = audit.add_subparsers(dest="audit_command", metavar="SUBCOMMAND")
     audit.set_defaults(func=lambda _a: _usage(audit))
 
-    verify = sub.add_parser("verify", help="check the hash chain (and checkpoints with --key)")
+    verify = sub.add_parser(
+        "verify", help="check the hash chain (and checkpoints with --key)",
+        description="Check the hash chain of the segments (and the checkpoints with --key) "
+                    "and name the first bad sequence. Exit 0 intact, 1 broken, 2 a path or "
+                    "key that cannot be read.")
     verify.add_argument("paths", nargs="+", type=Path, metavar="PATH",
                         help="segment files or audit directories")
     verify.add_argument("--json", action="store_true", help="one JSON object (ECS names)")
@@ -42,7 +46,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                              "records cut from the end of the local log")
     verify.set_defaults(func=_verify)
 
-    tail = sub.add_parser("tail", help="print the newest records")
+    tail = sub.add_parser(
+        "tail", help="print the newest records",
+        description="Print the newest audit records (--json: the records as written). "
+                    "Exit 0, or 2 when the directory or policy cannot be read.")
     tail.add_argument("directory", nargs="?", type=Path, metavar="DIR")
     tail.add_argument("-f", "--follow", action="store_true", help="keep printing new records")
     tail.add_argument("-n", "--lines", type=int, default=10, metavar="N")

@@ -25,7 +25,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Install the udev rules, the systemd unit, a starting /etc/edgeguard/"
                     "policy.yaml naming the profile and the audit directory, then enable "
                     "the service and reload udev. Idempotent; an existing policy.yaml is "
-                    "kept. With --root nothing outside DIR is touched.")
+                    "kept. With --root nothing outside DIR is touched. Exit 0 done, 1 a "
+                    "step failed, 2 not root for / or a file that cannot be written.")
     inst.add_argument("--profile", choices=PROFILES, required=True)
     inst.add_argument("--root", "--prefix", dest="root", type=Path, default=Path("/"),
                       metavar="DIR", help="install below DIR instead of / (images, tests)")
@@ -36,7 +37,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     uninst = sub.add_parser(
         "uninstall", help="remove what install put in place (the audit log stays)",
         description="Disable the service and remove the files install created; keep the "
-                    "audit log and a policy.yaml changed since install unless --purge.")
+                    "audit log and a policy.yaml changed since install unless --purge. "
+                    "Exit 0 done, 1 a step failed, 2 not root for / or an I/O error.")
     uninst.add_argument("--root", "--prefix", dest="root", type=Path, default=Path("/"),
                         metavar="DIR")
     uninst.add_argument("--purge", action="store_true",

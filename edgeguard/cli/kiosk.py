@@ -45,7 +45,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         return 2
 
     kiosk.set_defaults(func=usage)
-    dev = ksub.add_parser("devices", help="USB devices, their interface classes and verdicts")
+    dev = ksub.add_parser(
+        "devices", help="USB devices, their interface classes and verdicts",
+        description="List every USB device with its interface classes and the kiosk verdict. "
+                    "Exit 0, or 2 for a bad policy or when no daemon answers.")
     add_socket_option(dev)
     add_policy_options(dev)
     dev.add_argument("--offline", action="store_true",

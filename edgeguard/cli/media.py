@@ -20,6 +20,7 @@ from edgeguard.cli._common import (
     add_policy_options,
     add_socket_option,
     call_daemon,
+    ecs_row,
     policy_files,
     print_json_lines,
     print_table,
@@ -46,7 +47,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     media.set_defaults(func=usage)
 
-    lst = msub.add_parser("list", help="present USB storage: identity, encryption, verdict, why")
+    lst = msub.add_parser(
+        "list", help="present USB storage: identity, encryption, verdict, why",
+        description="List the USB storage the running daemon sees: identity, encryption, "
+                    "verdict, whether it is writable and why. Exit 0, or 2 when no daemon "
+                    "answers.")
     add_socket_option(lst)
     lst.add_argument("--json", action="store_true", help="one JSON object per device (ECS)")
     lst.set_defaults(func=_list)
@@ -59,7 +64,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     allow.add_argument("--reason", required=True, help="why (goes into the audit record)")
     allow.set_defaults(func=_allow)
 
-    rep = msub.add_parser("replay", help="run recorded uevents through the engine (no root)")
+    rep = msub.add_parser(
+        "replay", help="run recorded uevents through the engine (no root)",
+        description="Run a recorded uevent sequence through the media engine against a "
+                    "simulated kernel and print the audit records it would write. Exit 0, "
+                    "or 2 for a recording or policy that cannot be read.")
     add_policy_options(rep)
     rep.add_argument("recording", type=Path, help="JSON file as in tests/data/uevents/")
     rep.add_argument("--json", action="store_true", help="raw ECS records")
@@ -69,7 +78,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _list(args: argparse.Namespace) -> int:
     rows: list[Mapping[str, Any]] = call_daemon(args, "media.list")
     if args.json:
-        print_json_lines(nest(row) for row in rows)
+        print_json_lines(ecs_row("usb-storage-state", row, event_type=("info",))
+                         for row in rows)
     elif rows:
         print_table(rows, LIST_COLUMNS)
     else:

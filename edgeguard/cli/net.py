@@ -19,10 +19,9 @@ from typing import Any
 from edgeguard.actions.nftables.enforcer import entry_fields
 from edgeguard.actions.nftables.ruleset import FAMILY, TABLE, parse_entries
 from edgeguard.actions.nftables.runner import Nft, NftError
-from edgeguard.cli._common import add_socket_option, print_json_lines, print_table
+from edgeguard.cli._common import add_socket_option, ecs_row, print_json_lines, print_table
 from edgeguard.clock import SystemClock
 from edgeguard.daemon.control import ControlError, request
-from edgeguard.ecs import nest
 
 __all__ = ["register"]
 
@@ -49,7 +48,8 @@ def _kernel_blocks() -> list[dict[str, Any]]:
 
 def _print_blocks(rows: list[dict[str, Any]], as_json: bool) -> None:
     if as_json:
-        print_json_lines(nest(row) for row in rows)
+        print_json_lines(ecs_row("network-block-state", row, category=("network",),
+                                 event_type=("denied",)) for row in rows)
         return
     if not rows:
         print("no active blocks")
@@ -97,7 +97,8 @@ def _unblock(args: argparse.Namespace) -> int:
         return 1
     count = int(reply.get("edgeguard.unblocked", 0))
     if args.json:
-        print_json_lines([nest(reply)])
+        print_json_lines([ecs_row("network-unblock", reply, kind="event",
+                                  category=("network",), event_type=("allowed", "end"))])
     else:
         print(f"removed {count} block(s) for {args.address}")
     return 0 if count else 1
@@ -107,14 +108,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     net = subparsers.add_parser("net", help="network enforcement (nftables blocks)")
     sub = net.add_subparsers(dest="net_command", metavar="NET_COMMAND", required=True)
 
-    blocks = sub.add_parser("blocks", help="list active blocks with reason, finding and expiry")
+    blocks = sub.add_parser(
+        "blocks", help="list active blocks with reason, finding and expiry",
+        description="List the active blocks of inet edgeguard (the offender is source.*) "
+                    "with the rule, the finding and the expiry. Exit 0, or 1 when the "
+                    "nftables table cannot be read.")
     blocks.add_argument("--json", action="store_true", help="one ECS JSON object per line")
     blocks.add_argument("--kernel", action="store_true",
                         help="read the kernel sets directly, without asking the daemon")
     add_socket_option(blocks)
     blocks.set_defaults(func=_blocks)
 
-    unblock = sub.add_parser("unblock", help="remove the blocks naming ADDR (root, audited)")
+    unblock = sub.add_parser(
+        "unblock", help="remove the blocks naming ADDR (root, audited)",
+        description="Remove every block naming ADDR through the daemon, which audits it. "
+                    "Exit 0 removed, 1 nothing removed or no daemon, 2 not an address.")
     unblock.add_argument("address", metavar="ADDR", help="IPv4, IPv6 or MAC address")
     unblock.add_argument("--json", action="store_true", help="print the reply as JSON")
     add_socket_option(unblock)

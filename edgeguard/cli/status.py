@@ -1,21 +1,34 @@
-"""``edgeguard status [--json]``: what the running daemon is doing."""
+"""``edgeguard status [--json]``: what the running daemon is doing.
+
+``--json`` prints one ECS state line (``event.action: daemon-status``): ``process.pid``,
+``process.uptime``, ``service.version`` and the rest under ``edgeguard.*`` (mode, policy,
+audit head, pipeline and per-source counters). The control socket's own answer is an
+internal protocol; this line is the contract.
+"""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
 from typing import Any
 
-from edgeguard.cli._common import add_socket_option, call_daemon, print_json_lines
+from edgeguard.cli._common import add_socket_option, call_daemon, ecs_row, print_json_lines
 
 __all__ = ["register"]
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = sub.add_parser("status", help="show the running daemon's state")
+    parser = sub.add_parser(
+        "status", help="show the running daemon's state",
+        description="Show the running daemon's version, uptime, policy, audit head and "
+                    "per-source counters. Exit 0, or 2 when no daemon answers.")
     add_socket_option(parser)
-    parser.add_argument("--json", action="store_true", help="one JSON object")
+    parser.add_argument("--json", action="store_true", help="one ECS JSON object")
     parser.set_defaults(func=_status)
-    reload = sub.add_parser("reload", help="ask the daemon to reload its policy (like SIGHUP)")
+    reload = sub.add_parser(
+        "reload", help="ask the daemon to reload its policy (like SIGHUP)",
+        description="Ask the daemon to reload its policy. Exit 0 reloaded, 1 refused (the "
+                    "running policy is kept), 2 when no daemon answers.")
     add_socket_option(reload)
     reload.set_defaults(func=_reload)
 
@@ -23,7 +36,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _status(args: argparse.Namespace) -> int:
     status: dict[str, Any] = call_daemon(args, "status")
     if args.json:
-        print_json_lines([status])
+        print_json_lines([status_row(status)])
         return 0
     audit = status["audit"]
     print(f"edgeguard {status['version']}  pid {status['pid']}  up {status['uptime_s']:.0f}s  "
@@ -41,6 +54,24 @@ def _status(args: argparse.Namespace) -> int:
         counters = "  ".join(f"{k} {v}" for k, v in src["counters"].items())
         print(f"source    {name}: {counters}")
     return 0
+
+
+def status_row(status: Mapping[str, Any]) -> dict[str, Any]:
+    """The daemon's status answer as one ECS state line."""
+    return ecs_row("daemon-status", {
+        "process.pid": status["pid"],
+        "process.uptime": int(status["uptime_s"]),
+        "service.version": status["version"],
+        "edgeguard.mode": status["mode"],
+        "edgeguard.policy.digest": status["policy_digest"],
+        "edgeguard.policy.sources": list(status["policy_sources"]),
+        "edgeguard.reloads": status["reloads"],
+        "edgeguard.reload_failures": status["reload_failures"],
+        "edgeguard.uptime_s": status["uptime_s"],
+        "edgeguard.audit": status["audit"],
+        "edgeguard.pipeline": status["pipeline"],
+        "edgeguard.sources": status["sources"],
+    })
 
 
 def _reload(args: argparse.Namespace) -> int:

@@ -21,7 +21,7 @@ from edgeguard.kiosk.bootset import BootSet
 from edgeguard.kiosk.config import Granularity, KioskConfig, LateHid, UsbClass
 from edgeguard.kiosk.usb import UsbDevice
 
-__all__ = ["Assessment", "Reason", "Verdict", "assess"]
+__all__ = ["REFUSING", "Assessment", "Reason", "Verdict", "assess"]
 
 
 class Verdict(enum.Enum):
@@ -51,6 +51,10 @@ class Reason(enum.Enum):
             return Severity.MODERATE
         return Severity.MINOR
 
+
+#: The reasons a device (or some of its interfaces) is refused: the finding subtypes.
+REFUSING = (Reason.LATE_HID, Reason.NETWORK_ADAPTER, Reason.BLUETOOTH, Reason.WIRELESS,
+            Reason.VENDOR_CLASS, Reason.DISALLOWED_CLASS, Reason.MALFORMED)
 
 #: Which refusing reason names a refused class, most telling first.
 _CLASS_REASON = (

@@ -31,19 +31,22 @@ from edgeguard.events import (
     Mode,
     Scalar,
 )
-from edgeguard.kiosk.assess import Assessment, Reason, Verdict, assess
+from edgeguard.kiosk.assess import REFUSING, Assessment, Reason, Verdict, assess
 from edgeguard.kiosk.bootset import BootSet
 from edgeguard.kiosk.config import AuthorizedDefault, Granularity, KioskConfig
 from edgeguard.kiosk.evidence import UsbEvidence, device_row
 from edgeguard.kiosk.sysfs import DeviceGone, UsbSysfs
 from edgeguard.kiosk.usb import UsbDevice
 
-__all__ = ["FINDING_KIND", "FLAGGED_SUBTYPE", "DeauthorizeAction", "GuardCounters", "UsbGuard"]
+__all__ = ["FINDING_KIND", "FLAGGED_SUBTYPE", "SUBTYPES", "DeauthorizeAction", "GuardCounters",
+           "UsbGuard"]
 
 FINDING_KIND = "usb-device"
 #: Subtype of the finding for a late HID that was authorised (late_hid: flag); refusals
 #: use the :class:`Reason` value, so rules can act on them separately.
 FLAGGED_SUBTYPE = "hid-flagged"
+#: A refused device is reported under its refusing reason, a late keyboard let in as flagged.
+SUBTYPES = (FLAGGED_SUBTYPE, *(reason.value for reason in REFUSING))
 
 
 @dataclass(slots=True)

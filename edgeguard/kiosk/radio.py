@@ -27,13 +27,17 @@ from edgeguard.events import (
     Mode,
     Severity,
 )
-from edgeguard.kiosk.config import KioskConfig
+from edgeguard.kiosk.config import KioskConfig, RadioKind
 from edgeguard.kiosk.evidence import RadioEvidence
 from edgeguard.kiosk.rfkill import Op, RadioType, RfkillDevice, RfkillEvent
 
-__all__ = ["FINDING_KIND", "RadioGuard"]
+__all__ = ["FINDING_KIND", "SUBTYPES", "RadioGuard"]
 
 FINDING_KIND = "radio"
+#: ``<type>-radio``: a kept-off radio appeared unblocked; ``<type>-unblocked``: someone
+#: unblocked one. Only the types the policy can keep off (Bluetooth, ``block_radios``).
+_KEPT_OFF = ("bluetooth", *(kind.value for kind in RadioKind))
+SUBTYPES = tuple(f"{name}-{what}" for name in _KEPT_OFF for what in ("radio", "unblocked"))
 
 
 @dataclass(slots=True)

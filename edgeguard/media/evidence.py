@@ -25,7 +25,12 @@ from edgeguard.events import (
 )
 from edgeguard.media.classify import Assessment, Verdict
 
-__all__ = ["MediaEvidence", "not_encrypted_finding", "removal_record", "verdict_record"]
+__all__ = ["FINDING_KIND", "SUBTYPES", "MediaEvidence", "not_encrypted_finding",
+           "removal_record", "verdict_record"]
+
+FINDING_KIND = "usb"
+NOT_ENCRYPTED = "not-encrypted"
+SUBTYPES = (NOT_ENCRYPTED,)
 
 #: rule.id per verdict, so a SIEM can count by policy row.
 RULE_IDS = {
@@ -100,8 +105,8 @@ def not_encrypted_finding(assessment: Assessment, now: float) -> Finding:
     """The finding "trust device not encrypted" (LT2 §7, Wigston): a fact, kept read-only."""
     dev = assessment.device
     return Finding(
-        kind="usb",
-        subtype="not-encrypted",
+        kind=FINDING_KIND,
+        subtype=NOT_ENCRYPTED,
         message=f"trust device {assessment.trust.device_id} ({dev.devnode}) is not encrypted; "
                 "kept read-only",
         identifier=f"{dev.vendor_id}:{dev.product_id}:{dev.serial}",

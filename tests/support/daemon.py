@@ -10,7 +10,8 @@ from pathlib import Path
 
 import orjson
 
-from tests.conftest import edgeguard_argv, edgeguard_env, run_edgeguard
+from edgeguard.daemon.control import request
+from tests.conftest import edgeguard_argv, edgeguard_env
 
 __all__ = ["Daemon", "Notify"]
 
@@ -52,9 +53,10 @@ class Daemon:
             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def status(self) -> dict[str, object]:
-        result = run_edgeguard(["status", "--json", "--socket", str(self.sock)])
-        assert result.returncode == 0, result.stderr
-        status: dict[str, object] = orjson.loads(result.stdout)
+        """The daemon's own status answer over the control socket (internal shape:
+        ``pid``, ``mode``, ``sources``...). ``edgeguard status --json`` renders it as
+        one ECS line; tests/unit/test_json_contract.py checks that rendering."""
+        status: dict[str, object] = request(self.sock, "status", {})
         return status
 
     def records(self) -> list[dict[str, object]]:

@@ -22,7 +22,11 @@ from edgeguard.net.detect.common import BoundedTable, endpoint, summary
 from edgeguard.net.detect.evidence import ArpEvidence
 from edgeguard.net.packet import Packet
 
-__all__ = ["ArpSpoofDetector"]
+__all__ = ["KIND", "SUBTYPES", "ArpSpoofDetector"]
+
+KIND = "arp-spoof"
+SUBTYPES = ("arp-reply-poisoning", "arp-request-poisoning", "mac-claims-many-ips",
+            "gratuitous-storm")
 
 _ZERO_IPS = ("0.0.0.0", "")  # noqa: S104 (an ARP probe's sender, not a bind address)
 _CAP = 64  # addresses / victims remembered per MAC
@@ -230,7 +234,7 @@ class ArpSpoofDetector:
         }[subtype]
         victims = tuple(claimer.victims)
         return [Finding(
-            kind="arp-spoof", subtype=subtype,
+            kind=KIND, subtype=subtype,
             message=f"{mac} {what}" + (f" to {', '.join(victims[:4])}" if victims else ""),
             identifier=f"arp-spoof:{mac}:{subtype}", severity=Severity.SEVERE,
             category=("network", "intrusion_detection"), event_type=("info",),

@@ -28,7 +28,12 @@ from edgeguard.net.detect.evidence import BitTorrentEvidence
 from edgeguard.net.detect.intel import HostIntel
 from edgeguard.net.packet import Packet
 
-__all__ = ["BitTorrentDetector", "encrypted_confidence"]
+__all__ = ["KIND", "SUBTYPES", "BitTorrentDetector", "encrypted_confidence"]
+
+KIND = "bittorrent"
+#: One per signal; ``encrypted`` is the inferred MSE/PE one.
+SUBTYPES = ("handshake", "http-tracker", "udp-tracker", "torrent-file", "dht", "utp", "lsd",
+            "encrypted")
 
 _MAX_PEERS = 16
 
@@ -305,7 +310,7 @@ class BitTorrentDetector:
         if confidence is not None:
             message += f" (inferred, confidence {confidence:.2f})"
         return Finding(
-            kind="bittorrent", subtype=subtype, message=message,
+            kind=KIND, subtype=subtype, message=message,
             identifier=f"bittorrent:{actor}:{subtype}" + ("" if role == "peer" else f":{role}"),
             severity=Severity.MODERATE, category=("network",), event_type=("info",),
             source=endpoint(actor, act.mac), destinations=tuple(endpoint(p) for p in peers),

@@ -19,7 +19,11 @@ from edgeguard.net.detect.common import BoundedTable, endpoint, is_multicast_or_
 from edgeguard.net.detect.evidence import FloodEvidence
 from edgeguard.net.packet import Packet
 
-__all__ = ["FloodDetector"]
+__all__ = ["KIND", "SUBTYPES", "FloodDetector"]
+
+KIND = "flood"
+#: ``<syn|udp>-flood``, ``spoofed-`` when the sources behind the MAC are spoofed.
+SUBTYPES = ("syn-flood", "udp-flood", "spoofed-syn-flood", "spoofed-udp-flood")
 
 FloodKey = tuple[str, str, str]  # (sender MAC or address, destination, "syn" | "udp")
 _BEP15 = b"\x00\x00\x04\x17\x27\x10\x19\x80"
@@ -164,7 +168,7 @@ class FloodDetector:
         duration = st.last - st.first
         state = "ended" if ended else "in progress"
         return Finding(
-            kind="flood", subtype=subtype,
+            kind=KIND, subtype=subtype,
             message=(f"{name} {subtype} toward {dst} ports {','.join(map(str, ports[:4]))}: "
                      f"peak {st.peak:.0f}/s over {self.cfg.window:g}s (threshold "
                      f"{threshold:g}/s), {st.packets} packets, {state}"),

@@ -24,10 +24,16 @@ from edgeguard.net.detect.scan_probe import Probe, ProbeClassifier
 from edgeguard.net.detect.scan_state import PENDING, SEEN, SourceState, Trw
 from edgeguard.net.packet import Packet
 
-__all__ = ["ScanDetector"]
+__all__ = ["KIND", "LABELS", "SUBTYPES", "ScanDetector"]
+
+KIND = "scan"
 
 #: Probe types whose failures the walk counts (UDP is counted by distinct ports too).
 _TCP_TYPES = ("syn", "fin", "null", "xmas", "maimon", "ack")
+#: Every label a port scan can get (docs/findings.md documents each).
+LABELS = (*_TCP_TYPES, "connect", "udp", "masscan", "slow")
+#: The finding subtypes: the labels, and the same for IPv6 with an ``ipv6-`` prefix.
+SUBTYPES = (*LABELS, *(f"ipv6-{label}" for label in LABELS))
 _NO_ADDRESS = ("", "0.0.0.0")  # noqa: S104 (an ARP probe's sender, not a bind address)
 PendingKey = tuple[str, str, int, int]  # (source, destination, protocol, port)
 #: ``SourceState.reported`` value of a subtype judged not a scan (never summarised)
@@ -361,7 +367,7 @@ class ScanDetector:
             samples=tuple(state.sample_list))
         what = "scan summary" if closing else "scan"
         return Finding(
-            kind="scan", subtype=subtype,
+            kind=KIND, subtype=subtype,
             message=(f"{actor} {subtype} {what}: {evidence.ports} ports on {evidence.hosts} "
                      f"host(s), {state.failed} failed first contacts, {state.probes} probes "
                      f"in {state.duration():.1f}s"

@@ -20,7 +20,11 @@ from edgeguard.net.detect.intel import HostIntel
 from edgeguard.net.detect.scan_state import median
 from edgeguard.net.packet import Packet
 
-__all__ = ["SweepDetector"]
+__all__ = ["KIND", "SUBTYPES", "SweepDetector"]
+
+KIND = "scan"  # a sweep is reported with the port scans
+#: IPv4 (ICMP echo/timestamp or ARP) and IPv6 (ICMPv6 echo) sweeps.
+SUBTYPES = ("ping-sweep", "ipv6-ping-sweep")
 
 _BROADCAST = ("ff:ff:ff:ff:ff:ff", "00:00:00:00:00:00", "")
 #: Addresses asked from which a source counts as sweeping for the scan detector.
@@ -121,7 +125,7 @@ class SweepDetector:
         times = sorted(sw.asked[a] for a in recent)
         gaps = [b - a for a, b in itertools.pairwise(times)]
         duration = sw.last - sw.first
-        subtype = "ipv6-ping-sweep" if method == "icmp6" else "ping-sweep"
+        subtype = SUBTYPES[1] if method == "icmp6" else SUBTYPES[0]
         evidence = ScanEvidence(
             type=method, timing="normal", direction="sweep", probes=sw.probes,
             failed=unanswered, succeeded=len(recent) - unanswered, ports=0, hosts=len(recent),
@@ -129,7 +133,7 @@ class SweepDetector:
             median_gap_s=median(gaps), ip_version=6 if method == "icmp6" else 4,
             samples=tuple(sw.samples))
         return Finding(
-            kind="scan", subtype=subtype,
+            kind=KIND, subtype=subtype,
             message=(f"{asker} {method} ping sweep: asked for {len(recent)} addresses, "
                      f"{unanswered} unanswered, in {duration:.1f}s"),
             identifier=f"scan:{asker}:{subtype}", severity=Severity.SEVERE,

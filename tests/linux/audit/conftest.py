@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from rsyslog_helpers import RSYSLOG_CONF, RSYSLOGD, Rsyslog, free_port, make_certs
+from rsyslog_helpers import RSYSLOGD, Rsyslog, free_port, make_certs, render_conf
 
 
 @pytest.fixture
@@ -19,12 +19,10 @@ def rsyslog(tmp_path: Path) -> Iterator[Rsyslog]:
     certs = make_certs(work)
     rs = Rsyslog(work, work / "rsyslog.conf", work / "edgeguard.jsonl", free_port(),
                  free_port(), certs["ca"])
-    text = RSYSLOG_CONF.read_text()
-    for key, value in {"WORKDIR": work, "CA_FILE": certs["ca"], "CERT_FILE": certs["cert"],
-                       "KEY_FILE": certs["key"], "OUTPUT": rs.output, "ADDRESS": "127.0.0.1",
-                       "TCP_PORT": rs.tcp_port, "TLS_PORT": rs.tls_port}.items():
-        text = text.replace(f"@{key}@", str(value))
-    rs.conf.write_text(text)
+    rs.conf.write_text(render_conf({
+        "WORKDIR": work, "CA_FILE": certs["ca"], "CERT_FILE": certs["cert"],
+        "KEY_FILE": certs["key"], "OUTPUT": rs.output, "ADDRESS": "127.0.0.1",
+        "TCP_PORT": rs.tcp_port, "TLS_PORT": rs.tls_port}))
     rs.start()
     try:
         yield rs

@@ -11,9 +11,22 @@ from pathlib import Path
 
 from tests.conftest import ROOT
 
+#: The receiver config docs/shipping.md shows byte for byte (tests/unit/test_docs_examples.py).
 RSYSLOG_CONF = ROOT / "docs" / "examples" / "rsyslog-edgeguard.conf"
+#: The ``@NAME@`` placeholders of RSYSLOG_CONF, all filled in by :func:`render_conf`.
+PLACEHOLDERS = ("WORKDIR", "CA_FILE", "CERT_FILE", "KEY_FILE", "OUTPUT", "ADDRESS",
+                "TCP_PORT", "TLS_PORT")
 RSYSLOGD = "/usr/sbin/rsyslogd"
 OPENSSL = "/usr/bin/openssl"
+
+
+def render_conf(values: dict[str, object]) -> str:
+    """RSYSLOG_CONF with every placeholder replaced; nothing else is changed."""
+    assert set(values) == set(PLACEHOLDERS), sorted(set(values) ^ set(PLACEHOLDERS))
+    text = RSYSLOG_CONF.read_text()
+    for key, value in values.items():
+        text = text.replace(f"@{key}@", str(value))
+    return text
 
 
 def free_port() -> int:

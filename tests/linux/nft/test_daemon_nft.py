@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 from nftlab import IP, NFT, Lab
 
+from tests.support.schema import validate_lines
+
 pytestmark = pytest.mark.linux
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -79,7 +81,8 @@ def test_daemon_serves_blocks_and_unblock_and_keeps_the_table(lab: Lab, tmp_path
                    f'{{ {ip} timeout 60s comment "port-scan|scan/syn|{fid}" }}')
         listed = daemon.cli("net", "blocks", "--json")
         assert listed.returncode == 0, listed.stderr
-        rows = [json.loads(line) for line in listed.stdout.splitlines()]
+        rows = validate_lines(listed.stdout)  # the --json contract (docs/schema)
+        assert {r["event"]["action"] for r in rows} == {"network-block-state"}
         assert {(r["source"]["ip"], r["edgeguard"]["finding"]["id"]) for r in rows} == {
             (lab.scan_ip, "scan:a"), (lab.scan_ip2, "scan:b")}
         assert all(r["rule"]["id"] == "port-scan" and r["event"]["end"] for r in rows)
@@ -88,10 +91,12 @@ def test_daemon_serves_blocks_and_unblock_and_keeps_the_table(lab: Lab, tmp_path
         gone = daemon.cli("net", "unblock", lab.scan_ip2)
         assert gone.returncode == 0, gone.stderr
         assert "removed 1 block(s)" in gone.stdout
-        assert daemon.cli("net", "unblock", "10.200.0.9").returncode == 1  # nothing to remove
+        nothing = daemon.cli("net", "unblock", "10.200.0.9", "--json")
+        assert nothing.returncode == 1  # nothing to remove
+        assert validate_lines(nothing.stdout)[0]["edgeguard"]["unblocked"] == 0
         assert daemon.cli("net", "unblock", "not-an-address").returncode == 2
-        status = json.loads(daemon.cli("status", "--json").stdout)
-        assert status["sources"]["net-enforce"]["counters"]["nft_unblocked"] == 1
+        (status,) = validate_lines(daemon.cli("status", "--json").stdout)
+        assert status["edgeguard"]["sources"]["net-enforce"]["counters"]["nft_unblocked"] == 1
     finally:
         daemon.stop()
     records = daemon.records()
@@ -108,7 +113,7 @@ def test_daemon_serves_blocks_and_unblock_and_keeps_the_table(lab: Lab, tmp_path
     # ... and the next run carries it over.
     second = Daemon(lab, tmp_path)
     try:
-        rows = [json.loads(x) for x in second.cli("net", "blocks", "--json").stdout.splitlines()]
+        rows = validate_lines(second.cli("net", "blocks", "--json").stdout)
         assert [r["source"]["ip"] for r in rows] == [lab.scan_ip]
     finally:
         second.stop()
