@@ -229,19 +229,19 @@ def _malformed_uevents(count: int) -> list[bytes]:
             case 1:
                 props["DEVNAME"] = "/dev/sda"  # does not match DEVPATH
             case 2:
-                props["ACTION"] = "explode"
+                props["ACTION"] = "online"  # valid for udev, never for a block device here
             case 3:
                 props["ID_VENDOR_ID"] = "zz9\x1b[2J"  # not a USB id, escape codes
             case 4:
-                props["DEVTYPE"] = "partition"
-                props["PARTN"] = "-1"
-                props["DEVPATH"] = f"/devices/virtual/block/x/{name}"
+                props["DEVTYPE"] = "partition"  # its own parent
+                props["DEVPATH"] = f"/devices/virtual/block/{name}/{name}"
             case 5:
-                props["ID_MODEL"] = "A" * 70000  # far too long
-            case 6:
-                props["DEVNAME"] = f"/dev/{name}\n/dev/sda"
+                props["ID_MODEL"] = "A" * 4000  # far too long (udev messages stay < 8 KiB)
+            case 6:  # a kernel name no kernel gives, shell metacharacters
+                props["DEVPATH"] = f"/devices/virtual/block/{name};reboot"
+                props["DEVNAME"] = f"/dev/{name};reboot"
             case _:
-                props["MINOR"] = "99999999999999999999999"
+                props["EDGEGUARD_SIZE"] = "9" * 25  # not a sane number
         out.append(udev_message(props))
     return out
 
@@ -256,10 +256,8 @@ def test_forged_malformed_uevents_do_not_crash_the_daemon(
 
     before = malformed()
     sent = send_uevent(_malformed_uevents(400))
-    _wait(lambda: malformed() > before, "the malformed counter to move")
-    time.sleep(1.0)
-    moved = malformed() - before
-    assert moved >= sent // 2, (moved, sent)  # the kernel may drop some under a burst
+    # each one reaches the parser and is refused (the 4 MiB receive buffer holds them all)
+    _wait(lambda: malformed() - before >= sent, f"{sent} malformed uevents counted")
     assert host_daemon.alive()
     status = request(host_daemon.socket, "status")
     assert status["sources"]["media"]["running"] is True
