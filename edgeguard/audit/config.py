@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from edgeguard.policy.types import ByteSize, Duration, FileMode, setting
+from edgeguard.policy.types import ByteSize, Duration, FileMode, GroupName, setting
 
 __all__ = ["AuditConfig", "JournaldShipping", "ShippingConfig", "SyslogShipping"]
 
@@ -57,6 +57,9 @@ class AuditConfig:
                                   "Delete rotated segments older than this (LT2 §9).",
                                   unit="duration")
     file_mode: FileMode = setting(FileMode(0o640), "Permission bits of the audit files.")
+    file_group: GroupName = setting(GroupName("adm"), "Group of the audit directory (0750) "
+                                    "and files (owner root), so its members (log readers, "
+                                    "Filebeat) can read the trail; must exist on this host.")
     key_file: str = setting("/var/lib/edgeguard/audit.key",
                             "The evolving checkpoint key (0600), created by "
                             "'edgeguard audit init'; without it checkpoints are unsealed.")

@@ -94,8 +94,15 @@ class AuditService:
     def _apply(self, config: AuditConfig) -> None:
         if self.writer is None:
             return
+        try:
+            group: int | None = config.file_group.gid
+        except KeyError:  # deleted since the policy was loaded: keep the group in use
+            log.error("audit.file_group does not exist; files keep their group",
+                      group=str(config.file_group))
+            group = None
         self.writer.configure(
-            key_file=Path(config.key_file), checkpoint_interval=config.checkpoint_interval,
+            key_file=Path(config.key_file), file_group=group,
+            checkpoint_interval=config.checkpoint_interval,
             checkpoint_records=config.checkpoint_records, queue_limit=config.queue_limit,
             retention=config.retention, shipped=self.shipped_sequence)
         if not self.shippers:

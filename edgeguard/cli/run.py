@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from edgeguard.cli._common import add_policy_options, policy_files
-from edgeguard.daemon.run import DaemonOptions, start
+from edgeguard.daemon.run import DaemonOptions, StartupError, start
 from edgeguard.logs import configure
 from edgeguard.policy import PolicyError
 
@@ -38,4 +38,7 @@ def _run(args: argparse.Namespace) -> int:
         for issue in exc.issues:
             print(f"edgeguard: {issue}", file=sys.stderr)
         print(f"edgeguard: policy has {len(exc.issues)} error(s); not starting", file=sys.stderr)
+        return 2
+    except StartupError as exc:
+        print(f"edgeguard: {exc}; not starting", file=sys.stderr)
         return 2

@@ -10,7 +10,7 @@ Kept, and why:
   ``setns``, writing USB ``authorized`` in sysfs.
 * ``CAP_NET_ADMIN``: nftables changes, nl80211 disconnect, promiscuous mode, rfkill.
 * ``CAP_NET_RAW``: AF_PACKET sockets when a capture worker is restarted.
-* ``CAP_CHOWN``: audit files owned root:adm (the configured admin group).
+* ``CAP_CHOWN``: audit directory and files owned root:<audit.file_group> (default adm).
 """
 
 from __future__ import annotations

@@ -35,14 +35,19 @@ from edgeguard.daemon.registry import build_components
 from edgeguard.decision import DecisionEngine
 from edgeguard.events import AuditRecord, EventKind, Finding, Outcome, Scalar
 from edgeguard.policy import LoadedPolicy, PolicyError, load_policy
+from edgeguard.policy.model import Policy
 
-__all__ = ["Daemon", "DaemonOptions"]
+__all__ = ["Daemon", "DaemonOptions", "StartupError"]
 
 log = structlog.get_logger("edgeguard.daemon")
 
 #: How often summaries of suppressed repeats are checked (they are written once their
 #: own window, audit.aggregate_window, has passed).
 _SUMMARY_INTERVAL = 5.0
+
+
+class StartupError(Exception):
+    """The daemon cannot start for a reason the policy check could not see (exit 2)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -75,7 +80,7 @@ class Daemon:
         self.writer = AuditWriter(
             self.audit_dir, clock=self.clock, host=self.host,
             segment_size=policy.audit.segment_size, fsync_interval=policy.audit.fsync_interval,
-            file_mode=policy.audit.file_mode,
+            file_mode=policy.audit.file_mode, file_group=_audit_group(policy),
         )
         self.engine = DecisionEngine(policy, self.clock)
         # Suppressed repeats (a flood of one finding) become periodic summary records, so
@@ -279,6 +284,18 @@ class Daemon:
                          "repeats_pending": self.aggregator.pending},
             "sources": sources,
         }
+
+
+def _audit_group(policy: Policy) -> int:
+    """``audit.file_group`` resolved once at start. The loader already refused an
+    unknown group in a policy file; this catches the built-in default on a host without
+    it, or a group deleted since the policy was checked."""
+    name = policy.audit.file_group
+    try:
+        return name.gid
+    except KeyError:
+        raise StartupError(f"audit.file_group: no group {str(name)!r} on this host; create "
+                           "it or set audit.file_group to an existing group") from None
 
 
 def _group_id(name: str | None) -> int | None:

@@ -8,6 +8,7 @@ with these parsers, so a section module never parses YAML itself.
 from __future__ import annotations
 
 import dataclasses
+import grp
 import ipaddress
 import re
 from typing import Any
@@ -16,6 +17,7 @@ __all__ = [
     "ByteSize",
     "Duration",
     "FileMode",
+    "GroupName",
     "IPAddress",
     "IPNetwork",
     "MacAddress",
@@ -119,6 +121,34 @@ class FileMode(int):
         if not re.fullmatch(r"[0-7]{1,4}", norm) or int(norm, 8) > 0o777:
             raise ValueError(f"expected octal permission bits up to 0777, e.g. 0640, got {text!r}")
         return cls(int(norm, 8))
+
+
+class GroupName(str):
+    """A local group that must exist on this host: a name (``adm``) or a numeric gid.
+
+    Checked when the policy is loaded, so a typo is an error naming the file and line,
+    not a daemon that starts and then cannot give its files the intended group.
+    """
+
+    what = "group name such as 'adm'"
+    accepts_numbers = True
+
+    @classmethod
+    def parse(cls, text: str) -> GroupName:
+        norm = text.strip()
+        try:
+            if norm.isdigit():
+                grp.getgrgid(int(norm))
+            else:
+                grp.getgrnam(norm)
+        except (KeyError, OverflowError):
+            raise ValueError(f"no group {norm!r} on this host (getent group {norm})") from None
+        return cls(norm)
+
+    @property
+    def gid(self) -> int:
+        """The group's id now (KeyError if it was removed since the policy was loaded)."""
+        return int(self) if self.isdigit() else grp.getgrnam(self).gr_gid
 
 
 def setting(default: Any, doc: str, unit: str | None = None, *, factory: Any = None,
