@@ -4,8 +4,9 @@ Stepping :func:`edgeguard.net.bpf.run` costs a few microseconds per instruction;
 runs the filter over every frame of a capture, so the program is translated once into
 Python source and compiled. cBPF only jumps forward, so the basic blocks form a DAG: a
 block with one predecessor is inlined where it is jumped to, a block several jumps share
-becomes a function called in tail position, and return blocks become a line. Semantics are the interpreter's: an
-out-of-bounds load or a division by zero returns 0. A property test checks both agree.
+becomes a function called in tail position, and return blocks become a line. Semantics
+are the interpreter's: an out-of-bounds load or a division by zero returns 0. A property
+test checks both agree.
 """
 
 from __future__ import annotations
