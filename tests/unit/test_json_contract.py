@@ -60,6 +60,7 @@ CONTRACT_TESTS: dict[tuple[str, ...], tuple[str, ...]] = {
     ("media", "replay"): ("tests/unit/test_json_contract.py",),
     ("net", "blocks"): ("tests/linux/nft/test_daemon_nft.py",),
     ("net", "unblock"): ("tests/linux/nft/test_daemon_nft.py",),
+    ("wifi", "classify"): ("tests/unit/wifi/test_classify_capture.py",),
     ("wifi", "status"): ("tests/unit/wifi/test_cli_wifi.py",
                          "tests/linux/wifi/test_daemon_killswitch.py"),
     ("install",): ("tests/unit/test_json_contract.py",),
