@@ -50,11 +50,17 @@ def _records(daemon: HostDaemon) -> list[dict[str, Any]]:
     return out
 
 
-def _wait(predicate: Callable[[], bool], what: str, timeout: float = 30) -> None:
+def _wait(predicate: Callable[[], bool], what: str, timeout: float = 30,
+          detail: Callable[[], str] = str) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what} {detail()}"
         time.sleep(0.1)
+
+
+def _media_counters(daemon: HostDaemon) -> dict[str, Any]:
+    counters: dict[str, Any] = request(daemon.socket, "status")["sources"]["media"]["counters"]
+    return counters
 
 
 class RawAccess:
@@ -89,16 +95,18 @@ def raw_access() -> Iterator[RawAccess]:
 @pytest.fixture(scope="module")
 def stick(host_daemon: HostDaemon, raw_access: RawAccess,
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stick]:
-    """A visitor's vfat stick: judged read-only by the daemon and mounted read-only."""
+    """A visitor's ext4 stick (this kernel has no vfat): judged read-only by the daemon
+    and mounted read-only."""
     image = build_image(tmp_path_factory.mktemp("stick"),
-                        StickSpec(name="redteam", partitions=("vfat",), serial="VISITOR-RT"))
+                        StickSpec(name="redteam", partitions=("ext4",), serial="VISITOR-RT"))
     made = attach(image, 1)
     try:
         part = made.partitions[0]
         _wait(lambda: any(r["event"]["action"] == "usb-read-only"
                           and r.get("volume", {}).get("device_name") == f"/dev/{part}"
                           for r in _records(host_daemon)), "the daemon's read-only verdict")
-        _wait(lambda: _mount_of(host_daemon.mounts / part) is not None, "the read-only mount")
+        _wait(lambda: _mount_of(host_daemon.mounts / part) is not None,
+              "the read-only mount", detail=lambda: str(_media_counters(host_daemon)))
         raw_access.grant(*made.nodes)
         yield made
     finally:
@@ -266,7 +274,7 @@ def test_forged_malformed_uevents_do_not_crash_the_daemon(
     assert not any("egrtz" in json.dumps(row) for row in listed)
     assert not any(Path(f"/dev/egrtz{i}").exists() for i in range(3))
     # still detecting: a stick plugged after the garbage is judged and recorded
-    image = build_image(tmp_path, StickSpec(name="after-fuzz", partitions=("vfat",),
+    image = build_image(tmp_path, StickSpec(name="after-fuzz", partitions=("ext4",),
                                             serial="VISITOR-AF"))
     late = attach(image, 1)
     try:
@@ -275,9 +283,11 @@ def test_forged_malformed_uevents_do_not_crash_the_daemon(
                           and r.get("volume", {}).get("device_name") == f"/dev/{part}"
                           for r in _records(host_daemon)), "a verdict for the late stick")
         assert all(blkroget(node) for node in late.nodes)
+        target = host_daemon.mounts / part
+        _wait(lambda: _mount_of(target) is not None, "the late stick's read-only mount")
+        assert "ro" in (_mount_of(target) or set())
     finally:
         target = host_daemon.mounts / late.partitions[0]
-        _wait(lambda: _mount_of(target) is not None, "the late stick's mount", timeout=10)
         subprocess.run(["/usr/bin/umount", "--lazy", str(target)], check=False,
                        capture_output=True, timeout=30)
         detach(late)

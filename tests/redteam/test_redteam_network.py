@@ -158,7 +158,8 @@ def test_bittorrent_handshake_on_443_split_across_segments_is_seen(
     alert = _split(watched, case, cuts)
     assert alert is not None, f"{case} passed unseen"
     assert alert["edgeguard"]["finding"]["subtype"] == "handshake"
-    assert alert["destination"]["port"] == 443
+    assert alert["edgeguard"]["bittorrent"]["port"] == 443
+    assert alert["destination"]["ip"] == watched.net.ip_b
 
 
 @pytest.mark.xfail(strict=True, reason="known limit (docs/security.md): the stateless capture "
