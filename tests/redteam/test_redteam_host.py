@@ -156,7 +156,7 @@ def test_staff_can_read_status_but_not_change_anything(
     status = _cli(staff, "status", "--json", "--socket", str(host_daemon.socket),
                   groups=(gid,))
     assert status.returncode == 0, status.stderr
-    assert json.loads(status.stdout)["pid"] == host_daemon.pid
+    assert json.loads(status.stdout)["process"]["pid"] == host_daemon.pid
     listed = _cli(staff, "media", "list", "--json", "--socket", str(host_daemon.socket),
                   groups=(gid,))
     assert listed.returncode == 0, listed.stderr
