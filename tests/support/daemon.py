@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -62,6 +64,21 @@ class Daemon:
     def records(self) -> list[dict[str, object]]:
         lines = (self.audit / "audit.jsonl").read_bytes().splitlines()
         return [orjson.loads(line) for line in lines]
+
+    @classmethod
+    @contextlib.contextmanager
+    def running(cls, tmp: Path, policy: Path, extra_env: dict[str, str] | None = None,
+                sock: Path | None = None) -> Iterator[Daemon]:
+        """Started and READY inside the block; killed and reaped after it if the test
+        did not stop it."""
+        d = cls(tmp, policy, extra_env, sock)
+        try:
+            d.notify.wait_for("READY=1")
+            yield d
+        finally:
+            if d.proc.poll() is None:
+                d.proc.kill()
+                d.proc.wait()
 
     def stop(self) -> int:
         if self.proc.poll() is None:

@@ -14,10 +14,8 @@ tests/linux (see CONTRACT_TESTS). The exit codes each command documents in its `
 from __future__ import annotations
 
 import argparse
-import asyncio
 import tempfile
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +27,6 @@ from edgeguard.audit.writer import AuditWriter
 from edgeguard.cli import build_parser
 from edgeguard.cli._docs import walk
 from edgeguard.clock import SystemClock
-from edgeguard.daemon.component import Peer
-from edgeguard.daemon.control import ControlServer
 from edgeguard.media.allow import AllowStore
 from edgeguard.media.engine import MediaEngine
 from edgeguard.media.replay import SimulatedKernel, replay
@@ -38,6 +34,7 @@ from edgeguard.media.service import MediaComponent, load_catalogue
 from edgeguard.media.source import load_recording
 from edgeguard.policy import load_policy
 from tests.conftest import ROOT, run_edgeguard
+from tests.support.control import serve_control
 from tests.support.daemon import Daemon
 from tests.support.schema import validate_lines
 from tests.unit.net.netdata import CORPUS, PCAPS
@@ -279,21 +276,6 @@ def test_audit_verify_json_intact_broken_and_unreadable(audit_log: Path) -> None
 
 
 # -- media list (recorded uevents through the engine, on a real control socket) -------------
-def serve(sock: Path, handlers: dict[str, Callable[[Peer, Any], Any]]) -> Iterator[None]:
-    loop = asyncio.new_event_loop()
-    server = ControlServer(sock, handlers)
-    loop.run_until_complete(server.start())
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(5)
-        loop.run_until_complete(server.close())
-        loop.close()
-
-
 @pytest.fixture
 def media_socket(tmp_path: Path) -> Iterator[Path]:
     from edgeguard.audit.sink import MemorySink  # noqa: PLC0415
@@ -304,7 +286,8 @@ def media_socket(tmp_path: Path) -> Iterator[Path]:
     component = MediaComponent(block=kernel)
     component.engine = engine
     sock = tmp_path / "control.sock"
-    yield from (sock for _ in serve(sock, {"media.list": component.cmd_list}))
+    with serve_control(sock, {"media.list": component.cmd_list}):
+        yield sock
 
 
 def test_media_list_json(media_socket: Path) -> None:
@@ -345,14 +328,8 @@ def daemon() -> Iterator[Daemon]:
     with tempfile.TemporaryDirectory(prefix="eg-contract-") as tmp:
         policy = Path(tmp) / "policy.yaml"
         policy.write_text("media:\n  enabled: false\nmode: monitor\n")
-        d = Daemon(Path(tmp), policy)
-        try:
-            d.notify.wait_for("READY=1")
+        with Daemon.running(Path(tmp), policy) as d:
             yield d
-        finally:
-            if d.proc.poll() is None:
-                d.proc.kill()
-                d.proc.wait()
 
 
 def test_status_json_of_a_running_daemon(daemon: Daemon) -> None:

@@ -30,14 +30,10 @@ def daemon(tmp_path: Path) -> Iterator[Daemon]:
     policy.write_text("mode: monitor\nmedia:\n  enabled: false\n")
     sockdir = Path(tempfile.mkdtemp(prefix="eg-sock-"))
     sockdir.chmod(0o755)  # an unprivileged peer must reach the socket to be refused
-    d = Daemon(tmp_path, policy, sock=sockdir / "control.sock")
     try:
-        d.notify.wait_for("READY=1")
-        yield d
+        with Daemon.running(tmp_path, policy, sock=sockdir / "control.sock") as d:
+            yield d
     finally:
-        if d.proc.poll() is None:
-            d.proc.kill()
-            d.proc.wait()
         for leftover in sockdir.iterdir():
             leftover.unlink()
         sockdir.rmdir()

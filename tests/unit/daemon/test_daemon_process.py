@@ -27,14 +27,8 @@ def policy(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def daemon(tmp_path: Path, policy: Path) -> Iterator[Daemon]:
-    d = Daemon(tmp_path, policy, {"WATCHDOG_USEC": "200000"})
-    try:
-        d.notify.wait_for("READY=1")
+    with Daemon.running(tmp_path, policy, {"WATCHDOG_USEC": "200000"}) as d:
         yield d
-    finally:
-        if d.proc.poll() is None:
-            d.proc.kill()
-            d.proc.wait()
 
 
 def actions(records: list[dict[str, object]]) -> list[str]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,31 +9,20 @@ from typing import Any
 import pytest
 
 from edgeguard.daemon.component import Peer
-from edgeguard.daemon.control import ControlServer
 from tests.conftest import run_edgeguard
+from tests.support.control import serve_control
 from tests.support.schema import validate_lines
 
 from . import recordings as r
 from .harness import replay
 
 
-def serve(sock: Path, status: dict[str, Any]) -> Iterator[None]:
-    loop = asyncio.new_event_loop()
-
+def serve(sock: Path, status: dict[str, Any]) -> Iterator[Path]:
     async def handler(peer: Peer, args: object) -> dict[str, Any]:
         return status
 
-    server = ControlServer(sock, {"wifi.status": handler})
-    loop.run_until_complete(server.start())
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(5)
-        loop.run_until_complete(server.close())
-        loop.close()
+    with serve_control(sock, {"wifi.status": handler}):
+        yield sock
 
 
 def recording(tmp_path: Path, *entries: dict[str, object]) -> Path:
@@ -49,7 +36,7 @@ def trusted(tmp_path: Path) -> Iterator[Path]:
     run = replay(recording(tmp_path, r.connect(r.TRUST), r.scan_dump(
         r.bss(r.TRUST, "trust-staff", "wpa3-enterprise", True, True, freq=5180))), tmp_path)
     sock = tmp_path / "control.sock"
-    yield from (sock for _ in serve(sock, run.component.status()))
+    yield from serve(sock, run.component.status())
 
 
 @pytest.fixture
@@ -57,7 +44,7 @@ def refused(tmp_path: Path) -> Iterator[Path]:
     run = replay(recording(tmp_path, r.connect(r.CAFE), r.scan_dump(
         r.bss(r.CAFE, "cafe", "open", False, True))), tmp_path, mode="monitor")
     sock = tmp_path / "control.sock"
-    yield from (sock for _ in serve(sock, run.component.status()))
+    yield from serve(sock, run.component.status())
 
 
 def test_text_status_on_a_trusted_network(trusted: Path) -> None:
