@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -19,6 +19,7 @@ __all__ = [
     "add_policy_options",
     "add_socket_option",
     "call_daemon",
+    "command_group",
     "ecs_row",
     "policy_files",
     "print_json_lines",
@@ -26,6 +27,25 @@ __all__ = [
 ]
 
 DEFAULT_SOCKET = Path("/run/edgeguard/control.sock")
+
+
+if TYPE_CHECKING:
+    Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
+
+
+def command_group(sub: Subparsers, name: str, help_text: str, description: str | None = None,
+                  ) -> tuple[argparse.ArgumentParser, Subparsers]:
+    """A command with subcommands (``edgeguard media ...``); given none, it prints its help
+    to stderr and exits 2 (a usage error)."""
+    parser = sub.add_parser(name, help=help_text, description=description)
+    actions = parser.add_subparsers(dest=f"{name}_command", metavar="ACTION")
+
+    def usage(_args: argparse.Namespace) -> int:
+        parser.print_help(sys.stderr)
+        return 2
+
+    parser.set_defaults(func=usage)
+    return parser, actions
 
 
 def add_policy_options(parser: argparse.ArgumentParser) -> None:

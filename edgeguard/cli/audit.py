@@ -16,6 +16,7 @@ import orjson
 from edgeguard.audit.follow import follow_lines, last_lines, render_line
 from edgeguard.audit.keys import AuditKeyError, enrol, read_export
 from edgeguard.audit.verify import VerifyResult, verify_paths
+from edgeguard.cli._common import command_group
 from edgeguard.ecs import nest
 from edgeguard.events import Scalar
 from edgeguard.policy.load import PolicyError, default_layers, load_policy
@@ -27,9 +28,7 @@ __all__ = ["register"]
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    audit = subparsers.add_parser("audit", help="verify, read and enrol the audit trail")
-    sub = audit.add_subparsers(dest="audit_command", metavar="SUBCOMMAND")
-    audit.set_defaults(func=lambda _a: _usage(audit))
+    _audit, sub = command_group(subparsers, "audit", "verify, read and enrol the audit trail")
 
     verify = sub.add_parser(
         "verify", help="check the hash chain (and checkpoints with --key)",
@@ -70,11 +69,6 @@ def _dir_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--audit-dir", type=Path, metavar="DIR", help="override audit.directory")
     parser.add_argument("--policy", type=Path, action="append", default=[], metavar="FILE",
                         help="policy files (default: the embedded policy and /etc/edgeguard)")
-
-
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help(sys.stderr)
-    return 2
 
 
 def _policy_audit(args: argparse.Namespace) -> AuditConfig | None:

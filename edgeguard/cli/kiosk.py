@@ -18,6 +18,7 @@ from edgeguard.cli._common import (
     add_policy_options,
     add_socket_option,
     call_daemon,
+    command_group,
     policy_files,
     print_json_lines,
     print_table,
@@ -37,14 +38,7 @@ COLUMNS = ["edgeguard.usb.bus_path", "device.model.identifier", "device.model.na
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    kiosk = sub.add_parser("kiosk", help="kiosk lockdown: USB device authorisation")
-    ksub = kiosk.add_subparsers(dest="kiosk_command", metavar="ACTION")
-
-    def usage(args: argparse.Namespace) -> int:
-        kiosk.print_help(sys.stderr)
-        return 2
-
-    kiosk.set_defaults(func=usage)
+    _kiosk, ksub = command_group(sub, "kiosk", "kiosk lockdown: USB device authorisation")
     dev = ksub.add_parser(
         "devices", help="USB devices, their interface classes and verdicts",
         description="List every USB device with its interface classes and the kiosk verdict. "

@@ -20,6 +20,7 @@ from edgeguard.cli._common import (
     add_policy_options,
     add_socket_option,
     call_daemon,
+    command_group,
     ecs_row,
     policy_files,
     print_json_lines,
@@ -38,14 +39,7 @@ LIST_COLUMNS = ["volume.device_name", "volume.vendor_id", "volume.product_id",
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    media = sub.add_parser("media", help="USB storage: list, temporary allow, replay")
-    msub = media.add_subparsers(dest="media_command", metavar="ACTION")
-
-    def usage(args: argparse.Namespace) -> int:
-        media.print_help(sys.stderr)
-        return 2
-
-    media.set_defaults(func=usage)
+    _media, msub = command_group(sub, "media", "USB storage: list, temporary allow, replay")
 
     lst = msub.add_parser(
         "list", help="present USB storage: identity, encryption, verdict, why",

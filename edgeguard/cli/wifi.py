@@ -16,6 +16,7 @@ from edgeguard.cli._common import (
     add_policy_options,
     add_socket_option,
     call_daemon,
+    command_group,
     print_json_lines,
 )
 from edgeguard.ecs import iso_timestamp, nest
@@ -27,9 +28,9 @@ __all__ = ["register"]
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = sub.add_parser("wifi", help="Wi-Fi security floor and VPN kill switch",
-                            description="Inspect the Wi-Fi policy of the running daemon.")
-    wsub = parser.add_subparsers(dest="wifi_command", metavar="COMMAND")
+    _wifi, wsub = command_group(sub, "wifi", "Wi-Fi security floor and VPN kill switch",
+                                "Inspect the Wi-Fi policy of the running daemon, or classify "
+                                "the networks in a capture.")
     status = wsub.add_parser(
         "status", help="current association, its security class and verdict, kill switch",
         description="Show each associated Wi-Fi interface (BSS, security class, AKMs, "
@@ -55,12 +56,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                           help="one JSON object per line with ECS field names")
     add_policy_options(classify)
     classify.set_defaults(func=_classify)
-    parser.set_defaults(func=lambda args: _usage(parser))
-
-
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help()
-    return 2
 
 
 def _row(action: str, fields: Mapping[str, Any]) -> dict[str, Any]:
