@@ -15,10 +15,8 @@
   already shipped are pruned, and when space returns the queue is written followed by
   a record with the exact number lost. On EIO the segment is closed as suspect, a new
   one started and the error recorded.
-* Ownership: with ``file_group`` (a gid; the policy's ``audit.file_group``) and run as
-  root, the directory is made 0750 root:<group> and every segment root:<group> with
-  ``file_mode`` (0640), so the group reads the trail and nobody else does. The key file
-  is not here: it stays 0600 root (:mod:`edgeguard.audit.keys`).
+* Ownership (root:<``audit.file_group``>, 0640 in a 0750 directory) is
+  :mod:`edgeguard.audit.ownership`'s.
 """
 
 from __future__ import annotations
@@ -39,6 +37,7 @@ from edgeguard.audit import segments as seg
 from edgeguard.audit.chain import GENESIS_HASH, canonical, chain_hash
 from edgeguard.audit.checkpoint import checkpoint_record
 from edgeguard.audit.keys import AuditKeyError, KeyStore
+from edgeguard.audit.ownership import DIRECTORY_MODE, Ownership
 from edgeguard.audit.records import LOST, PRUNED, RESERVED_ACTIONS, SEGMENT_START
 from edgeguard.audit.segments import ACTIVE_NAME, AuditWriteError, read_head, segment_name
 from edgeguard.clock import Clock
@@ -48,6 +47,7 @@ from edgeguard.fsutil import fsync_directory
 
 __all__ = [
     "ACTIVE_NAME",
+    "DIRECTORY_MODE",
     "LOST",
     "PRUNED",
     "RESERVED_ACTIONS",
@@ -58,10 +58,6 @@ __all__ = [
 ]
 
 _SPACE_ERRORS = (errno.ENOSPC, errno.EDQUOT)
-
-#: The audit directory: the owner writes, the audit group lists and reads, others nothing.
-DIRECTORY_MODE = 0o750
-
 
 class AuditWriter:
     """Thread-safe; ``write`` returns the record's sequence (0: held in memory, disk full)."""
@@ -79,8 +75,7 @@ class AuditWriter:
         self.host = host
         self.segment_size = segment_size
         self.fsync_interval = fsync_interval
-        self.file_mode = file_mode
-        self.file_group = file_group
+        self.owner = Ownership(directory, file_mode, file_group)
         self.checkpoint_interval = checkpoint_interval
         self.checkpoint_records = checkpoint_records
         self.queue_limit = queue_limit
@@ -103,7 +98,7 @@ class AuditWriter:
         self._next_retry = 0.0
         self._aside_reported = False
         directory.mkdir(parents=True, exist_ok=True, mode=DIRECTORY_MODE)
-        self._own_directory()
+        self.owner.own_directory()
         with self._lock:
             self.discarded = seg.set_aside_headless(directory / ACTIVE_NAME)
             try:
@@ -140,7 +135,7 @@ class AuditWriter:
             return
         self._first_seq = head.first_sequence
         self._fd = os.open(active, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
-        self._own_file(self._fd)
+        self.owner.own_file(self._fd)
         self._size = os.fstat(self._fd).st_size
 
     # -- public -------------------------------------------------------------------
@@ -151,11 +146,11 @@ class AuditWriter:
                   shipped: Callable[[], int | None] | None = None) -> None:
         """Apply the policy's audit settings to a running writer (start and reload)."""
         with self._lock:
-            if file_group is not None and file_group != self.file_group:
-                self.file_group = file_group  # new segments; the directory and active one now
-                self._own_directory()
+            if file_group is not None and file_group != self.owner.group:
+                self.owner.group = file_group  # new segments; the directory and active one now
+                self.owner.own_directory()
                 if self._fd is not None:
-                    self._own_file(self._fd)
+                    self.owner.own_file(self._fd)
             if self.keys is None:
                 self._open_keys(key_file)
             if checkpoint_interval is not None:
@@ -367,33 +362,6 @@ class AuditWriter:
                     rec.KEY_REFUSED, f"checkpoints stay unsealed: {exc}",
                     EventKind.PIPELINE_ERROR, {"error.message": str(exc)}, self.clock.now()))
 
-    # -- ownership ----------------------------------------------------------------
-    def _owns_files(self) -> bool:
-        """Only root can give files away; unprivileged runs (tests, replay) keep theirs."""
-        return self.file_group is not None and os.geteuid() == 0
-
-    def _own_directory(self) -> None:
-        """The directory 0750 root:<group>, and the rotated segments already in it
-        root:<group> too (an older install, or the group changed in the policy)."""
-        if not self._owns_files():
-            return
-        assert self.file_group is not None
-        fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            os.fchown(fd, 0, self.file_group)
-            os.fchmod(fd, DIRECTORY_MODE)
-        finally:
-            os.close(fd)
-        for path in seg.rotated_segments(self.directory):
-            with contextlib.suppress(FileNotFoundError):  # pruned meanwhile
-                os.chown(path, 0, self.file_group, follow_symlinks=False)
-
-    def _own_file(self, fd: int) -> None:
-        if self._owns_files():
-            assert self.file_group is not None
-            os.fchown(fd, 0, self.file_group)
-            os.fchmod(fd, self.file_mode)  # chown may clear bits; say them again
-
     # -- internals ----------------------------------------------------------------
     def _render(self, record: AuditRecord, extra: dict[str, Scalar] | None) -> tuple[bytes, str]:
         seq = self._seq + 1
@@ -445,7 +413,7 @@ class AuditWriter:
     def _open_segment(self, *, reason: str, previous: str | None, unclean_tail: int = 0) -> None:
         path = self.directory / ACTIVE_NAME
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
-                     self.file_mode)
+                     self.owner.file_mode)
         self._fd, self._size, self._first_seq = fd, 0, self._seq + 1
         extra: dict[str, Scalar] = {
             "edgeguard.audit.reason": reason,
@@ -461,8 +429,7 @@ class AuditWriter:
             self._aside_reported = True
         header = rec.header_record(reason)
         try:
-            os.fchmod(fd, self.file_mode)
-            self._own_file(fd)
+            self.owner.own_file(fd)
             self._append(header, extra)
             fsync_directory(self.directory)
         except OSError:
