@@ -39,6 +39,21 @@ def test_tail_usage_errors(tmp_path: Path) -> None:
     assert run_edgeguard(["audit", "tail", "-n", "-1", str(tmp_path)]).returncode == 2
 
 
+def _wait_open(pid: int, path: Path, timeout: float = 30) -> None:
+    """Until process ``pid`` holds ``path`` open (a fixed sleep loses on a busy host)."""
+    fds = Path(f"/proc/{pid}/fd")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for fd in fds.iterdir():
+            try:
+                if fd.resolve() == path.resolve():
+                    return
+            except OSError:
+                continue  # closed meanwhile
+        time.sleep(0.02)
+    raise AssertionError(f"process {pid} did not open {path} within {timeout}s")
+
+
 def _read_until(proc: subprocess.Popen[bytes], want: int, timeout: float) -> list[int]:
     assert proc.stdout is not None
     sel = selectors.DefaultSelector()
@@ -65,7 +80,7 @@ def test_tail_follow_crosses_rotations(tmp_path: Path) -> None:
     proc = subprocess.Popen(edgeguard_argv("audit", "tail", "-f", "--json", "-n", "0", str(log)),
                             stdout=subprocess.PIPE, env=edgeguard_env(), cwd=ROOT)
     try:
-        time.sleep(1.0)  # let it open the active segment
+        _wait_open(proc.pid, log / ACTIVE_NAME)  # it follows from here on
         start = writer.head[0]
         for i in range(60):  # several rotations while it follows
             writer.write(sample_record(i))
