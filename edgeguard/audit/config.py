@@ -57,7 +57,8 @@ class AuditConfig:
                                   "Delete rotated segments older than this (LT2 §9).",
                                   unit="duration")
     file_mode: FileMode = setting(FileMode(0o640), "Permission bits of the audit files.")
-    file_group: GroupName = setting(GroupName("adm"), "Group of the audit directory (0750) "
+    file_group: GroupName = setting(GroupName("adm"), "Group of the audit directory (2750, "
+                                    "set-group-ID) "
                                     "and files (owner root), so its members (log readers, "
                                     "Filebeat) can read the trail; must exist on this host.")
     key_file: str = setting("/var/lib/edgeguard/audit.key",

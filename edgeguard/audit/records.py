@@ -20,6 +20,7 @@ __all__ = [
     "IO_ERROR",
     "KEY_REFUSED",
     "LOST",
+    "OWNERSHIP_REFUSED",
     "PRUNED",
     "RESERVED_ACTIONS",
     "SEGMENT_START",
@@ -36,7 +37,9 @@ PRUNED = "audit-segment-pruned"
 LOST = "audit-records-lost"
 IO_ERROR = "audit-io-error"
 KEY_REFUSED = "audit-key-refused"
-RESERVED_ACTIONS = frozenset({SEGMENT_START, PRUNED, LOST, IO_ERROR, CHECKPOINT, KEY_REFUSED})
+OWNERSHIP_REFUSED = "audit-ownership-refused"
+RESERVED_ACTIONS = frozenset({SEGMENT_START, PRUNED, LOST, IO_ERROR, CHECKPOINT, KEY_REFUSED,
+                              OWNERSHIP_REFUSED})
 
 
 def internal_record(action: str, message: str, kind: EventKind, fields: dict[str, Scalar],

@@ -15,8 +15,9 @@
   already shipped are pruned, and when space returns the queue is written followed by
   a record with the exact number lost. On EIO the segment is closed as suspect, a new
   one started and the error recorded.
-* Ownership (root:<``audit.file_group``>, 0640 in a 0750 directory) is
-  :mod:`edgeguard.audit.ownership`'s.
+* Ownership (root:<``audit.file_group``>, 0640 in a set-group-ID 2750 directory) is
+  :mod:`edgeguard.audit.ownership`'s; a failure to give files to the group is audited
+  (``audit-ownership-refused``) and never stops the writer.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from edgeguard.audit import segments as seg
 from edgeguard.audit.chain import GENESIS_HASH, canonical, chain_hash
 from edgeguard.audit.checkpoint import checkpoint_record
 from edgeguard.audit.keys import AuditKeyError, KeyStore
-from edgeguard.audit.ownership import DIRECTORY_MODE, Ownership
+from edgeguard.audit.ownership import DIRECTORY_MODE, Ownership, OwnershipError
 from edgeguard.audit.records import LOST, PRUNED, RESERVED_ACTIONS, SEGMENT_START
 from edgeguard.audit.segments import ACTIVE_NAME, AuditWriteError, read_head, segment_name
 from edgeguard.clock import Clock
@@ -97,8 +98,8 @@ class AuditWriter:
         self._next_checkpoint = clock.monotonic() + checkpoint_interval
         self._next_retry = 0.0
         self._aside_reported = False
+        self._ownership_problem = ""
         directory.mkdir(parents=True, exist_ok=True, mode=DIRECTORY_MODE)
-        self.owner.own_directory()
         with self._lock:
             self.discarded = seg.set_aside_headless(directory / ACTIVE_NAME)
             try:
@@ -111,6 +112,7 @@ class AuditWriter:
                 self.discarded = seg.set_aside(directory / ACTIVE_NAME, "damaged")
                 head = read_head(directory)
             self._resume(head)
+            self._own()
             self._open_keys(key_file)
         self.synced_sequence = self._seq
         self._syncer = threading.Thread(target=self._sync_loop, name="audit-fsync", daemon=True)
@@ -135,7 +137,6 @@ class AuditWriter:
             return
         self._first_seq = head.first_sequence
         self._fd = os.open(active, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
-        self.owner.own_file(self._fd)
         self._size = os.fstat(self._fd).st_size
 
     # -- public -------------------------------------------------------------------
@@ -148,9 +149,7 @@ class AuditWriter:
         with self._lock:
             if file_group is not None and file_group != self.owner.group:
                 self.owner.group = file_group  # new segments; the directory and active one now
-                self.owner.own_directory()
-                if self._fd is not None:
-                    self.owner.own_file(self._fd)
+                self._own()
             if self.keys is None:
                 self._open_keys(key_file)
             if checkpoint_interval is not None:
@@ -350,6 +349,24 @@ class AuditWriter:
         except OSError as exc:
             self._fault(exc, note)
 
+    def _own(self, fd: int | None = None) -> None:
+        """Give the directory and the active segment (or ``fd``, a new one) to the audit
+        group, or say once why not: the trail then stays readable by root alone, so
+        nothing is exposed while the group waits for the next start."""
+        target = self._fd if fd is None else fd
+        try:
+            if fd is None:
+                self.owner.own_directory()
+            if target is not None:
+                self.owner.own_file(target)
+        except OwnershipError as exc:
+            if str(exc) != self._ownership_problem:
+                self._ownership_problem = str(exc)
+                self._note(rec.internal_record(
+                    rec.OWNERSHIP_REFUSED, str(exc), EventKind.PIPELINE_ERROR,
+                    {"error.message": str(exc), "group.id": str(self.owner.group)},
+                    self.clock.now()))
+
     def _open_keys(self, key_file: Path | None) -> None:
         if key_file is None or not key_file.exists():
             return
@@ -429,7 +446,7 @@ class AuditWriter:
             self._aside_reported = True
         header = rec.header_record(reason)
         try:
-            self.owner.own_file(fd)
+            os.fchmod(fd, self.owner.file_mode)
             self._append(header, extra)
             fsync_directory(self.directory)
         except OSError:
@@ -437,6 +454,7 @@ class AuditWriter:
             self._fd = None
             path.unlink(missing_ok=True)
             raise
+        self._own(fd)
 
     def _rotate_if_full(self) -> None:
         if self._size < self.segment_size or self._seq < self._first_seq:

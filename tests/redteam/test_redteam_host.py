@@ -87,7 +87,7 @@ def test_intruder_cannot_read_the_audit_trail(host_daemon: HostDaemon, intruder:
     gid = admin_group[1]
     active = host_daemon.audit / "audit.jsonl"
     st_dir, st_file = host_daemon.audit.stat(), active.stat()
-    assert (st_dir.st_uid, st_dir.st_gid, stat.S_IMODE(st_dir.st_mode)) == (0, gid, 0o750)
+    assert (st_dir.st_uid, st_dir.st_gid, stat.S_IMODE(st_dir.st_mode)) == (0, gid, 0o2750)
     assert (st_file.st_uid, st_file.st_gid, stat.S_IMODE(st_file.st_mode)) == (0, gid, 0o640)
     denied = as_user(intruder, ["/usr/bin/cat", str(active)])
     assert denied.returncode != 0

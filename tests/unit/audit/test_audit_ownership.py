@@ -10,13 +10,18 @@ import dataclasses
 import grp
 import os
 import stat
+import traceback
+from collections.abc import Callable
 from pathlib import Path
 
+import orjson
 import pytest
-from audit_helpers import segments, write_log
+from audit_helpers import sample_record, segments, write_log
 
+from edgeguard.audit.verify import verify_paths
 from edgeguard.audit.writer import DIRECTORY_MODE, AuditWriter
 from edgeguard.clock import FakeClock
+from edgeguard.daemon.privileges import KEEP, drop_capabilities
 from edgeguard.daemon.run import Daemon, DaemonOptions, StartupError
 from edgeguard.policy import load_policy
 from edgeguard.policy.types import GroupName
@@ -59,7 +64,7 @@ def test_existing_directory_and_segments_are_taken_over_at_start(tmp_path: Path)
     log.chmod(0o755)
     assert _owner(log)[1] != gid
     write_log(log, 3, segment_size=1500, file_group=gid)
-    assert _owner(log) == (0, gid, 0o750)
+    assert _owner(log) == (0, gid, DIRECTORY_MODE)
     assert {_owner(p)[1] for p in segments(log)} == {gid}
 
 
@@ -123,3 +128,75 @@ def test_daemon_refuses_to_start_without_its_audit_group(tmp_path: Path) -> None
     with pytest.raises(StartupError, match=r"audit\.file_group: no group 'no-such-group-eg'"):
         Daemon(options, loaded)
     assert not (tmp_path / "audit").exists()  # refused before anything was written
+
+
+# -- without CAP_CHOWN: the daemon drops it; the set-group-ID directory keeps the group ----
+def _without_chown(job: Callable[[], None]) -> None:
+    """Run ``job`` in a forked child holding only the daemon's capabilities (no
+    CAP_CHOWN, no CAP_FSETID), as the daemon does after start and the unit from the
+    outset; fail the test if the job raised."""
+    pid = os.fork()
+    if pid == 0:  # child: never return into pytest
+        code = 1
+        try:
+            drop_capabilities(KEEP)
+            job()
+            code = 0
+        except BaseException:  # noqa: BLE001 - reported through the exit code
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, "the job failed in the child"
+
+
+def _actions(log: Path) -> list[str]:
+    return [orjson.loads(line)["event"]["action"]
+            for path in segments(log) for line in path.read_bytes().splitlines()]
+
+
+@needs_root
+def test_segments_keep_the_group_after_chown_is_dropped(tmp_path: Path) -> None:
+    gid = _other_group()
+    log = write_log(tmp_path / "log", 2, file_group=gid)  # prepared while privileged
+    _without_chown(lambda: write_log(log, 40, segment_size=1500, file_group=gid))
+    assert len(segments(log)) > 4
+    assert _owner(log) == (0, gid, DIRECTORY_MODE)
+    for path in segments(log):
+        assert _owner(path) == (0, gid, 0o640), path
+    assert "audit-ownership-refused" not in _actions(log)
+
+
+@needs_root
+def test_unprepared_directory_without_chown_stays_root_only_and_says_why(
+        tmp_path: Path) -> None:
+    gid = _other_group()
+    log = tmp_path / "log"
+    log.mkdir(mode=0o700)
+    _without_chown(lambda: write_log(log, 10, segment_size=1500, file_group=gid))
+    assert _owner(log)[:2] == (0, 0)
+    for path in segments(log):
+        assert _owner(path) == (0, 0, 0o640), path  # root alone: nothing exposed
+    refused = [a for a in _actions(log) if a == "audit-ownership-refused"]
+    assert refused == ["audit-ownership-refused"]  # said once, not at every rotation
+    assert verify_paths([log]).ok
+
+
+@needs_root
+def test_a_group_changed_on_reload_without_chown_waits_for_the_next_start(
+        tmp_path: Path) -> None:
+    gid = _other_group()
+    log = write_log(tmp_path / "log", 2, file_group=0)
+
+    def reload_to_other_group() -> None:
+        writer = AuditWriter(log, clock=FakeClock(), host="h", file_group=0)
+        try:
+            writer.configure(file_group=gid)
+            writer.write(sample_record(1))
+        finally:
+            writer.close()
+
+    _without_chown(reload_to_other_group)
+    assert _owner(log)[1] == 0
+    assert "audit-ownership-refused" in _actions(log)
+    assert verify_paths([log]).ok
