@@ -24,11 +24,17 @@ __all__ = ["CommandHandler", "Component", "Context", "Peer"]
 
 @dataclass(frozen=True, slots=True)
 class Peer:
-    """Who is on the other end of the control socket (SO_PEERCRED)."""
+    """Who is on the other end of the control socket: pid, uid, gid and supplementary
+    groups from the kernel (SO_PEERCRED, SO_PEERGROUPS); the command line from
+    ``/proc/<pid>/cmdline`` when this process may read it, else as the client sent it
+    (``command_line_source`` says which)."""
 
     pid: int
     uid: int
     gid: int
+    groups: frozenset[int] = frozenset()
+    command_line: str = ""
+    command_line_source: str = ""
 
 
 #: A control command: takes the peer and the request's arguments, returns a JSON-able
@@ -46,6 +52,8 @@ class Context:
     #: Decide about a finding, act on it per policy and audit it. ``section`` is the
     #: policy section whose ``mode`` applies ("network", "media", "wifi").
     submit: Callable[[Finding, str], Decision]
+    #: False under the hardened unit: ``edgeguard audit ship`` ships to remote receivers.
+    ship_remote: bool = True
 
 
 class Component(Protocol):

@@ -10,7 +10,13 @@ Kept, and why:
   ``setns``, writing USB ``authorized`` in sysfs.
 * ``CAP_NET_ADMIN``: nftables changes, nl80211 disconnect, promiscuous mode, rfkill.
 * ``CAP_NET_RAW``: AF_PACKET sockets when a capture worker is restarted.
-* ``CAP_CHOWN``: audit directory and files owned root:<audit.file_group> (default adm).
+
+Not kept: ``CAP_CHOWN``. The audit directory is given to root:<audit.file_group> at start,
+before the drop, with the set-group-ID bit, so every segment created later takes the
+group from the directory (:mod:`edgeguard.audit.ownership`).
+
+Nothing here reads ``/proc/sys`` (the unit mounts ``/proc`` with ``subset=pid``): the
+highest capability number is found with ``PR_CAPBSET_READ``, which fails past it.
 """
 
 from __future__ import annotations
@@ -20,14 +26,14 @@ import ctypes.util
 import os
 from collections.abc import Iterable
 
-__all__ = ["KEEP", "capability_sets", "drop_capabilities", "set_no_new_privs"]
+__all__ = ["KEEP", "capability_sets", "drop_capabilities", "last_cap", "set_no_new_privs"]
 
-CAP_CHOWN = 0
 CAP_NET_ADMIN = 12
 CAP_NET_RAW = 13
 CAP_SYS_ADMIN = 21
-KEEP = frozenset({CAP_CHOWN, CAP_NET_ADMIN, CAP_NET_RAW, CAP_SYS_ADMIN})
+KEEP = frozenset({CAP_NET_ADMIN, CAP_NET_RAW, CAP_SYS_ADMIN})
 
+_PR_CAPBSET_READ = 23
 _PR_CAPBSET_DROP = 24
 _PR_SET_NO_NEW_PRIVS = 38
 _PR_CAP_AMBIENT = 47
@@ -52,12 +58,12 @@ def _check(result: int, what: str) -> None:
         raise OSError(err, f"{what}: {os.strerror(err)}")
 
 
-def _last_cap() -> int:
-    try:
-        with open("/proc/sys/kernel/cap_last_cap") as fh:
-            return int(fh.read())
-    except OSError:
-        return 40
+def last_cap() -> int:
+    """The kernel's highest capability number (``/proc/sys/kernel/cap_last_cap``)."""
+    cap = 0
+    while _libc.prctl(_PR_CAPBSET_READ, cap + 1, 0, 0, 0) >= 0:  # EINVAL past the last
+        cap += 1
+    return cap
 
 
 def set_no_new_privs() -> None:
@@ -68,7 +74,7 @@ def drop_capabilities(keep: Iterable[int] = KEEP) -> None:
     """Keep only ``keep`` in the effective, permitted and bounding sets."""
     kept = frozenset(keep)
     _check(_libc.prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0), "ambient clear")
-    for cap in range(_last_cap() + 1):
+    for cap in range(last_cap() + 1):
         if cap not in kept:
             _check(_libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0), f"drop capability {cap}")
     mask = sum(1 << cap for cap in kept)

@@ -27,7 +27,7 @@ from edgeguard.audit.aggregate import Aggregator
 from edgeguard.audit.writer import AuditWriter
 from edgeguard.clock import Clock, SystemClock
 from edgeguard.daemon.component import Component, Context, Peer
-from edgeguard.daemon.control import ControlServer, peer_command_line
+from edgeguard.daemon.control import ControlServer
 from edgeguard.daemon.notify import Notifier, watchdog_interval
 from edgeguard.daemon.pipeline import Pipeline
 from edgeguard.daemon.privileges import drop_capabilities, set_no_new_privs
@@ -57,6 +57,9 @@ class DaemonOptions:
     audit_dir: Path | None = None
     control_socket: Path | None = None
     state_dir: Path | None = None
+    #: False: leave remote audit destinations to ``edgeguard audit ship`` (the unit's
+    #: daemon may open no Internet socket).
+    ship_remote: bool = True
 
 
 class Daemon:
@@ -111,7 +114,8 @@ class Daemon:
             "process.pid": os.getpid(),
         })
         ctx = Context(loop=loop, clock=self.clock, audit=self.writer, policy=self.loaded.policy,
-                      state_dir=self.state_dir, submit=self._submit)
+                      state_dir=self.state_dir, submit=self._submit,
+                      ship_remote=self.options.ship_remote)
         self.components = build_components(self.loaded.policy)
         for comp in self.components:
             self._start_component(comp, ctx)
@@ -119,6 +123,9 @@ class Daemon:
                                 admin_gid=_group_id(self.loaded.policy.daemon.admin_group),
                                 on_change=self._audit_command)
         await control.start()
+        if control.problem:
+            self.record("control-socket-restricted", control.problem, outcome=Outcome.FAILURE,
+                        kind=EventKind.PIPELINE_ERROR, fields={"error.message": control.problem})
         if self.loaded.policy.daemon.drop_capabilities and os.geteuid() == 0:
             self._drop_privileges()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -176,7 +183,8 @@ class Daemon:
             "user.id": str(peer.uid),
             "group.id": str(peer.gid),
             "process.pid": peer.pid,
-            "process.command_line": peer_command_line(peer.pid),
+            "process.command_line": peer.command_line,
+            "edgeguard.control.command_line_source": peer.command_line_source,
             "edgeguard.control.command": command,
             "edgeguard.control.args": orjson.dumps(dict(args)).decode()[:1000],
         }

@@ -10,7 +10,10 @@ The file is replaced atomically (:func:`edgeguard.fsutil.atomic_write`).
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +21,10 @@ from pathlib import Path
 from edgeguard.fsutil import atomic_write
 from edgeguard.kiosk.usb import UsbDevice
 
-__all__ = ["BOOT_ID", "FILE_NAME", "BootEntry", "BootSet", "read_boot_id"]
+__all__ = ["BOOT_ID", "BOOT_ID_ENV", "FILE_NAME", "BootEntry", "BootSet", "read_boot_id"]
 
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+BOOT_ID_ENV = "EDGEGUARD_BOOT_ID"
 FILE_NAME = "kiosk-boot.json"
 
 
@@ -37,6 +41,13 @@ class BootEntry:
 
 
 def read_boot_id(path: Path = BOOT_ID) -> str:
+    """This boot's id as a UUID string. The unit mounts ``/proc`` with ``subset=pid``,
+    which hides ``/proc/sys``, so it passes systemd's ``%b`` in ``$EDGEGUARD_BOOT_ID``
+    (32 hex digits, the same id without dashes); otherwise the kernel's file is read."""
+    given = os.environ.get(BOOT_ID_ENV, "").strip()
+    if given:
+        with contextlib.suppress(ValueError):
+            return str(uuid.UUID(given))
     try:
         return path.read_text().strip()
     except OSError:

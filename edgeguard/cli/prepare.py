@@ -1,0 +1,45 @@
+"""``edgeguard prepare``: the directories the daemon needs, owned as the policy says."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from edgeguard.cli._common import add_policy_options, policy_files
+from edgeguard.daemon.prepare import prepare
+from edgeguard.policy import PolicyError, load_policy
+
+__all__ = ["register"]
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser(
+        "prepare", help="make the daemon's directories (run as root before the daemon)",
+        description="Create the audit, state and control-socket directories and give them "
+                    "to audit.file_group and daemon.admin_group (set-group-ID), so the "
+                    "daemon itself needs no CAP_CHOWN. The unit runs it as ExecStartPre=+. "
+                    "Exit 0 done, 1 a directory could not be prepared, 2 a bad policy.")
+    add_policy_options(parser)
+    parser.add_argument("--audit-dir", type=Path, help="override audit.directory")
+    parser.add_argument("--control-socket", type=Path, help="override daemon.control_socket")
+    parser.add_argument("--state-dir", type=Path, help="override daemon.state_directory")
+    parser.set_defaults(func=_prepare)
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    try:
+        policy = load_policy(policy_files(args), args.profile).policy
+    except PolicyError as exc:
+        for issue in exc.issues:
+            print(f"edgeguard prepare: {issue}", file=sys.stderr)
+        return 2
+    try:
+        done = prepare(policy, audit_dir=args.audit_dir, control_socket=args.control_socket,
+                       state_dir=args.state_dir)
+    except (OSError, KeyError) as exc:
+        print(f"edgeguard prepare: {exc}", file=sys.stderr)
+        return 1
+    for step in done:
+        print(f"{step.path}: {step.detail}")
+    return 0
