@@ -7,6 +7,12 @@ checkpoint also when idle, retries after disk-full, retention), and runs one shi
 thread per enabled destination (journald, syslog TCP/TLS), each reading the segment
 files from its own on-disk cursor. Retention never deletes a segment an enabled shipper
 has not delivered.
+
+Shipping to a remote receiver needs Internet sockets, which the hardened unit does not
+give the daemon: there (``edgeguard run --no-remote-shipping``) the remote shippers run in
+``edgeguard audit ship`` (:mod:`edgeguard.audit.shipd`, its own unit), and this component
+reads their cursor files for retention and ``status``. Local destinations (journald)
+stay here.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from edgeguard.audit.journald import JournaldTransport
-from edgeguard.audit.shipper import Shipper, Transport
+from edgeguard.audit.shipper import Cursor, Shipper, Transport
 from edgeguard.audit.syslog import SyslogTransport
 from edgeguard.audit.writer import AuditWriter
 from edgeguard.daemon.component import CommandHandler, Component, Context, Peer
@@ -28,28 +34,44 @@ from edgeguard.policy.model import Policy
 if TYPE_CHECKING:  # edgeguard.policy imports audit.config: import it after policy
     from edgeguard.audit.config import AuditConfig, ShippingConfig
 
-__all__ = ["AuditService", "build_shippers", "components"]
+__all__ = ["AuditService", "build_shippers", "components", "local_shippers",
+           "remote_cursors", "remote_shippers"]
 
 log = structlog.get_logger("edgeguard.audit")
 
 TICK = 1.0
 
 
-def build_shippers(directory: Path, config: ShippingConfig) -> list[Shipper]:
-    cursors = Path(config.cursor_directory)
-    out: list[Shipper] = []
-    if config.journald.enabled:
-        out.append(Shipper(directory, JournaldTransport(config.journald.socket),
-                           cursors / "journald.cursor", resend=0))
+def local_shippers(directory: Path, config: ShippingConfig) -> list[Shipper]:
+    """Destinations on this host (journald's socket)."""
+    if not config.journald.enabled:
+        return []
+    return [Shipper(directory, JournaldTransport(config.journald.socket),
+                    Path(config.cursor_directory) / "journald.cursor", resend=0)]
+
+
+def remote_shippers(directory: Path, config: ShippingConfig) -> list[Shipper]:
+    """Destinations over the network (syslog TCP/TLS)."""
     sl = config.syslog
-    if sl.enabled:
-        transport: Transport = SyslogTransport(
-            sl.host, sl.port, tls=sl.tls, ca_file=sl.ca_file, server_name=sl.server_name,
-            cert_file=sl.cert_file, key_file=sl.key_file)
-        out.append(Shipper(directory, transport, cursors / f"{transport.name}.cursor",
-                           resend=sl.resend_on_reconnect,
-                           reconnect_interval=sl.reconnect_interval))
-    return out
+    if not sl.enabled:
+        return []
+    transport: Transport = SyslogTransport(
+        sl.host, sl.port, tls=sl.tls, ca_file=sl.ca_file, server_name=sl.server_name,
+        cert_file=sl.cert_file, key_file=sl.key_file)
+    return [Shipper(directory, transport, remote_cursors(config)[transport.name],
+                    resend=sl.resend_on_reconnect, reconnect_interval=sl.reconnect_interval)]
+
+
+def remote_cursors(config: ShippingConfig) -> dict[str, Path]:
+    """Each enabled remote destination's name and cursor file."""
+    if not config.syslog.enabled:
+        return {}
+    name = SyslogTransport.transport_name(tls=config.syslog.tls)
+    return {name: Path(config.cursor_directory) / f"{name}.cursor"}
+
+
+def build_shippers(directory: Path, config: ShippingConfig) -> list[Shipper]:
+    return local_shippers(directory, config) + remote_shippers(directory, config)
 
 
 class AuditService:
@@ -59,6 +81,8 @@ class AuditService:
         self.config: AuditConfig = policy.audit
         self.writer: AuditWriter | None = None
         self.shippers: list[Shipper] = []
+        #: False: remote destinations are shipped by ``edgeguard audit ship``.
+        self.ship_remote = True
         self._timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: asyncio.Future[None] | None = None
@@ -66,6 +90,7 @@ class AuditService:
 
     def start(self, ctx: Context) -> None:
         self._loop = ctx.loop
+        self.ship_remote = ctx.ship_remote
         if isinstance(ctx.audit, AuditWriter):
             self.writer = ctx.audit
         self._apply(self.config)
@@ -87,9 +112,21 @@ class AuditService:
 
     def shipped_sequence(self) -> int | None:
         """The lowest sequence every shipper has delivered (None: shipping is off)."""
-        if not self.shippers:
-            return None
-        return min(s.shipped_sequence for s in self.shippers)
+        delivered = [s.shipped_sequence for s in self.shippers]
+        delivered += [cursor for _, cursor in self._external()]
+        return min(delivered) if delivered else None
+
+    def _external(self) -> list[tuple[str, int]]:
+        """Remote destinations shipped by ``edgeguard audit ship``: name and the sequence
+        its cursor file says is delivered (0 for another chain or none yet)."""
+        if self.ship_remote:
+            return []
+        chain = self.writer.chain_id if self.writer is not None else None
+        out = []
+        for name, path in remote_cursors(self.config.shipping).items():
+            cursor = Cursor.load(path)
+            out.append((name, cursor.sequence if cursor.chain_id == chain else 0))
+        return out
 
     def _apply(self, config: AuditConfig) -> None:
         if self.writer is None:
@@ -106,7 +143,9 @@ class AuditService:
             checkpoint_records=config.checkpoint_records, queue_limit=config.queue_limit,
             retention=config.retention, shipped=self.shipped_sequence)
         if not self.shippers:
-            self.shippers = build_shippers(self.writer.directory, config.shipping)
+            self.shippers = local_shippers(self.writer.directory, config.shipping)
+            if self.ship_remote:
+                self.shippers += remote_shippers(self.writer.directory, config.shipping)
             for shipper in self.shippers:
                 shipper.start()
                 log.info("audit shipper started", shipper=shipper.name)
@@ -151,6 +190,9 @@ class AuditService:
                            "edgeguard.checkpoint.sealed": self.writer.keys is not None})
         status["shippers"] = [{"name": s.name, "cursor": s.shipped_sequence,
                                "last_error": s.last_error} for s in self.shippers]
+        status["shippers"] += [{"name": name, "cursor": cursor, "last_error": "",
+                                "process": "edgeguard audit ship"}
+                               for name, cursor in self._external()]
         return status
 
 

@@ -85,7 +85,12 @@ class SyslogTransport:
             self._context = ctx
         self.server_name = server_name or host
         self._sock: socket.socket | None = None
-        self.name = f"syslog-{'tls' if tls else 'tcp'}"
+        self.name = self.transport_name(tls=tls)
+
+    @staticmethod
+    def transport_name(*, tls: bool) -> str:
+        """The destination's name (and its cursor file's): ``syslog-tls`` or ``syslog-tcp``."""
+        return f"syslog-{'tls' if tls else 'tcp'}"
 
     def connect(self) -> None:
         raw = socket.create_connection((self.host, self.port), timeout=self.timeout)

@@ -1,4 +1,5 @@
-"""``edgeguard audit verify|tail|init``: check the chain, read the log, enrol a key.
+"""``edgeguard audit verify|tail|init|ship``: check the chain, read the log, enrol a key,
+ship it to a remote receiver.
 
 ``verify`` is meant to run off-host too: it needs only the segment files (and, for
 checkpoints, the K0 file exported at enrolment), never the daemon.
@@ -15,10 +16,12 @@ import orjson
 
 from edgeguard.audit.follow import follow_lines, last_lines, render_line
 from edgeguard.audit.keys import AuditKeyError, enrol, read_export
+from edgeguard.audit.shipd import ShipDaemon
 from edgeguard.audit.verify import VerifyResult, verify_paths
-from edgeguard.cli._common import command_group
+from edgeguard.cli._common import add_policy_options, command_group, policy_files
 from edgeguard.ecs import nest
 from edgeguard.events import Scalar
+from edgeguard.logs import configure
 from edgeguard.policy.load import PolicyError, default_layers, load_policy
 
 if TYPE_CHECKING:
@@ -63,6 +66,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                       help="the daemon's evolving key (default: audit.key_file of the policy)")
     _dir_options(init)
     init.set_defaults(func=_init)
+
+    ship = sub.add_parser(
+        "ship", help="ship the audit trail to the policy's remote receivers (a service)",
+        description="Run the remote shippers (audit.shipping.syslog) in the foreground "
+                    "until SIGTERM, apart from the daemon, which the hardened unit runs "
+                    "with --no-remote-shipping (edgeguard-ship.service runs this). SIGHUP "
+                    "reloads the policy. Exit 0 when stopped, 2 on a bad policy.")
+    add_policy_options(ship)
+    ship.add_argument("--audit-dir", type=Path, metavar="DIR", help="override audit.directory")
+    ship.add_argument("--log-json", action="store_true", help="diagnostics as JSON lines")
+    ship.set_defaults(func=_ship)
 
 
 def _dir_options(parser: argparse.ArgumentParser) -> None:
@@ -178,3 +192,14 @@ def _init(args: argparse.Namespace) -> int:
     print(f"enrolled key {key_id}: K0 exported to {args.export_key} (keep it off this host); "
           f"the daemon's evolving key is {key_file}")
     return 0
+
+
+def _ship(args: argparse.Namespace) -> int:
+    configure(verbose=False, json=args.log_json)
+    try:
+        daemon = ShipDaemon(policy_files(args), args.profile, audit_dir=args.audit_dir)
+    except PolicyError as exc:
+        for issue in exc.issues:
+            print(f"edgeguard audit ship: {issue}", file=sys.stderr)
+        return 2
+    return daemon.run()

@@ -21,6 +21,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("--audit-dir", type=Path, help="override audit.directory")
     parser.add_argument("--control-socket", type=Path, help="override daemon.control_socket")
     parser.add_argument("--state-dir", type=Path, help="override daemon.state_directory")
+    parser.add_argument("--no-remote-shipping", dest="ship_remote", action="store_false",
+                        help="leave audit shipping to remote receivers (syslog) to `edgeguard "
+                             "audit ship`, so this process opens no Internet socket (the "
+                             "hardened unit does this)")
     parser.add_argument("--log-json", action="store_true", help="diagnostics as JSON lines")
     parser.add_argument("-v", "--verbose", action="store_true")
     parser.set_defaults(func=_run)
@@ -31,7 +35,7 @@ def _run(args: argparse.Namespace) -> int:
     files = policy_files(args)
     options = DaemonOptions(policy_files=tuple(files), profile=args.profile,
                             audit_dir=args.audit_dir, control_socket=args.control_socket,
-                            state_dir=args.state_dir)
+                            state_dir=args.state_dir, ship_remote=args.ship_remote)
     try:
         return start(options, files)
     except PolicyError as exc:

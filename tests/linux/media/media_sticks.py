@@ -27,6 +27,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.support.process import terminate
+
 ROOT = Path(__file__).resolve().parents[3]
 SHIPPED_RULE = ROOT / "rules" / "61-edgeguard-media.rules"
 TEST_RULE = ROOT / "tests" / "data" / "media" / "59-edgeguard-test-usb.rules"
@@ -87,13 +89,7 @@ def udevd_with_rules() -> Iterator[None]:
             path.unlink(missing_ok=True)
         with contextlib.suppress(subprocess.SubprocessError, OSError):
             run(UDEVADM, "control", "--reload", check=False)
-        if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        terminate(proc, timeout=10)
 
 
 def settle() -> None:
