@@ -4,9 +4,12 @@ What goes where (shipped defaults in /usr/lib, the administrator's files in /etc
 
 * ``usr/lib/udev/rules.d/``: the shipped udev rules (media read-only for every profile,
   USB hold for the kiosk profile);
-* ``usr/lib/systemd/system/edgeguard.service``: the hardened unit, verbatim;
-* ``etc/systemd/system/edgeguard.service.d/10-install.conf``: which executable and which
-  profile the service runs (the policy file has no profile key, so the unit carries it);
+* ``usr/lib/systemd/system/edgeguard.service`` and ``edgeguard-ship.service``: the
+  hardened units (the daemon, and the remote audit shipper it leaves Internet sockets
+  to), verbatim;
+* ``etc/systemd/system/<unit>.d/10-install.conf``: which executable and which profile
+  each unit's ``edgeguard`` commands run with (the policy file has no profile key, so the
+  units carry it); written from the shipped unit's own ``Exec*=`` lines;
 * ``etc/edgeguard/policy.yaml``: a starting policy naming the profile, written only if
   absent and never overwritten (the administrator's file);
 * ``var/log/edgeguard``: the audit directory, 0750 root:adm; ``var/lib/edgeguard``: state.
@@ -40,9 +43,12 @@ from edgeguard.policy.load import PROFILES
 __all__ = ["InstallError", "Installer", "Step", "default_exec", "systemd_booted"]
 
 UNIT_NAME = "edgeguard.service"
+SHIP_UNIT_NAME = "edgeguard-ship.service"
+UNIT_NAMES = (UNIT_NAME, SHIP_UNIT_NAME)
 RULES_DIR = Path("usr/lib/udev/rules.d")
-UNIT_PATH = Path("usr/lib/systemd/system") / UNIT_NAME
-DROPIN_PATH = Path("etc/systemd/system") / f"{UNIT_NAME}.d" / "10-install.conf"
+UNIT_DIR = Path("usr/lib/systemd/system")
+#: The shipped units name the console script here; the drop-ins name the real one.
+SHIPPED_EXEC = "/usr/bin/edgeguard"
 POLICY_PATH = Path("etc/edgeguard/policy.yaml")
 AUDIT_DIR = Path("var/log/edgeguard")
 STATE_DIR = Path("var/lib/edgeguard")
@@ -121,13 +127,24 @@ version: 1
 """.encode()
 
 
-def dropin(exec_cmd: str, profile: str) -> bytes:
-    return f"""\
-# Written by `edgeguard install --profile {profile}` (edgeguard {__version__}).
-[Service]
-ExecStart=
-ExecStart={exec_cmd} run --log-json --profile {profile}
-""".encode()
+def dropin_path(unit: str) -> Path:
+    return Path("etc/systemd/system") / f"{unit}.d" / "10-install.conf"
+
+
+def dropin(unit: bytes, exec_cmd: str, profile: str) -> bytes:
+    """Every ``Exec*=`` line of the shipped unit that runs edgeguard, again with this
+    host's executable and ``--profile`` (each key emptied first, as systemd wants)."""
+    lines = [f"# Written by `edgeguard install --profile {profile}` (edgeguard {__version__}).",
+             "[Service]"]
+    for line in unit.decode().splitlines():
+        key, sep, value = line.partition("=")
+        prefix = value[:1] if value[:1] in "+-@:!" else ""
+        command = value[len(prefix):]
+        if not (sep and key.startswith("Exec") and command.startswith(SHIPPED_EXEC + " ")):
+            continue
+        args = command[len(SHIPPED_EXEC):]
+        lines += [f"{key}=", f"{key}={prefix}{exec_cmd}{args} --profile {profile}"]
+    return ("\n".join(lines) + "\n").encode()
 
 
 @dataclass
@@ -163,14 +180,13 @@ class Installer:
         path = self._p(rel)
         existed = path.is_dir()
         path.mkdir(parents=True, exist_ok=True, mode=mode)
-        os.chmod(path, mode)
-        gid = -1
         if group is not None and os.geteuid() == 0:
             try:
                 gid = grp.getgrnam(group).gr_gid
             except KeyError:
                 gid = 0
             os.chown(path, 0, gid)
+        os.chmod(path, mode)  # after chown, which may clear set-group-ID
         self.steps.append(Step("unchanged" if existed else "created", f"/{rel}",
                                f"mode {mode:04o}" + (f" root:{group}" if group else "")))
 
@@ -194,12 +210,13 @@ class Installer:
             data = shipped("rules", name)
             changed |= self._put(RULES_DIR / name, data)
             files[f"/{RULES_DIR / name}"] = _sha(data)
-        unit = shipped("systemd", UNIT_NAME)
-        changed |= self._put(UNIT_PATH, unit)
-        files[f"/{UNIT_PATH}"] = _sha(unit)
-        drop = dropin(exec_cmd or default_exec(), profile)
-        changed |= self._put(DROPIN_PATH, drop)
-        files[f"/{DROPIN_PATH}"] = _sha(drop)
+        for name in UNIT_NAMES:
+            unit = shipped("systemd", name)
+            changed |= self._put(UNIT_DIR / name, unit)
+            files[f"/{UNIT_DIR / name}"] = _sha(unit)
+            drop = dropin(unit, exec_cmd or default_exec(), profile)
+            changed |= self._put(dropin_path(name), drop)
+            files[f"/{dropin_path(name)}"] = _sha(drop)
         policy_sha = old.get("policy_sha256")
         try:
             current: bytes | None = self._p(POLICY_PATH).read_bytes()
@@ -211,7 +228,7 @@ class Installer:
             policy_sha = _sha(template)
         else:
             self.steps.append(Step("kept", f"/{POLICY_PATH}", "the administrator's file"))
-        self._dir(AUDIT_DIR, 0o750, "adm")
+        self._dir(AUDIT_DIR, 0o2750, "adm")  # set-group-ID: edgeguard.audit.ownership
         self._dir(STATE_DIR, 0o700)
         stale = old.get("files")
         if isinstance(stale, dict):
@@ -231,9 +248,9 @@ class Installer:
             return
         self._tool(["udevadm", "control", "--reload"])
         self._tool(["systemctl", "daemon-reload"])
-        self._tool(["systemctl", "enable", "--now", UNIT_NAME])
+        self._tool(["systemctl", "enable", "--now", *UNIT_NAMES])
         if changed:
-            self._tool(["systemctl", "try-restart", UNIT_NAME])
+            self._tool(["systemctl", "try-restart", *UNIT_NAMES])
 
     def _tool(self, argv: list[str]) -> None:
         code = self.runner(argv)
@@ -256,7 +273,7 @@ class Installer:
     def uninstall(self, purge: bool = False) -> list[Step]:
         old = self.manifest()
         if self.live:
-            self._tool(["systemctl", "disable", "--now", UNIT_NAME])
+            self._tool(["systemctl", "disable", "--now", *UNIT_NAMES])
         files = old.get("files")
         if isinstance(files, dict):
             for path, sha in sorted(files.items()):
@@ -264,12 +281,13 @@ class Installer:
         else:  # no manifest: the names we ship
             for name in shipped_rules():
                 self._remove(RULES_DIR / name)
-            for rel in (UNIT_PATH, DROPIN_PATH):
-                self._remove(rel)
+            for name in UNIT_NAMES:
+                self._remove(UNIT_DIR / name)
+                self._remove(dropin_path(name))
         policy_sha = old.get("policy_sha256")
         self._remove(POLICY_PATH, None if purge else
                      (str(policy_sha) if policy_sha else "not ours"))
-        for rel in (DROPIN_PATH.parent, POLICY_PATH.parent):
+        for rel in (*(dropin_path(n).parent for n in UNIT_NAMES), POLICY_PATH.parent):
             self._rmdir(rel)
         self._remove(MANIFEST)
         if purge:

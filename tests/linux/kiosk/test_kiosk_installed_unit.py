@@ -28,13 +28,17 @@ def _install(root: Path, profile: str) -> None:
     assert result.returncode == 0, result.stderr
 
 
+UNITS = ("edgeguard.service", "edgeguard-ship.service")
+
+
 def _unit_dir(root: Path, tmp: Path) -> Path:
-    """The installed unit and its drop-in side by side, as systemd's unit path sees them."""
+    """The installed units and their drop-ins side by side, as systemd's unit path sees
+    them."""
     units = tmp / "units"
     units.mkdir()
-    shutil.copy(root / "usr/lib/systemd/system/edgeguard.service", units)
-    shutil.copytree(root / "etc/systemd/system/edgeguard.service.d",
-                    units / "edgeguard.service.d")
+    for name in UNITS:
+        shutil.copy(root / "usr/lib/systemd/system" / name, units)
+        shutil.copytree(root / "etc/systemd/system" / f"{name}.d", units / f"{name}.d")
     return units
 
 
@@ -51,20 +55,21 @@ def test_installed_unit_verifies_and_scores(tmp_path: Path, profile: str) -> Non
     audit = (root / "var/log/edgeguard").stat()
     assert audit.st_uid == 0
     assert audit.st_gid == grp.getgrnam("adm").gr_gid
-    assert audit.st_mode & 0o777 == 0o750
+    assert audit.st_mode & 0o7777 == 0o2750
     units = _unit_dir(root, tmp_path)
-    verify = _analyze(units, "verify", str(units / "edgeguard.service"))
-    assert verify.returncode == 0, verify.stderr
-    assert verify.stderr.strip() == ""
-    security = _analyze(units, "security", "--offline=true", "--no-pager",
-                        str(units / "edgeguard.service"))
-    assert security.returncode == 0, security.stderr
-    match = re.search(r"Overall exposure level for edgeguard.service: ([0-9.]+) (\w+)",
-                      security.stdout)
-    assert match, security.stdout[-2000:]
-    print(f"\nsystemd-analyze security ({profile}): exposure {match.group(1)} "
-          f"{match.group(2)}")
-    assert float(match.group(1)) < 5.0  # systemd calls < 5 "OK"
+    for name in UNITS:
+        verify = _analyze(units, "verify", str(units / name))
+        assert verify.returncode == 0, verify.stderr
+        assert verify.stderr.strip() == ""
+        security = _analyze(units, "security", "--offline=true", "--no-pager",
+                            str(units / name))
+        assert security.returncode == 0, security.stderr
+        match = re.search(rf"Overall exposure level for {name}: ([0-9.]+) (\w+)",
+                          security.stdout)
+        assert match, security.stdout[-2000:]
+        print(f"\nsystemd-analyze security {name} ({profile}): exposure {match.group(1)} "
+              f"{match.group(2)}")
+        assert float(match.group(1)) <= 2.5  # the issue's goal; systemd's "OK" band
 
 
 def test_drop_in_is_what_systemd_runs(tmp_path: Path) -> None:

@@ -17,6 +17,9 @@ from tests.conftest import run_edgeguard
 RULES = "usr/lib/udev/rules.d"
 UNIT = "usr/lib/systemd/system/edgeguard.service"
 DROPIN = "etc/systemd/system/edgeguard.service.d/10-install.conf"
+SHIP_UNIT = "usr/lib/systemd/system/edgeguard-ship.service"
+SHIP_DROPIN = "etc/systemd/system/edgeguard-ship.service.d/10-install.conf"
+UNITS = ["edgeguard.service", "edgeguard-ship.service"]
 POLICY = "etc/edgeguard/policy.yaml"
 
 
@@ -25,21 +28,29 @@ def _actions(steps: Sequence[object]) -> dict[str, str]:
 
 
 def test_install_kiosk_puts_everything_in_place(tmp_path: Path) -> None:
-    steps = Installer(tmp_path).install("kiosk", "/usr/bin/edgeguard")
+    steps = Installer(tmp_path).install("kiosk", "/opt/eg/bin/edgeguard")
     assert (tmp_path / RULES / "60-edgeguard-kiosk.rules").read_text().count(
         'ATTR{authorized_default}="0"') == 1
     assert (tmp_path / RULES / "61-edgeguard-media.rules").exists()
     unit = (tmp_path / UNIT).read_text()
     assert "NoNewPrivileges=yes" in unit
-    assert (tmp_path / DROPIN).read_text().splitlines()[-2:] == [
-        "ExecStart=", "ExecStart=/usr/bin/edgeguard run --log-json --profile kiosk"]
-    assert (tmp_path / "var/log/edgeguard").stat().st_mode & 0o777 == 0o750
+    # every edgeguard command of the shipped unit, with this executable and the profile
+    assert (tmp_path / DROPIN).read_text().splitlines()[1:] == [
+        "[Service]",
+        "ExecStartPre=", "ExecStartPre=+/opt/eg/bin/edgeguard prepare --profile kiosk",
+        "ExecStart=",
+        "ExecStart=/opt/eg/bin/edgeguard run --log-json --no-remote-shipping --profile kiosk"]
+    assert (tmp_path / SHIP_DROPIN).read_text().splitlines()[-2:] == [
+        "ExecStart=", "ExecStart=/opt/eg/bin/edgeguard audit ship --log-json --profile kiosk"]
+    assert "CapabilityBoundingSet=\n" in (tmp_path / SHIP_UNIT).read_text()
+    assert (tmp_path / "var/log/edgeguard").stat().st_mode & 0o7777 == 0o2750
     assert (tmp_path / "var/lib/edgeguard").stat().st_mode & 0o777 == 0o700
     assert _actions(steps)["systemctl/udevadm"] == "skipped"  # --root: nothing live
     manifest = json.loads((tmp_path / "var/lib/edgeguard/install.json").read_text())
     assert manifest["profile"] == "kiosk"
     assert sorted(manifest["files"]) == sorted(
-        ["/" + UNIT, "/" + DROPIN, f"/{RULES}/60-edgeguard-kiosk.rules",
+        ["/" + UNIT, "/" + DROPIN, "/" + SHIP_UNIT, "/" + SHIP_DROPIN,
+         f"/{RULES}/60-edgeguard-kiosk.rules",
          f"/{RULES}/61-edgeguard-media.rules"])
 
 
@@ -107,16 +118,16 @@ def test_live_system_commands(tmp_path: Path) -> None:
     Installer(tmp_path / "root", runner=runner, live=True,
               sysfs=tmp_path / "sys").install("kiosk", "/usr/bin/edgeguard")
     assert calls == [["udevadm", "control", "--reload"], ["systemctl", "daemon-reload"],
-                     ["systemctl", "enable", "--now", "edgeguard.service"],
-                     ["systemctl", "try-restart", "edgeguard.service"]]
+                     ["systemctl", "enable", "--now", *UNITS],
+                     ["systemctl", "try-restart", *UNITS]]
     calls.clear()
     Installer(tmp_path / "root", runner=runner, live=True,
               sysfs=tmp_path / "sys").install("kiosk", "/usr/bin/edgeguard")
-    assert ["systemctl", "try-restart", "edgeguard.service"] not in calls  # nothing changed
+    assert ["systemctl", "try-restart", *UNITS] not in calls  # nothing changed
     calls.clear()
     steps = Installer(tmp_path / "root", runner=runner, live=True,
                       sysfs=tmp_path / "sys").uninstall()
-    assert calls == [["systemctl", "disable", "--now", "edgeguard.service"],
+    assert calls == [["systemctl", "disable", "--now", *UNITS],
                      ["systemctl", "daemon-reload"], ["udevadm", "control", "--reload"]]
     assert fake.read("usb1/authorized_default") == "1"  # the hold is lifted
     assert _actions(steps)["authorized_default=1"] == "ran"
