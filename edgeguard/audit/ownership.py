@@ -67,6 +67,10 @@ class Ownership:
                 fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
             except FileNotFoundError:  # pruned meanwhile
                 continue
+            except OSError as exc:  # a symlink (ELOOP) is not ours to give away
+                if exc.errno != errno.ELOOP:
+                    raise
+                continue
             try:
                 self._give(fd)
             finally:

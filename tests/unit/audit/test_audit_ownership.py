@@ -18,6 +18,7 @@ import orjson
 import pytest
 from audit_helpers import sample_record, segments, write_log
 
+from edgeguard.audit.ownership import Ownership
 from edgeguard.audit.verify import verify_paths
 from edgeguard.audit.writer import DIRECTORY_MODE, AuditWriter
 from edgeguard.clock import FakeClock
@@ -200,3 +201,15 @@ def test_a_group_changed_on_reload_without_chown_waits_for_the_next_start(
     assert _owner(log)[1] == 0
     assert "audit-ownership-refused" in _actions(log)
     assert verify_paths([log]).ok
+
+
+@needs_root
+def test_a_symlink_among_the_segments_is_left_alone(tmp_path: Path) -> None:
+    gid = _other_group()
+    log = write_log(tmp_path / "log", 30, segment_size=1500)
+    target = tmp_path / "elsewhere"
+    target.write_text("not a segment\n")
+    (log / "audit-999999.jsonl").symlink_to(target)
+    Ownership(log, 0o640, gid).own_directory()
+    assert _owner(target)[1] != gid  # never followed
+    assert _owner(log) == (0, gid, DIRECTORY_MODE)
