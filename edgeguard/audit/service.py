@@ -176,6 +176,8 @@ class AuditService:
                        pruned=w.pruned, refused=w.refused, unrenderable=w.unrenderable)
         for shipper in self.shippers:
             out.update({f"{shipper.name}.{k}": v for k, v in shipper.counters().items()})
+        for name, cursor in self._external():  # shipped by `edgeguard audit ship`
+            out[f"{name}.cursor"] = cursor
         return out
 
     def commands(self) -> Mapping[str, CommandHandler]:

@@ -186,6 +186,7 @@ def test_daemon_without_remote_shipping_reads_the_ship_process_cursor(tmp_path: 
         other = service.shipped_sequence()
         Cursor(writer.chain_id, 7).save(cursor_file)
         status = await service.commands()["audit.status"](Peer(1, 0, 0), {})
+        assert service.counters()["syslog-tcp.cursor"] == 7  # in `edgeguard status`
         service.stop()
         return before, other, status["shippers"]  # type: ignore[return-value]
 
