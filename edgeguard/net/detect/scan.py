@@ -243,8 +243,9 @@ class ScanDetector:
     # -- reporting ----------------------------------------------------------------------
     def _reportable(self, state: SourceState) -> list[str]:
         cfg = self.cfg
-        kinds = [t for t in _TCP_TYPES
-                 if state.alarmed and state.fails(t) >= cfg.min_failed_contacts]
+        # checked after every settled contact: nothing to count until the walk alarms
+        kinds = ([t for t in _TCP_TYPES if state.fails(t) >= cfg.min_failed_contacts]
+                 if state.alarmed else [])
         udp = state.probes_of("udp")
         if udp and ((state.fails("udp") >= cfg.min_failed_contacts and state.alarmed)
                     or (udp >= min(cfg.vertical_ports, cfg.horizontal_hosts) and (
