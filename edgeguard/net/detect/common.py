@@ -7,6 +7,7 @@ is what keeps a flood of a million spoofed sources from growing memory.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator
@@ -199,8 +200,11 @@ def entropy_ratio(data: bytes) -> float:
     return bits / math.log2(min(n, 256))
 
 
+@functools.lru_cache(maxsize=4096)
 def is_multicast_or_broadcast(ip: str) -> bool:
-    """Cheap textual test (no ipaddress parse on the hot path)."""
+    """Cheap textual test (no ipaddress parse on the hot path), remembered: the scan
+    and flood detectors ask about every UDP datagram's destination, and a capture
+    has few."""
     if ":" in ip:
         return ip.startswith("ff")
     first = ip.split(".", 1)[0]
