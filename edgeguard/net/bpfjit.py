@@ -40,17 +40,19 @@ def _leaders(prog: Program) -> list[int]:
     return sorted(p for p in leaders if p < len(prog.insns))
 
 
-def _load(width: int, off: str, const: int | None) -> list[str]:
+def _load(reg: str, width: int, off: str, const: int | None) -> list[str]:
+    """``reg = width bytes at off`` (or at the constant offset), 0 returned when out
+    of bounds."""
     bound = f"{const + width} > n" if const is not None else f"o + {width} > n"
     lines = [] if const is not None else [f"o = {off}"]
     o = str(const) if const is not None else "o"
     lines.append(f"if {bound}: return 0")
     if width == 1:
-        lines.append(f"v = f[{o}]")
+        lines.append(f"{reg} = f[{o}]")
     elif width == 2:
-        lines.append(f"v = (f[{o}] << 8) | f[{o} + 1]")
+        lines.append(f"{reg} = (f[{o}] << 8) | f[{o} + 1]")
     else:
-        lines.append(f"v = _W(f, {o})[0]")
+        lines.append(f"{reg} = _W(f, {o})[0]")
     return lines
 
 
@@ -73,8 +75,9 @@ def _insn_source(code: int, k: int) -> list[str]:  # noqa: PLR0911
                 if k - (B.SKF_AD_OFF & _M) == B.SKF_AD_RANDOM:
                     return [f"{reg} = rnd() & {_M}"]
                 return ["return 0"]
-            return [*_load(width, "", k), f"{reg} = v"]
-        return [*_load(width, f"(x + {k}) & {_M}", None), f"{reg} = v"]
+            return _load(reg, width, "", k)
+        # x always holds a 32-bit value: x + 0 needs no mask
+        return _load(reg, width, f"(x + {k}) & {_M}" if k else "x", None)
     if cls == B.ST:
         return [f"m[{k}] = a"]
     if cls == B.STX:
@@ -180,15 +183,15 @@ class _Emitter:
         self._goto(end, indent, out, depth)
 
     def source(self) -> str:
-        lines: list[str] = []
-        i = 0
+        # the first block (nothing jumps back to it) is the entry function's body
+        lines = ["def entry(f, wl):", "    n = len(f)", "    a = x = 0", "    m = [0] * 16"]
+        self._block(0, "    ", lines, 0)
+        i = 1
         while i < len(self.functions):  # _block queues the shared blocks it calls
             start = self.functions[i]
             lines.append(f"def b{start}(f, n, wl, a, x, m):")
             self._block(start, "    ", lines, 0)
             i += 1
-        lines.append("def entry(f, wl):")
-        lines.append("    return b0(f, len(f), wl, 0, 0, [0] * 16)")
         return "\n".join(lines)
 
 

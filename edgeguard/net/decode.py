@@ -6,6 +6,11 @@ returns None and counts why: a malformed or truncated frame is counted and skipp
 never raises (a hypothesis test feeds it random bytes). Only the bytes the filter kept
 are present (snap length), so the transport payload is cut there, while
 ``payload_len`` comes from the headers.
+
+Speed (``replay`` decodes every frame the filter keeps): each layer reads its header
+with one precompiled ``struct`` call and returns its fields; the packet is built once,
+positionally, at the end (setting fields one by one after construction costs twice as
+much). Address text is remembered per raw address, since a capture repeats few.
 """
 
 from __future__ import annotations
@@ -30,12 +35,37 @@ ICMP_ERRORS_V6 = (1, 2, 3, 4)
 
 _H = struct.Struct(">H").unpack_from
 _HH = struct.Struct(">HH").unpack_from
+_ETH = struct.Struct(">6s6sH").unpack_from
 _TCP = struct.Struct(">HHIIBBH").unpack_from
+_UDP = struct.Struct(">HHH").unpack_from
 _IPV4 = struct.Struct(">BBHHHBBH4s4s").unpack_from
 _IPV6 = struct.Struct(">IHBB16s16s").unpack_from
 _ARP = struct.Struct(">HHBBH6s4s6s4s").unpack_from
 _ntop6 = socket.inet_ntop
 _AF6 = socket.AF_INET6
+
+#: What a transport header gives the packet, in :class:`Packet` field order: sport,
+#: dport, tcp_flags, tcp_seq, tcp_ack, tcp_window, icmp_type, icmp_code, icmp_quote,
+#: payload, payload_len.
+Transport = tuple[int, int, int, int, int, int, int, int, IcmpQuote | None, bytes, int]
+#: What an IP header gives: version, src_ip, dst_ip, ttl, proto, and its transport.
+Network = tuple[int, str, str, int, int, Transport]
+_NO_TRANSPORT: Transport = (0, 0, 0, 0, 0, 0, -1, -1, None, b"", 0)  # the defaults
+_NOT_IP: Network = (0, "", "", 0, 0, _NO_TRANSPORT)  # ARP
+
+#: Raw address -> its text; cleared when full (a spoofed flood sends new ones forever).
+_ADDRESS_TEXT: dict[bytes, str] = {}
+_ADDRESS_TEXT_CAP = 1 << 16
+
+
+def _address_text(raw: bytes) -> str:
+    """The text of a 4- or 16-byte address (call as ``_ADDRESS_TEXT.get(raw) or
+    _address_text(raw)``: the lookup is the common case)."""
+    if len(_ADDRESS_TEXT) >= _ADDRESS_TEXT_CAP:
+        _ADDRESS_TEXT.clear()
+    text = _ntoa(raw) if len(raw) == 4 else _ntop6(_AF6, raw)
+    _ADDRESS_TEXT[raw] = text
+    return text
 
 
 def _ntoa(raw: bytes) -> str:
@@ -60,97 +90,93 @@ def decode(frame: bytes, ts: float, wire_len: int, c: DecodeCounters) -> Packet 
     if n < 14:
         c.malformed += 1
         return None
-    ethertype = _H(frame, 12)[0]
+    dst_mac, src_mac, ethertype = _ETH(frame, 0)
     off = 14
     vlan: int | None = None
     if ethertype in VLAN_TPIDS:
         if n < 18:
             c.malformed += 1
             return None
-        vlan = _H(frame, 14)[0] & 0x0FFF
-        ethertype = _H(frame, 16)[0]
+        vlan, ethertype = _HH(frame, 14)
+        vlan &= 0x0FFF
         off = 18
-    pkt = Packet(ts=ts, wire_len=wire_len, src_mac=frame[6:12].hex(":"),
-                 dst_mac=frame[0:6].hex(":"), ethertype=ethertype, vlan=vlan)
+    arp = None
     if ethertype == ETH_IPV4:
-        ok = _ipv4(frame, off, pkt, c)
+        net = _ipv4(frame, off, c)
     elif ethertype == ETH_IPV6:
-        ok = _ipv6(frame, off, pkt, c)
+        net = _ipv6(frame, off, c)
     elif ethertype == ETH_ARP:
-        ok = _arp(frame, off, pkt, c)
+        arp = _arp(frame, off, c)
+        net = None if arp is None else _NOT_IP
     else:
         c.not_ip += 1
         return None
-    if not ok:
+    if net is None:
         return None
     c.decoded += 1
-    return pkt
+    version, src, dst, ttl, proto, (sport, dport, flags, seq, ack, window, icmp_type,
+                                    icmp_code, quote, payload, payload_len) = net
+    return Packet(ts, wire_len, src_mac.hex(":"), dst_mac.hex(":"), ethertype, vlan,
+                  version, src, dst, ttl, proto, sport, dport, flags, seq, ack, window,
+                  icmp_type, icmp_code, quote, arp, payload, payload_len)
 
 
-def _arp(frame: bytes, off: int, pkt: Packet, c: DecodeCounters) -> bool:
+def _arp(frame: bytes, off: int, c: DecodeCounters) -> ArpInfo | None:
     if len(frame) < off + 28:
         c.malformed += 1
-        return False
+        return None
     htype, ptype, hlen, plen, oper, sha, spa, tha, tpa = _ARP(frame, off)
     if htype != 1 or ptype != ETH_IPV4 or hlen != 6 or plen != 4:
         c.malformed += 1
-        return False
-    pkt.arp = ArpInfo(op=oper, sender_mac=sha.hex(":"), sender_ip=_ntoa(spa),
-                      target_mac=tha.hex(":"), target_ip=_ntoa(tpa))
-    return True
+        return None
+    return ArpInfo(op=oper, sender_mac=sha.hex(":"), sender_ip=_ntoa(spa),
+                   target_mac=tha.hex(":"), target_ip=_ntoa(tpa))
 
 
-def _ipv4(frame: bytes, off: int, pkt: Packet, c: DecodeCounters) -> bool:
+def _ipv4(frame: bytes, off: int, c: DecodeCounters) -> Network | None:
     n = len(frame)
     if n < off + 20:
         c.malformed += 1
-        return False
+        return None
     vihl, _tos, total, _id, frag, ttl, proto, _sum, src, dst = _IPV4(frame, off)
     ihl = (vihl & 0x0F) * 4
     if vihl >> 4 != 4 or ihl < 20 or total < ihl or n < off + ihl:
         c.malformed += 1
-        return False
-    pkt.ip_version = 4
-    pkt.src_ip = _ntoa(src)
-    pkt.dst_ip = _ntoa(dst)
-    pkt.ttl = ttl
-    pkt.proto = proto
+        return None
     if frag & 0x1FFF:
         c.fragments += 1
-        return False
-    end = min(n, off + total)
-    return _transport(frame, off + ihl, end, total - ihl, pkt=pkt, c=c)
+        return None
+    transport = _transport(frame, proto, off + ihl, min(n, off + total), total - ihl, c=c)
+    if transport is None:
+        return None
+    return (4, _ADDRESS_TEXT.get(src) or _address_text(src),
+            _ADDRESS_TEXT.get(dst) or _address_text(dst), ttl, proto, transport)
 
 
-def _ipv6(frame: bytes, off: int, pkt: Packet, c: DecodeCounters) -> bool:  # noqa: PLR0911
+def _ipv6(frame: bytes, off: int, c: DecodeCounters) -> Network | None:  # noqa: PLR0911
     n = len(frame)
     if n < off + 40:
         c.malformed += 1
-        return False
+        return None
     vtc, plen, nh, hlim, src, dst = _IPV6(frame, off)
     if vtc >> 28 != 6:
         c.malformed += 1
-        return False
-    pkt.ip_version = 6
-    pkt.src_ip = _ntop6(_AF6, src)
-    pkt.dst_ip = _ntop6(_AF6, dst)
-    pkt.ttl = hlim
+        return None
     pos = off + 40
     remaining = plen
     for _ in range(MAX_EXT_HEADERS):
         if nh in IPV6_EXT_HEADERS:
             if n < pos + 2:
                 c.malformed += 1
-                return False
+                return None
             size = (frame[pos + 1] + 2) * 4 if nh == 51 else (frame[pos + 1] + 1) * 8
         elif nh == IPV6_FRAGMENT:
             if n < pos + 8:
                 c.malformed += 1
-                return False
+                return None
             if _H(frame, pos + 2)[0] & 0xFFF8:
-                pkt.proto = frame[pos]
                 c.fragments += 1
-                return False
+                return None
             size = 8
         else:
             break
@@ -159,60 +185,51 @@ def _ipv6(frame: bytes, off: int, pkt: Packet, c: DecodeCounters) -> bool:  # no
         remaining -= size
         if remaining < 0:
             c.malformed += 1
-            return False
+            return None
     else:
         c.malformed += 1  # a chain longer than any real stack sends
-        return False
-    pkt.proto = nh
-    if nh == IPV6_NO_NEXT:
-        return True
-    return _transport(frame, pos, min(n, pos + remaining), remaining, pkt=pkt, c=c)
+        return None
+    transport = (_NO_TRANSPORT if nh == IPV6_NO_NEXT
+                 else _transport(frame, nh, pos, min(n, pos + remaining), remaining, c=c))
+    return None if transport is None else (6, _ADDRESS_TEXT.get(src) or _address_text(src),
+            _ADDRESS_TEXT.get(dst) or _address_text(dst), hlim, nh, transport)
 
 
-def _transport(frame: bytes, off: int, end: int, length: int, *,  # noqa: PLR0911
-               pkt: Packet, c: DecodeCounters) -> bool:
+def _transport(frame: bytes, proto: int, off: int, end: int,  # noqa: PLR0911
+               length: int, *, c: DecodeCounters) -> Transport | None:
     """``end`` = last captured byte of this datagram; ``length`` = its size per headers."""
-    proto = pkt.proto
     if proto == PROTO_TCP:
         if end < off + 20:
             c.malformed += 1
-            return False
+            return None
         sport, dport, seq, ack, doff, flags, window = _TCP(frame, off)
         thl = (doff >> 4) * 4
         if thl < 20 or length < thl:
             c.malformed += 1
-            return False
-        pkt.sport, pkt.dport, pkt.tcp_seq, pkt.tcp_ack = sport, dport, seq, ack
-        pkt.tcp_flags, pkt.tcp_window = flags, window
-        pkt.payload = frame[off + thl:end] if end > off + thl else b""
-        pkt.payload_len = length - thl
-        return True
+            return None
+        payload = frame[off + thl:end] if end > off + thl else b""
+        return (sport, dport, flags, seq, ack, window, -1, -1, None, payload, length - thl)
     if proto == PROTO_UDP:
         if end < off + 8:
             c.malformed += 1
-            return False
-        sport, dport = _HH(frame, off)
-        ulen = _H(frame, off + 4)[0]
+            return None
+        sport, dport, ulen = _UDP(frame, off)
         if ulen < 8 or ulen > length:
             c.malformed += 1
-            return False
-        pkt.sport, pkt.dport = sport, dport
-        pkt.payload = frame[off + 8:min(end, off + ulen)]
-        pkt.payload_len = ulen - 8
-        return True
+            return None
+        return (sport, dport, 0, 0, 0, 0, -1, -1, None, frame[off + 8:min(end, off + ulen)],
+                ulen - 8)
     if proto in (PROTO_ICMP, PROTO_ICMPV6):
         if end < off + 4 or length < 4:
             c.malformed += 1
-            return False
-        pkt.icmp_type, pkt.icmp_code = frame[off], frame[off + 1]
-        pkt.payload = frame[off + 8:end] if end > off + 8 else b""
-        pkt.payload_len = max(0, length - 8)
+            return None
+        icmp_type, icmp_code = frame[off], frame[off + 1]
         errors = ICMP_ERRORS_V4 if proto == PROTO_ICMP else ICMP_ERRORS_V6
-        if pkt.icmp_type in errors:
-            pkt.icmp_quote = _quote(frame, off + 8, end, proto == PROTO_ICMP)
-        return True
-    pkt.payload_len = max(0, length)
-    return True
+        quote = (_quote(frame, off + 8, end, proto == PROTO_ICMP) if icmp_type in errors
+                 else None)
+        return (0, 0, 0, 0, 0, 0, icmp_type, icmp_code, quote,
+                frame[off + 8:end] if end > off + 8 else b"", max(0, length - 8))
+    return (0, 0, 0, 0, 0, 0, -1, -1, None, b"", max(0, length))
 
 
 def _quote(frame: bytes, off: int, end: int, v4: bool) -> IcmpQuote | None:

@@ -81,25 +81,36 @@ def _pcap(buf: mmap.mmap, c: ReaderCounters, linktypes: frozenset[int]) -> Itera
         c.truncated += 1
         return
     linktype = struct.unpack_from(order + "I", buf, 20)[0] & 0x0FFFFFFF
-    rec = struct.Struct(order + "IIII")
+    rec = struct.Struct(order + "IIII").unpack_from
     off, size = 24, len(buf)
     wanted = linktype in linktypes
-    while off < size:
-        if off + 16 > size:
-            c.truncated += 1
-            return
-        sec, frac, caplen, wire = rec.unpack_from(buf, off)
-        off += 16
-        if off + caplen > size or caplen > 0x4000000:
-            c.truncated += 1
-            return
-        c.linktypes[linktype] = c.linktypes.get(linktype, 0) + 1
-        if wanted:
-            c.frames += 1
-            yield Frame(sec + frac * unit, wire, buf[off:off + caplen], linktype)
-        else:
-            c.unsupported_linktype += 1
-        off += caplen
+    records = 0  # a pcap has one link type: counted once, when the iteration ends
+    try:
+        while off < size:
+            if off + 16 > size:
+                c.truncated += 1
+                return
+            sec, frac, caplen, wire = rec(buf, off)
+            off += 16
+            if off + caplen > size or caplen > 0x4000000:
+                c.truncated += 1
+                return
+            records += 1
+            if wanted:
+                yield Frame(sec + frac * unit, wire, buf[off:off + caplen], linktype)
+            off += caplen
+    finally:
+        _count(c, linktype, records, wanted=wanted)
+
+
+def _count(c: ReaderCounters, linktype: int, records: int, *, wanted: bool) -> None:
+    if not records:
+        return
+    c.linktypes[linktype] = c.linktypes.get(linktype, 0) + records
+    if wanted:
+        c.frames += records
+    else:
+        c.unsupported_linktype += records
 
 
 def _tsresol(buf: mmap.mmap, order: str, start: int, end: int) -> float:
@@ -172,10 +183,9 @@ def _ng_frame(buf: mmap.mmap, c: ReaderCounters, interfaces: list[tuple[int, flo
         c.truncated += 1
         return None
     linktype, unit = interfaces[ifid]
-    c.linktypes[linktype] = c.linktypes.get(linktype, 0) + 1
-    if linktype not in linktypes:
-        c.unsupported_linktype += 1
+    wanted = linktype in linktypes
+    _count(c, linktype, 1, wanted=wanted)
+    if not wanted:
         return None
-    c.frames += 1
     return Frame(ticks * unit if ticks is not None else 0.0, wire, buf[start:start + caplen],
                  linktype)

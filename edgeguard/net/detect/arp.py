@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from edgeguard.events import Finding, Severity
 from edgeguard.net.config import NetworkConfig
+from edgeguard.net.detect.base import ARP
 from edgeguard.net.detect.common import BoundedTable, endpoint, summary
 from edgeguard.net.detect.evidence import ArpEvidence
 from edgeguard.net.packet import Packet
@@ -59,6 +60,7 @@ class Claimer:
 
 class ArpSpoofDetector:
     name = "arp"
+    wants = frozenset({ARP})
 
     def __init__(self, cfg: NetworkConfig) -> None:
         self.cfg = cfg.arp

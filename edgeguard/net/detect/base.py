@@ -13,6 +13,11 @@ arrives.
 
 Detectors never act and never suppress repeats (the decision engine does that by
 ``Finding.identifier``); they do keep every table bounded and count evictions.
+
+A detector that only reads some packets may say which in a ``wants`` attribute (a set
+of :data:`ARP` and IP protocol numbers): the chain routes each packet once, by its
+class, to the detectors that want it, instead of calling every detector to have most
+of them return at once. A detector without ``wants`` is fed every packet.
 """
 
 from __future__ import annotations
@@ -27,7 +32,12 @@ from edgeguard.events import Finding
 from edgeguard.net.config import NetworkConfig
 from edgeguard.net.packet import Packet
 
-__all__ = ["Detector", "DetectorChain", "build_detectors"]
+__all__ = ["ARP", "Detector", "DetectorChain", "PacketClass", "build_detectors", "wanted_by"]
+
+#: A packet's class for routing: :data:`ARP`, or the IP protocol number.
+PacketClass = int
+#: The class of ARP packets (no IP protocol number is negative).
+ARP: PacketClass = -1
 
 #: Remembered allowlist answers (address text -> allowed); the oldest are forgotten.
 _ALLOW_CACHE = 4096
@@ -48,6 +58,12 @@ class Detector(Protocol):
 
     def counters(self) -> Mapping[str, int]:
         """Counters for ``edgeguard status``: packets seen, table sizes, evictions."""
+
+
+def wanted_by(det: Detector, cls: PacketClass) -> bool:
+    """Whether ``det`` reads packets of class ``cls`` (see ``wants`` above)."""
+    wants: frozenset[PacketClass] | None = getattr(det, "wants", None)
+    return wants is None or cls in wants
 
 
 def build_detectors(cfg: NetworkConfig, clock: Clock) -> list[Detector]:
@@ -75,6 +91,8 @@ class DetectorChain:
         self._tick_every = float(cfg.detect.tick_interval)
         self._next_tick: float | None = None
         self._last_ts = 0.0
+        #: packet class -> the detectors that want it, in chain order (filled lazily)
+        self._routes: dict[PacketClass, tuple[Detector, ...]] = {}
         self.packets = 0
         self.allowlisted_findings = 0
 
@@ -102,21 +120,28 @@ class DetectorChain:
         return kept
 
     def feed(self, pkt: Packet) -> list[Finding]:
-        """Run one packet through every detector (and ``tick`` when it is due)."""
+        """Run one packet through the detectors that want it (and ``tick`` when due)."""
         self.packets += 1
+        ts = pkt.ts
+        self._last_ts = max(self._last_ts, ts)
         out: list[Finding] = []
-        self._last_ts = max(self._last_ts, pkt.ts)
         if self._next_tick is None:
-            self._next_tick = pkt.ts + self._tick_every
-        elif pkt.ts >= self._next_tick:
-            out.extend(self.tick(pkt.ts))
+            self._next_tick = ts + self._tick_every
+        elif ts >= self._next_tick:
+            out.extend(self.tick(ts))
         # Every packet is inspected, allowlisted or not: an allowlisted server's RSTs
         # and SYN-ACKs are the answers that make someone else's scan visible, and a
         # spoofer claiming an allowlisted address (the gateway) is the attack itself.
         # Only findings whose actor is allowlisted are dropped.
-        for det in self.detectors:
-            out.extend(det.observe(pkt))
-        return self._keep(out)
+        cls = ARP if pkt.arp is not None else pkt.proto
+        route = self._routes.get(cls)
+        if route is None:
+            route = self._routes[cls] = tuple(d for d in self.detectors if wanted_by(d, cls))
+        for det in route:
+            found = det.observe(pkt)
+            if found:
+                out.extend(found)
+        return self._keep(out) if out else out
 
     def tick(self, now: float | None = None) -> list[Finding]:
         """Advance every detector to ``now`` (default: the clock's wall time)."""

@@ -7,6 +7,7 @@ is what keeps a flood of a million spoofed sources from growing memory.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator
@@ -37,12 +38,15 @@ class BoundedTable(Generic[K, V]):
     """A dict with a hard cap; inserting into a full table evicts the least recently
     used entry (or the first one ``prefer_evict`` accepts among the oldest few)."""
 
-    __slots__ = ("_data", "cap", "evicted", "on_evict", "prefer_evict")
+    __slots__ = ("_data", "cap", "evicted", "get", "on_evict", "prefer_evict")
 
     def __init__(self, cap: int, on_evict: Callable[[K, V], None] | None = None,
                  prefer_evict: Callable[[V], bool] | None = None) -> None:
         self.cap = max(1, cap)
         self._data: OrderedDict[K, V] = OrderedDict()
+        #: Look up without refreshing recency (the dict's own ``get``: detectors call
+        #: it several times per packet, so no Python frame in between).
+        self.get: Callable[[K], V | None] = self._data.get
         self.evicted = 0
         self.on_evict = on_evict
         self.prefer_evict = prefer_evict
@@ -52,10 +56,6 @@ class BoundedTable(Generic[K, V]):
 
     def __contains__(self, key: object) -> bool:
         return key in self._data
-
-    def get(self, key: K) -> V | None:
-        """Look up without refreshing recency."""
-        return self._data.get(key)
 
     def touch(self, key: K) -> V | None:
         """Look up and mark as recently used."""
@@ -132,6 +132,13 @@ class ExclusionSet:
         ports = self._ports.get(proto)
         return ports is not None and port in ports
 
+    def to_service(self, pkt: Packet) -> bool:
+        """Traffic to a known-benign service (and, for UDP, its replies): what the scan
+        detector ignores. A TCP packet *from* such a port is not excluded."""
+        ports = self._ports.get(pkt.proto)
+        return ports is not None and (
+            pkt.dport in ports or (pkt.proto == 17 and pkt.sport in ports))
+
     def packet_excluded(self, pkt: Packet) -> bool:
         """True when either port of a TCP/UDP packet is a known-benign service."""
         ports = self._ports.get(pkt.proto)
@@ -193,8 +200,11 @@ def entropy_ratio(data: bytes) -> float:
     return bits / math.log2(min(n, 256))
 
 
+@functools.lru_cache(maxsize=4096)
 def is_multicast_or_broadcast(ip: str) -> bool:
-    """Cheap textual test (no ipaddress parse on the hot path)."""
+    """Cheap textual test (no ipaddress parse on the hot path), remembered: the scan
+    and flood detectors ask about every UDP datagram's destination, and a capture
+    has few."""
     if ":" in ip:
         return ip.startswith("ff")
     first = ip.split(".", 1)[0]

@@ -79,6 +79,7 @@ class Rate:
 
 class FloodDetector:
     name = "flood"
+    wants = frozenset({6, 17})  # TCP SYNs and UDP
 
     def __init__(self, cfg: NetworkConfig) -> None:
         self.cfg = cfg.flood

@@ -81,7 +81,9 @@ class ScanDetector:
             if arp.sender_ip not in _NO_ADDRESS and arp.sender_mac == pkt.src_mac:
                 self.decoys.note_owner(arp.sender_mac, arp.sender_ip)
             return []
-        if not pkt.src_ip or self._excluded(pkt):
+        # traffic to a known-benign service (and, for UDP, its replies); a TCP probe
+        # *from* such a port (nmap -g 7680) is still a probe
+        if not pkt.src_ip or self.exclusions.to_service(pkt):
             return []
         probe = self.classifier.classify(pkt)
         if probe is None:
@@ -91,13 +93,6 @@ class ScanDetector:
                                 (pkt.ts + self.cfg.answer_timeout, probe.kind, pkt))
             return []
         return self._probe(pkt, probe)
-
-    def _excluded(self, pkt: Packet) -> bool:
-        """Traffic to a known-benign service (and, for UDP, its replies). A TCP probe
-        *from* such a port (nmap -g 7680) is still a probe."""
-        ex = self.exclusions
-        return ex.excluded(pkt.proto, pkt.dport) or (
-            pkt.proto == 17 and ex.excluded(17, pkt.sport))
 
     def tick(self, now: float) -> list[Finding]:
         self.now = max(self.now, now)
@@ -145,33 +140,34 @@ class ScanDetector:
     # -- probes and answers -------------------------------------------------------------
     def _probe(self, pkt: Packet, probe: Probe) -> list[Finding]:
         self.n_probes += 1
-        state = self.sources.touch(pkt.src_ip)
+        cfg = self.cfg
+        src, ts, kind, settle = pkt.src_ip, pkt.ts, probe.kind, probe.settle
+        state = self.sources.touch(src)
         if state is None:
-            state = SourceState(pkt.src_ip, pkt.src_mac, pkt.ip_version, pkt.ts)
-            self.sources.put(pkt.src_ip, state)
+            state = SourceState(src, pkt.src_mac, pkt.ip_version, ts)
+            self.sources.put(src, state)
         state.mac = pkt.src_mac or state.mac
-        state.count_probe(pkt.ts, probe.kind, pkt.sport, self.cfg.masscan_rate)
+        state.count_probe(ts, kind, pkt.sport, cfg.masscan_rate)
         if len(state.sample_list) < 3 and state.probes > 1:
             # from the second probe on: a one-packet (spoofed) source keeps no text
             state.sample(summary(pkt))
         self.decoys.note_probe(pkt, state, self.sources)
         key = (pkt.dst_ip, pkt.dport, pkt.proto)
-        budget = min(self.cfg.max_contacts_per_source,
-                     len(state.contacts) + self.cfg.max_contacts - self.contacts_total)
-        known = len(state.contacts)
-        new = state.add_contact(key, SEEN if probe.settle == "answer" else PENDING, budget)
-        self.contacts_total += len(state.contacts) - known
-        out: list[Finding] = []
-        if probe.settle == "now":  # never legitimate (FIN, NULL, XMAS): failed at once
-            if new and state.outcome(key, True, probe.kind, self.trw):
-                out.extend(self._check(state))
-        elif new or state.contacts.get(key) in (PENDING, SEEN):
-            self.pending.put((pkt.src_ip, pkt.dst_ip, pkt.proto, pkt.dport),
-                             (pkt.ts + self.cfg.answer_timeout, probe.kind,
-                              probe.settle == "timeout"))
-        if probe.kind == "udp" and new:
-            out.extend(self._check(state))
-        return out
+        contacts = state.contacts
+        known = len(contacts)
+        budget = min(cfg.max_contacts_per_source, known + cfg.max_contacts - self.contacts_total)
+        new = state.add_contact(key, SEEN if settle == "answer" else PENDING, budget)
+        self.contacts_total += len(contacts) - known
+        if settle == "now":  # never legitimate (FIN, NULL, XMAS): failed at once
+            if new and state.outcome(key, True, kind, self.trw):
+                return self._check(state)
+            return []
+        if new or contacts.get(key) in (PENDING, SEEN):
+            self.pending.put((src, pkt.dst_ip, pkt.proto, pkt.dport),
+                             (ts + cfg.answer_timeout, kind, settle == "timeout"))
+        if kind == "udp" and new:
+            return self._check(state)
+        return []
 
     def _confirmed(self, cand: tuple[float, str, Packet]) -> list[Finding]:
         """An ACK / FIN-ACK probe the target answered with RST."""
@@ -247,8 +243,9 @@ class ScanDetector:
     # -- reporting ----------------------------------------------------------------------
     def _reportable(self, state: SourceState) -> list[str]:
         cfg = self.cfg
-        kinds = [t for t in _TCP_TYPES
-                 if state.alarmed and state.fails(t) >= cfg.min_failed_contacts]
+        # checked after every settled contact: nothing to count until the walk alarms
+        kinds = ([t for t in _TCP_TYPES if state.fails(t) >= cfg.min_failed_contacts]
+                 if state.alarmed else [])
         udp = state.probes_of("udp")
         if udp and ((state.fails("udp") >= cfg.min_failed_contacts and state.alarmed)
                     or (udp >= min(cfg.vertical_ports, cfg.horizontal_hosts) and (

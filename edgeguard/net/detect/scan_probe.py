@@ -40,8 +40,11 @@ _ACK_PROBE = Probe("ack", "confirm")
 
 
 def _flow(pkt: Packet) -> FlowKey:
-    a, b = (pkt.src_ip, pkt.sport), (pkt.dst_ip, pkt.dport)
-    return (a[0], a[1], b[0], b[1]) if a <= b else (b[0], b[1], a[0], a[1])
+    """The flow's key, the same from both ends (the lower (address, port) first)."""
+    src, sport, dst, dport = pkt.src_ip, pkt.sport, pkt.dst_ip, pkt.dport
+    if src < dst or (src == dst and sport <= dport):
+        return (src, sport, dst, dport)
+    return (dst, dport, src, sport)
 
 
 class ProbeClassifier:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from edgeguard.events import Finding, Severity
 from edgeguard.net.config import NetworkConfig
+from edgeguard.net.detect.base import ARP
 from edgeguard.net.detect.common import BoundedTable, endpoint, summary
 from edgeguard.net.detect.evidence import ScanEvidence
 from edgeguard.net.detect.intel import HostIntel
@@ -45,6 +46,7 @@ class Sweeper:
 
 class SweepDetector:
     name = "sweep"
+    wants = frozenset({ARP, 1, 58})  # ARP and ICMP / ICMPv6 echo
 
     def __init__(self, cfg: NetworkConfig, intel: HostIntel) -> None:
         self.cfg = cfg.scan
