@@ -305,6 +305,14 @@ class NetworkConfig:
     filter_udp_sample: int = setting(64, "Pass 1 in N larger UDP datagrams without a P2P "
                                      "shape (keeps large-payload floods visible); 0: none. A "
                                      "power of two.", minimum=0, maximum=65536)
+    filter_shed_sample: int = setting(16, "While a flood toward an IPv4 address is in "
+                                      "progress, the live capture filter passes 1 in N of "
+                                      "its packets (SYNs, or UDP, toward that address) and "
+                                      "the flood detector counts each as N, so a line-rate "
+                                      "flood does not overrun the worker; 0 or 1: never shed. "
+                                      "A power of two.", minimum=0, maximum=65536)
+    filter_shed_max: int = setting(16, "Flooded destinations shed at once (the busiest "
+                                   "first).", unit="addresses", minimum=1, maximum=256)
     filter_opening_min: int = setting(96, "Smallest pushed TCP payload passed as a possible "
                                       "flow opening (MSE/PE key exchange).", unit="bytes",
                                       minimum=1)

@@ -27,6 +27,13 @@ over capture files. It passes:
 * IPv4 (no later fragments) and IPv6 with up to three extension headers (hop-by-hop,
   routing, destination options, fragment); one 802.1Q / 802.1ad tag in the frame.
 
+Load shedding (:mod:`edgeguard.net.shed`): while a flood toward an IPv4 address is in
+progress, the live worker rebuilds the program with that address in ``shed_syn`` (a SYN
+flood: TCP segments with SYN or RST set to or from the address, i.e. the flood, its
+SYN-ACKs and its resets) or ``shed_udp`` (UDP to or from it); those packets then pass
+1 in ``shed_sample`` at random, so a line-rate flood costs the kernel, not the worker.
+Every other packet (payload, pure ACKs, ICMP, ARP, other addresses) is judged as before.
+
 Everything returns ``snap_length`` bytes (headers plus the first payload bytes).
 """
 
@@ -55,10 +62,11 @@ from edgeguard.net.bpf import (
     txa,
 )
 
-__all__ = ["FilterSpec", "build_filter", "filter_source"]
+__all__ = ["FilterSpec", "build_filter", "filter_source", "power_of_two_floor"]
 
 # scratch memory words
 M_L4LEN, M_TMP, M_NH, M_THL, M_XSAVE, M_PLEN, M_FLAGS, M_LINK = 0, 1, 2, 3, 4, 5, 6, 15
+M_DST, M_SRC = 7, 8  # IPv4 addresses, stored only when shedding
 
 TCP_WORDS = {
     "\\x13Bit": 0x13426974,
@@ -89,10 +97,39 @@ class FilterSpec:
     mse_min: int = 96
     mse_max: int = 608
     udp_sample: int = 64  # pass 1 in N large UDP datagrams without a P2P shape; 0: none
+    shed_sample: int = 16  # pass 1 in N of the packets of a shed flood
+    shed_syn: tuple[int, ...] = ()  # IPv4 addresses (as integers): SYN/RST to or from them
+    shed_udp: tuple[int, ...] = ()  # IPv4 addresses: UDP to or from them
 
     def __post_init__(self) -> None:
-        if self.udp_sample and self.udp_sample & (self.udp_sample - 1):
-            raise ValueError("udp_sample must be 0 or a power of two")
+        for name in ("udp_sample", "shed_sample"):
+            n = getattr(self, name)
+            if n < 0 or n & (n - 1):
+                raise ValueError(f"{name} must be 0 or a power of two")
+
+    @property
+    def shedding(self) -> bool:
+        return bool(self.shed_sample > 1 and (self.shed_syn or self.shed_udp))
+
+
+def power_of_two_floor(n: int) -> int:
+    """The largest power of two not above ``n`` (0 for 0): sampling masks need one."""
+    return 1 << (n.bit_length() - 1) if n > 0 else 0
+
+
+def _shed(spec: FilterSpec, dsts: tuple[int, ...], name: str, keep: str) -> list[Insn]:
+    """Packets to or from one of ``dsts`` pass 1 in ``spec.shed_sample`` (then
+    ``accept``); the others go on at ``keep``. Leaves X alone."""
+    if not spec.shedding or not dsts:
+        return []
+    out: list[Insn] = []
+    for end in (M_DST, M_SRC):
+        out.append(ld(mem=end))
+        for n, dst in enumerate(dsts):
+            out += [jeq(dst, f"{name}_sample", f"{name}_{end}_{n}"), label(f"{name}_{end}_{n}")]
+    return [*out, ja(keep),
+            label(f"{name}_sample"), ld(ancillary=SKF_AD_RANDOM),
+            op("and", spec.shed_sample - 1), jeq(0, "accept", "drop")]
 
 
 def _link() -> list[Insn]:
@@ -117,12 +154,15 @@ def _link() -> list[Insn]:
     ]
 
 
-def _ipv4() -> list[Insn]:
-    # X = link header length. Leaves A = protocol, X = transport offset, M[L4LEN].
+def _ipv4(spec: FilterSpec) -> list[Insn]:
+    # X = link header length. Leaves A = protocol, X = transport offset, M[L4LEN]
+    # (and M[DST], the destination address, when shedding).
+    dst = [ld("w", ind=16), st(M_DST), ld("w", ind=12), st(M_SRC)] if spec.shedding else []
     return [
         label("ipv4"),
         ld("h", ind=6), jset(0x1FFF, "drop", "v4_first"),  # later fragments: no header
         label("v4_first"),
+        *dst,
         ld("b", ind=0), op("and", 0x0F), op("lsh", 2), st(M_TMP),  # IHL in bytes
         ld("b", ind=9), st(M_NH),
         ld("h", ind=2), st(M_L4LEN),
@@ -132,9 +172,12 @@ def _ipv4() -> list[Insn]:
     ]
 
 
-def _ipv6() -> list[Insn]:
+def _ipv6(spec: FilterSpec) -> list[Insn]:
     out = [
         label("ipv6"),
+        # IPv6 floods are not shed; the kernel wants every scratch word stored before
+        # it is read, whichever path a packet took
+        *([ld(imm=0), st(M_DST), st(M_SRC)] if spec.shedding else []),
         ld("h", ind=4), st(M_L4LEN),
         ld("b", ind=6), st(M_NH),
         txa(), op("add", 40), tax(), ld(mem=M_NH),
@@ -182,6 +225,7 @@ def _tcp(spec: FilterSpec) -> list[Insn]:
     return [
         label("tcp"),
         ld("b", ind=13), st(M_FLAGS),
+        *_tcp_shed(spec),
         jset(0x07, "accept", "tcp_nsfr"), label("tcp_nsfr"),  # FIN, SYN, RST
         jset(0x10, "tcp_ack", "accept"),  # no ACK: NULL and other odd probes
         label("tcp_ack"),
@@ -210,6 +254,15 @@ def _tcp(spec: FilterSpec) -> list[Insn]:
     ]
 
 
+def _tcp_shed(spec: FilterSpec) -> list[Insn]:
+    """A SYN or RST to or from a shed address is sampled; A = flags afterwards."""
+    shed = _shed(spec, spec.shed_syn, "tcp_shed", "tcp_keep")
+    if not shed:
+        return []
+    return [jset(0x06, "tcp_syn", "tcp_keep"), label("tcp_syn"), *shed,
+            label("tcp_keep"), ld(mem=M_FLAGS)]
+
+
 def _udp(spec: FilterSpec) -> list[Insn]:
     sample: list[Insn] = []
     if spec.udp_sample:
@@ -220,8 +273,10 @@ def _udp(spec: FilterSpec) -> list[Insn]:
     utp: list[Insn] = []
     for n, byte in enumerate(UTP_CONTROL):
         utp += [jeq(byte, "accept", f"udp_utp{n}"), label(f"udp_utp{n}")]
+    shed = _shed(spec, spec.shed_udp, "udp_shed", "udp_keep")
     return [
         label("udp"),
+        *([*shed, label("udp_keep")] if shed else []),
         ld("h", ind=2), jeq(LSD_PORT, "accept", "udp_nlsd"), label("udp_nlsd"),
         ld(mem=M_L4LEN), op("sub", 8), jgt(spec.small_udp, "udp_big", "accept"),
         label("udp_big"),
@@ -240,7 +295,7 @@ def _udp(spec: FilterSpec) -> list[Insn]:
 def filter_source(spec: FilterSpec) -> list[Insn]:
     """The program as declarative instructions (before assembly)."""
     return [
-        *_link(), *_ipv4(), *_ipv6(), *_transport(), *_tcp(spec), *_udp(spec),
+        *_link(), *_ipv4(spec), *_ipv6(spec), *_transport(), *_tcp(spec), *_udp(spec),
         label("accept"), ret(spec.snap_length),
         label("drop"), ret(0),
     ]

@@ -17,7 +17,7 @@ from edgeguard.net.bpfjit import Filter, compile_program
 from edgeguard.net.config import NetworkConfig
 from edgeguard.net.decode import DecodeCounters, decode
 from edgeguard.net.detect import DetectorChain
-from edgeguard.net.filter import FilterSpec, build_filter
+from edgeguard.net.filter import FilterSpec, build_filter, power_of_two_floor
 from edgeguard.net.packet import Packet
 
 __all__ = ["Chain", "Inspector", "build_chain", "filter_spec"]
@@ -40,17 +40,15 @@ def build_chain(cfg: NetworkConfig, clock: Clock) -> Chain:
     return DetectorChain(cfg, clock)
 
 
-def _power_of_two_floor(n: int) -> int:
-    return 1 << (n.bit_length() - 1) if n > 0 else 0
-
-
 def filter_spec(cfg: NetworkConfig) -> FilterSpec:
-    """The filter's knobs from the policy (``filter_udp_sample`` rounded down to a
-    power of two, which the kernel program needs for its mask)."""
+    """The filter's knobs from the policy (``filter_udp_sample`` and
+    ``filter_shed_sample`` rounded down to a power of two, which the kernel program
+    needs for its mask). Nothing is shed yet: :mod:`edgeguard.net.shed` adds targets."""
     lo = min(cfg.filter_opening_min, cfg.filter_opening_max)
     return FilterSpec(snap_length=cfg.snap_length, small_udp=cfg.filter_small_udp,
                       mse_min=lo, mse_max=max(cfg.filter_opening_min, cfg.filter_opening_max),
-                      udp_sample=_power_of_two_floor(cfg.filter_udp_sample))
+                      udp_sample=power_of_two_floor(cfg.filter_udp_sample),
+                      shed_sample=power_of_two_floor(cfg.filter_shed_sample))
 
 
 class Inspector:

@@ -165,6 +165,21 @@ class DetectorChain:
         out.extend(self.finish())
         return out
 
+    def shed_wanted(self) -> frozenset[tuple[str, str]]:
+        """Flood destinations the kernel should sample (see :mod:`edgeguard.net.shed`)."""
+        wanted: frozenset[tuple[str, str]] = frozenset()
+        for det in self.detectors:
+            ask = getattr(det, "shed_wanted", None)
+            if ask is not None:
+                wanted |= ask()
+        return wanted
+
+    def shed_applied(self, targets: frozenset[tuple[str, str]], since: float) -> None:
+        for det in self.detectors:
+            tell = getattr(det, "shed_applied", None)
+            if tell is not None:
+                tell(targets, since)
+
     def counters(self) -> dict[str, int]:
         out = {
             "detect.packets": self.packets,

@@ -5,6 +5,12 @@ addresses still has one key; when many distinct source addresses share that MAC 
 finding is ``spoofed-*`` and names the MAC only. Rates use a two-bucket sliding
 window (the previous window weighted by how much of it still overlaps), so state per
 key is a few integers whatever the packet rate.
+
+Load shedding: :meth:`FloodDetector.shed_wanted` names the destinations of floods in
+progress; the live worker has the kernel filter sample those packets 1 in
+``filter_shed_sample`` (:mod:`edgeguard.net.shed`) and tells :meth:`shed_applied` when,
+so a packet captured after that moment counts as ``filter_shed_sample`` packets and the
+rates stay true. ``replay`` never sheds.
 """
 
 from __future__ import annotations
@@ -17,15 +23,17 @@ from edgeguard.events import Finding, Severity
 from edgeguard.net.config import NetworkConfig
 from edgeguard.net.detect.common import BoundedTable, endpoint, is_multicast_or_broadcast, summary
 from edgeguard.net.detect.evidence import FloodEvidence
+from edgeguard.net.filter import power_of_two_floor
 from edgeguard.net.packet import Packet
 
-__all__ = ["KIND", "SUBTYPES", "FloodDetector"]
+__all__ = ["KIND", "SUBTYPES", "FloodDetector", "ShedTarget"]
 
 KIND = "flood"
 #: ``<syn|udp>-flood``, ``spoofed-`` when the sources behind the MAC are spoofed.
 SUBTYPES = ("syn-flood", "udp-flood", "spoofed-syn-flood", "spoofed-udp-flood")
 
 FloodKey = tuple[str, str, str]  # (sender MAC or address, destination, "syn" | "udp")
+ShedTarget = tuple[str, str]  # (IPv4 destination, "syn" | "udp")
 _BEP15 = b"\x00\x00\x04\x17\x27\x10\x19\x80"
 _UTP_CONTROL = (b"\x11", b"\x21", b"\x31", b"\x41")  # uTP v1 FIN, STATE, RESET, SYN
 
@@ -92,8 +100,13 @@ class FloodDetector:
         # The capture filter passes 1 in ``filter_udp_sample`` large UDP datagrams
         # without a P2P shape (feat/netwatch's capture keys): such a datagram stands for
         # that many. Without those keys (no sampling filter) every datagram counts once.
-        self.udp_weight = max(1, int(getattr(cfg, "filter_udp_sample", 0) or 1))
+        self.udp_weight = max(1, power_of_two_floor(int(getattr(cfg, "filter_udp_sample", 0))))
         self.small_udp: int | None = getattr(cfg, "filter_small_udp", None)
+        self.shed_sample = power_of_two_floor(cfg.filter_shed_sample)
+        self.shed_max = cfg.filter_shed_max
+        #: what the kernel samples now: target -> packet time from which it does
+        self.shed: dict[ShedTarget, float] = {}
+        self.shed_weighted = 0
 
     def _weight(self, pkt: Packet) -> int:
         if self.small_udp is None or pkt.payload_len <= self.small_udp or pkt.dport == 6771:
@@ -118,7 +131,13 @@ class FloodDetector:
         if st is None:
             st = Rate(first=pkt.ts, last=pkt.ts, mac=pkt.src_mac)
             self.rates.put(key, st)
-        rate = st.add(pkt.ts, self.cfg.window, self._weight(pkt) if kind == "udp" else 1)
+        weight = self._weight(pkt) if kind == "udp" else 1
+        if self.shed:
+            since = self.shed.get((pkt.dst_ip, kind))
+            if since is not None and pkt.ts >= since:
+                weight = self.shed_sample
+                self.shed_weighted += 1
+        rate = st.add(pkt.ts, self.cfg.window, weight)
         st.note(pkt, self.cfg.spoofed_sources + 1, self.cfg.max_ports)
         threshold = self.cfg.syn_rate if kind == "syn" else self.cfg.udp_rate
         if rate < threshold:
@@ -151,10 +170,28 @@ class FloodDetector:
             self.rates.pop(old[0])
         return out
 
+    def shed_wanted(self) -> frozenset[ShedTarget]:
+        """Destinations of floods in progress the kernel should sample (IPv4 only,
+        the ``filter_shed_max`` busiest); empty when shedding is off."""
+        if self.shed_sample <= 1:
+            return frozenset()
+        peaks: dict[ShedTarget, float] = {}
+        for (_, dst, kind), st in self.rates.items():
+            if st.active and dst and ":" not in dst and dst != "0.0.0.0":  # noqa: S104
+                peaks[dst, kind] = max(peaks.get((dst, kind), 0.0), st.peak)
+        busiest = sorted(peaks, key=peaks.__getitem__, reverse=True)[:self.shed_max]
+        return frozenset(busiest)
+
+    def shed_applied(self, targets: frozenset[ShedTarget], since: float) -> None:
+        """The kernel samples ``targets`` from packet time ``since`` (a target already
+        shed keeps its earlier time)."""
+        self.shed = {t: self.shed.get(t, since) for t in targets}
+
     def counters(self) -> Mapping[str, int]:
         return {"packets": self.n_packets, "rates": len(self.rates),
                 "rates_evicted": self.rates.evicted,
-                "active": sum(1 for _, st in self.rates.items() if st.active)}
+                "active": sum(1 for _, st in self.rates.items() if st.active),
+                "shed_targets": len(self.shed), "shed_weighted": self.shed_weighted}
 
     def _finding(self, key: FloodKey, st: Rate, ended: bool) -> Finding:
         _, dst, kind = key

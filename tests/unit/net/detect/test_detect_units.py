@@ -196,14 +196,10 @@ def test_docs_list_every_detector_key() -> None:
 def test_sampled_large_udp_counts_for_the_datagrams_it_stands_for() -> None:
     """Through the capture filter 1 in N large UDP datagrams passes: a flood of them is
     still a flood, and P2P-shaped datagrams (all passed) count once."""
-    import types  # noqa: PLC0415
-
     from edgeguard.net.detect.flood import FloodDetector  # noqa: PLC0415
 
-    net = shipped_network()
-    cfg = types.SimpleNamespace(flood=net.flood, detect=net.detect, filter_udp_sample=64,
-                                filter_small_udp=512)
-    det = FloodDetector(cfg)  # type: ignore[arg-type]
+    cfg = dataclasses.replace(shipped_network(), filter_udp_sample=64, filter_small_udp=512)
+    det = FloodDetector(cfg)
     found = []
     for i in range(40):  # 40 sampled datagrams in 1 s stand for 2560/s
         found += det.observe(Packet(ts=1.0 + i / 40, wire_len=1242, src_mac="02:00:00:00:00:49",
@@ -211,7 +207,7 @@ def test_sampled_large_udp_counts_for_the_datagrams_it_stands_for() -> None:
                                     proto=17, sport=1000 + i, dport=5060,
                                     payload=os.urandom(64), payload_len=1200))
     assert [f.subtype for f in found] == ["udp-flood"]
-    dht = FloodDetector(cfg)  # type: ignore[arg-type]
+    dht = FloodDetector(cfg)
     for i in range(40):
         assert not dht.observe(Packet(ts=1.0 + i / 40, wire_len=1242, src_ip="10.0.0.40",
                                       dst_ip="10.0.0.41", proto=17, sport=6881, dport=6881,
