@@ -29,10 +29,11 @@ from dataclasses import dataclass, field
 
 from edgeguard.clock import SystemClock
 from edgeguard.events import Finding
-from edgeguard.net.capture import RecvCapture, RingCapture, attach_filter, open_capture_socket
+from edgeguard.net.capture import RecvCapture, RingCapture, open_capture_socket
 from edgeguard.net.config import NetworkConfig
 from edgeguard.net.filter import build_filter
 from edgeguard.net.inspect import Chain, Inspector, build_chain, filter_spec
+from edgeguard.net.shed import Shedder
 
 __all__ = ["Reconfigure", "WorkerReport", "WorkerSpec", "main"]
 
@@ -73,7 +74,8 @@ class Worker:
         self.cfg = spec.config
         self.ctl = ctl
         self.clock = SystemClock()
-        program = build_filter(filter_spec(self.cfg))
+        base = filter_spec(self.cfg)
+        program = build_filter(base)
         sock = open_capture_socket(spec.interface, program, promiscuous=self.cfg.promiscuous,
                                    rcvbuf=int(self.cfg.ring_size),
                                    fanout_group=spec.fanout_group, ring=spec.ring)
@@ -82,6 +84,7 @@ class Worker:
             if spec.ring else RecvCapture(sock, snap=self.cfg.snap_length))
         self.inspector = Inspector(chain if chain is not None else build_chain(self.cfg,
                                                                               self.clock))
+        self.shedder = Shedder(sock, base)
         self.outbox: deque[Finding] = deque()
         self.findings_dropped = 0
         self.findings = 0
@@ -91,6 +94,8 @@ class Worker:
         found = self.inspector.frame(data, ts, wire_len, vlan)
         if found:
             self._queue(found)
+            # a flood's first finding: have the kernel sample it from the next packet
+            self.shedder.update(self.inspector.chain)
 
     def _queue(self, found: list[Finding]) -> None:
         self.findings += len(found)
@@ -103,6 +108,7 @@ class Worker:
     def counters(self) -> dict[str, int]:
         stats = self.capture.read_stats()
         out = self.inspector.counters()
+        out.update(self.shedder.counters())
         out.update({"kernel_packets": stats.packets, "kernel_drops": stats.drops,
                     "kernel_freezes": stats.freezes, "findings": self.findings,
                     "findings_dropped": self.findings_dropped,
@@ -140,11 +146,11 @@ class Worker:
         return True
 
     def reconfigure(self, cfg: NetworkConfig) -> None:
-        program = build_filter(filter_spec(cfg))
-        attach_filter(self.capture.sock, program)
         if cfg != self.cfg:
             self.inspector.chain = build_chain(cfg, self.clock)
+        self.shedder.rebase(filter_spec(cfg), self.inspector.chain)
         self.cfg = cfg
+        self.shedder.update(self.inspector.chain)  # floods a kept chain still sees
 
     def run(self) -> None:
         tick_every = 1.0
@@ -160,6 +166,7 @@ class Worker:
                 found = self.inspector.chain.tick(self.clock.now())
                 if found:
                     self._queue(found)
+                self.shedder.update(self.inspector.chain)  # floods that ended
             self.flush(mono)
 
 

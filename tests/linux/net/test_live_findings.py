@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from edgeguard.daemon.control import request
 from tests.linux.net.netns import Lab, NetDaemon, daemon_in, lab
 
 pytestmark = pytest.mark.linux
@@ -111,6 +112,15 @@ def test_hping3_syn_flood_is_reported(watched: Watched) -> None:
             source(net, "hping3"), net.ip_b, timeout=60, check=False)
     alert = watched.wait_for("flood", None)
     assert alert["destination"]["ip"] == net.ip_b
+    # the worker had the kernel sample the flood while it lasted, and let go after
+    rows = request(watched.daemon.socket, "network.capture", {})
+    assert rows[0]["shed_swaps"] >= 1, rows
+    deadline = time.monotonic() + 30
+    while rows[0]["shed_swaps"] < 2 or rows[0]["shed_targets"] != 0:
+        assert time.monotonic() < deadline, rows
+        time.sleep(0.5)
+        rows = request(watched.daemon.socket, "network.capture", {})
+    assert rows[0]["flood.shed_weighted"] > 0, rows
 
 
 @pytest.mark.skipif(NMAP is None, reason="nmap not installed")
