@@ -5,7 +5,8 @@
 Two throwaway namespaces joined by a veth (egc- prefix, removed at the end); tcpreplay
 pushes the capture at its top speed into one end while a capturer runs on the other:
 * edgeguard with the TPACKET_V3 ring and with recvmsg (filter in the kernel, decode and
-  all detectors in Python, as the capture worker does);
+  all detectors in Python, and load shedding of floods in progress, as the capture
+  worker does), and with the ring but no shedding (``ring-noshed``);
 * nfstream on the same interface (its own libpcap capture, nDPI flow metering).
 Printed side by side: frames sent, frames the capturer saw, kernel drops, wall time.
 Bounded by --loops (default 3) and a 60 s timeout per run. Needs root.
@@ -15,6 +16,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -36,18 +39,31 @@ def child_edgeguard(iface: str, seconds: float, backend: str) -> None:
     from edgeguard.net.config import NetworkConfig  # noqa: PLC0415
     from edgeguard.net.filter import build_filter  # noqa: PLC0415
     from edgeguard.net.inspect import Inspector, build_chain, filter_spec  # noqa: PLC0415
+    from edgeguard.net.shed import Shedder  # noqa: PLC0415
+    from edgeguard.policy.types import ByteSize  # noqa: PLC0415
 
-    cfg = NetworkConfig()
-    sock = open_capture_socket(iface, build_filter(filter_spec(cfg)), ring=backend == "ring",
+    cfg = NetworkConfig(ring_size=ByteSize(int(os.environ.get("EDGEGUARD_BENCH_RING_MB", "8"))
+                                          << 20))
+    ring = backend.startswith("ring")
+    sock = open_capture_socket(iface, build_filter(filter_spec(cfg)), ring=ring,
                                rcvbuf=int(cfg.ring_size))
-    cap: RingCapture | RecvCapture = RingCapture(sock, blocks=8) if backend == "ring" \
+    cap: RingCapture | RecvCapture = RingCapture(sock, blocks=int(cfg.ring_size) >> 20) if ring \
         else RecvCapture(sock, snap=cfg.snap_length)
     inspector = Inspector(build_chain(cfg, SystemClock()))
+    shedder = Shedder(sock, filter_spec(cfg)) if not backend.endswith("noshed") else None
     findings = 0
+    verbose = bool(os.environ.get("EDGEGUARD_BENCH_VERBOSE"))
 
     def sink(data: bytes, ts: float, wire: int, vlan: int | None) -> None:
         nonlocal findings
-        findings += len(inspector.frame(data, ts, wire))
+        found = inspector.frame(data, ts, wire)
+        if found:
+            findings += len(found)
+            if verbose:
+                for f in found:
+                    print(f"# {f.message}", file=sys.stderr, flush=True)
+            if shedder is not None:  # as the capture worker does
+                shedder.update(inspector.chain)
 
     print("READY", flush=True)
     deadline = time.monotonic() + seconds
@@ -57,7 +73,8 @@ def child_edgeguard(iface: str, seconds: float, backend: str) -> None:
     cap.drain(sink)
     stats = cap.read_stats()
     print(json.dumps({"seen": inspector.frames, "kernel_passed": stats.packets,
-                      "kernel_drops": stats.drops, "findings": findings}), flush=True)
+                      "kernel_drops": stats.drops, "findings": findings,
+                      "shed_swaps": shedder.swaps if shedder else 0}), flush=True)
 
 
 def child_nfstream(iface: str, seconds: float) -> None:
@@ -68,10 +85,20 @@ def child_nfstream(iface: str, seconds: float) -> None:
     streamer = NFStreamer(source=iface, idle_timeout=1, active_timeout=int(seconds) + 5,
                           promiscuous_mode=True, snapshot_length=256)
     start = time.monotonic()
-    for flow in streamer:
-        packets += flow.bidirectional_packets
-        if time.monotonic() - start > seconds:
-            break
+
+    def stop(_sig: int, _frame: object) -> None:
+        raise TimeoutError  # the streamer waits for a packet to expire idle flows
+
+    signal.signal(signal.SIGALRM, stop)
+    signal.alarm(int(seconds) + 5)
+    try:
+        for flow in streamer:
+            packets += flow.bidirectional_packets
+            if time.monotonic() - start > seconds:
+                break
+    except TimeoutError:
+        pass
+    signal.alarm(0)
     print(json.dumps({"seen": packets, "kernel_passed": None, "kernel_drops": None,
                       "findings": None}), flush=True)
 
@@ -96,6 +123,8 @@ def run_one(net: object, tool: str, pcap: Path, loops: int, seconds: float) -> d
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+    if os.environ.get("EDGEGUARD_BENCH_VERBOSE"):
+        print(err, file=sys.stderr)
     result: dict[str, object] = json.loads(out.strip().splitlines()[-1]) if out.strip() else {
         "error": err[-300:]}
     sent = 0
@@ -114,7 +143,9 @@ def main() -> int:
     parser.add_argument("--child", nargs=3, metavar=("TOOL", "IFACE", "SECONDS"))
     parser.add_argument("--pcap", type=Path)
     parser.add_argument("--loops", type=int, default=3)
-    parser.add_argument("--tools", default="ring,recv,nfstream")
+    parser.add_argument("--tools", default="ring,ring-noshed,recv,nfstream")
+    parser.add_argument("--ring-mb", type=int, default=8,
+                        help="ring_size of the edgeguard capturers, MiB (the policy key)")
     args = parser.parse_args()
     if args.child:
         tool, iface, seconds = args.child
@@ -123,6 +154,7 @@ def main() -> int:
         else:
             child_edgeguard(iface, float(seconds), tool)
         return 0
+    os.environ["EDGEGUARD_BENCH_RING_MB"] = str(args.ring_mb)  # for the children
     from tests.linux.net.netns import lab  # noqa: PLC0415
     from tests.unit.net.netdata import CORPUS  # noqa: PLC0415
 
@@ -130,14 +162,15 @@ def main() -> int:
     print(f"tcpreplay --topspeed --loop={args.loops} {pcap.name} into a veth; capture on the "
           "peer")
     print(f"{'capturer':16} {'sent':>8} {'rate':>14} {'seen':>8} {'kernel pass':>11} "
-          f"{'kernel drops':>12} {'findings':>8}")
+          f"{'kernel drops':>12} {'findings':>8} {'sheds':>5}")
     with lab("bench") as net:
         for tool in args.tools.split(","):
             seconds = 8.0 + args.loops * 2
             r = run_one(net, tool, pcap, args.loops, seconds)
             print(f"{tool:16} {r.get('sent', 0):>8} {r.get('rate', ''):>14} "
                   f"{r.get('seen', '-')!s:>8} {r.get('kernel_passed', '-')!s:>11} "
-                  f"{r.get('kernel_drops', '-')!s:>12} {r.get('findings', '-')!s:>8}"
+                  f"{r.get('kernel_drops', '-')!s:>12} {r.get('findings', '-')!s:>8} "
+                  f"{r.get('shed_swaps', '-')!s:>5}"
                   + (f"  {r['error']}" if "error" in r else ""))
     return 0
 
