@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import dataclasses
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from edgeguard.actions.base import Action, audited
@@ -43,7 +43,7 @@ from edgeguard.wifi.records import (
     rtnl_restart_record,
 )
 from edgeguard.wifi.refusal import DisconnectAction, Refuser
-from edgeguard.wifi.rtnl import RtnlRestart, RtnlWatcher
+from edgeguard.wifi.rtnl import KernelSocket, NetlinkSocket, RtnlRestart, RtnlWatcher
 from edgeguard.wifi.verdict import Assessment, ScannedBss, WifiEvidence, assess, rogues
 from edgeguard.wifi.vpnguard import VpnGuard
 
@@ -76,12 +76,14 @@ class WifiComponent:
     name = "wifi"
 
     def __init__(self, policy: Policy, backend: Nl80211Backend | None = None,
-                 killswitch: KillSwitch | None = None, watch_links: bool = True) -> None:
+                 killswitch: KillSwitch | None = None, watch_links: bool = True,
+                 rtnl_opener: Callable[[int], NetlinkSocket] = KernelSocket) -> None:
         self.policy = policy
         self.config: WifiConfig = policy.wifi
         self.backend: Nl80211Backend = backend or LiveBackend()
         self.killswitch = killswitch or KillSwitch()
         self.watch_links = watch_links
+        self.rtnl_opener = rtnl_opener  # tests give a scripted kernel
         self.ctx: Context | None = None
         self.guard: VpnGuard | None = None
         self.associations: dict[int, Association] = {}
@@ -111,7 +113,7 @@ class WifiComponent:
         self._tasks.append(ctx.loop.create_task(self._watch()))
         if self.watch_links:
             self._rtnl = RtnlWatcher(self.guard.on_link, self.guard.sync_links,
-                                     self._rtnl_restarted)
+                                     self._rtnl_restarted, opener=self.rtnl_opener)
             self._tasks.append(ctx.loop.create_task(self._rtnl_task(self._rtnl)))
         self._schedule_verify()
 
