@@ -104,8 +104,8 @@ def _random_attrs(rnd: random.Random, count: int) -> list[bytes]:
 
 
 def _short(rnd: random.Random) -> Forged:
-    """Shorter than a netlink header."""
-    return Forged("short", rnd.randbytes(rnd.randrange(0, NLMSGHDR.size)), malformed=True)
+    """Shorter than a netlink header (not empty: the kernel refuses to send that, ENODATA)."""
+    return Forged("short", rnd.randbytes(rnd.randrange(1, NLMSGHDR.size)), malformed=True)
 
 
 def _truncated(rnd: random.Random) -> Forged:
@@ -222,9 +222,9 @@ def send(datagrams: Sequence[bytes], *, port: int = 0, groups: int = 0) -> int:
     return len(datagrams)
 
 
-def netlink_ports(pid: int, protocol: int = socket.NETLINK_ROUTE) -> list[int]:
-    """Port ids of ``pid``'s netlink sockets of ``protocol`` (``/proc/net/netlink`` is per
-    network namespace: read it from the process's own view)."""
+def netlink_ports(pid: int, protocol: int = socket.NETLINK_ROUTE) -> dict[int, int]:
+    """Port id -> multicast groups of ``pid``'s netlink sockets of ``protocol``
+    (``/proc/<pid>/net/netlink`` is the table of the process's network namespace)."""
     inodes = set()
     for fd in Path(f"/proc/{pid}/fd").iterdir():
         try:
@@ -233,13 +233,13 @@ def netlink_ports(pid: int, protocol: int = socket.NETLINK_ROUTE) -> list[int]:
             continue
         if target.startswith("socket:["):
             inodes.add(int(target[8:-1]))
-    ports = []
+    ports = {}
     for line in Path(f"/proc/{pid}/net/netlink").read_text().splitlines()[1:]:
-        cols = line.split()
         # sk Eth Pid Groups Rmem Wmem Dump Locks Drops Inode
+        cols = line.split()
         if int(cols[1]) == protocol and int(cols[9]) in inodes:
-            ports.append(int(cols[2]))
-    return sorted(ports)
+            ports[int(cols[2])] = int(cols[3], 16)
+    return ports
 
 
 class ScriptedSocket:

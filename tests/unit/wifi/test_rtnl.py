@@ -116,12 +116,14 @@ def test_watcher_survives_every_class_from_the_kernel_with_exact_counts() -> Non
     events = sum(f.events for f in corpus)
     assert (w.errors, w.events, w.foreign) == (malformed, events, 0)
     # the exact numbers for seed 11, so a change to the corpus or the decoder shows
-    assert (malformed, events) == (3200, 1392)
+    assert (malformed, events) == (3200, 1397)
     by_class = {k: sum(1 for f in corpus if f.kind == k and f.malformed) for k in CLASSES}
     assert by_class["wrong-type"] == by_class["garbage-attrs"] == by_class["forged-state"] == 0
     assert all(by_class[k] == PER_CLASS for k in CLASSES
                if k not in ("wrong-type", "garbage-attrs", "forged-state"))
     assert len(seen.changes) == events
+    w.datagram(b"", 0)
+    assert w.errors == malformed + 1
     w.datagram(link_message("wg0", up=True), 0)
     assert seen.changes[-1] == LinkChange("RTM_NEWLINK", "wg0", True)
 
