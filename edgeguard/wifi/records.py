@@ -8,9 +8,13 @@ from __future__ import annotations
 
 from edgeguard.events import AuditRecord, EventKind, Mode, Outcome, Scalar
 from edgeguard.wifi.nl80211 import CMD_DISCONNECT, Nl80211Message
+from edgeguard.wifi.rtnl import RtnlRestart
 from edgeguard.wifi.verdict import WifiEvidence
 
-__all__ = ["association_record", "link_record", "pipeline_error"]
+__all__ = ["RTNL_RESTART", "association_record", "link_record", "pipeline_error",
+           "rtnl_restart_record"]
+
+RTNL_RESTART = "rtnl-restart"
 
 
 def association_record(evidence: WifiEvidence, how: str, mode: Mode) -> AuditRecord:
@@ -54,3 +58,22 @@ def link_record(ifname: str, msg: Nl80211Message, mode: Mode) -> AuditRecord:
 def pipeline_error(action: str, message: str) -> AuditRecord:
     return AuditRecord(action=action, message=message, kind=EventKind.PIPELINE_ERROR,
                        category=("network",), event_type=("error",), outcome=Outcome.FAILURE)
+
+
+def rtnl_restart_record(restart: RtnlRestart, mode: Mode) -> AuditRecord:
+    """The rtnetlink socket failed (ENOBUFS: notifications were lost) and was reopened,
+    the links re-read; failure when the reopen failed too (the next one is on its way)."""
+    fields: dict[str, Scalar] = {"edgeguard.rtnl.reason": restart.reason,
+                                 "edgeguard.rtnl.restarts": restart.attempt,
+                                 "edgeguard.rtnl.backoff_s": round(restart.waited, 3)}
+    if restart.error is None:
+        message = (f"rtnetlink watch reopened after {restart.reason}; links re-read "
+                   f"(restart {restart.attempt})")
+    else:
+        fields["error.message"] = restart.error
+        message = (f"rtnetlink watch could not be reopened after {restart.reason}: "
+                   f"{restart.error} (restart {restart.attempt}; trying again)")
+    return AuditRecord(action=RTNL_RESTART, message=message, kind=EventKind.PIPELINE_ERROR,
+                       category=("network",), event_type=("error",),
+                       outcome=Outcome.SUCCESS if restart.error is None else Outcome.FAILURE,
+                       mode=mode, fields=fields)

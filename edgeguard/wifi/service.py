@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import dataclasses
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from edgeguard.actions.base import Action, audited
@@ -36,9 +36,14 @@ from edgeguard.wifi.classify import Classification, classify
 from edgeguard.wifi.config import WifiConfig, WifiSecurity
 from edgeguard.wifi.killswitch import KillSwitch
 from edgeguard.wifi.nl80211 import BssInfo, Nl80211Message
-from edgeguard.wifi.records import association_record, link_record, pipeline_error
+from edgeguard.wifi.records import (
+    association_record,
+    link_record,
+    pipeline_error,
+    rtnl_restart_record,
+)
 from edgeguard.wifi.refusal import DisconnectAction, Refuser
-from edgeguard.wifi.rtnl import LinkChange, RtnlWatcher
+from edgeguard.wifi.rtnl import KernelSocket, NetlinkSocket, RtnlRestart, RtnlWatcher
 from edgeguard.wifi.verdict import Assessment, ScannedBss, WifiEvidence, assess, rogues
 from edgeguard.wifi.vpnguard import VpnGuard
 
@@ -71,12 +76,14 @@ class WifiComponent:
     name = "wifi"
 
     def __init__(self, policy: Policy, backend: Nl80211Backend | None = None,
-                 killswitch: KillSwitch | None = None, watch_links: bool = True) -> None:
+                 killswitch: KillSwitch | None = None, watch_links: bool = True,
+                 rtnl_opener: Callable[[int], NetlinkSocket] = KernelSocket) -> None:
         self.policy = policy
         self.config: WifiConfig = policy.wifi
         self.backend: Nl80211Backend = backend or LiveBackend()
         self.killswitch = killswitch or KillSwitch()
         self.watch_links = watch_links
+        self.rtnl_opener = rtnl_opener  # tests give a scripted kernel
         self.ctx: Context | None = None
         self.guard: VpnGuard | None = None
         self.associations: dict[int, Association] = {}
@@ -105,7 +112,8 @@ class WifiComponent:
         self.guard.update(trusted=False, associated=False, reason="edgeguard started")
         self._tasks.append(ctx.loop.create_task(self._watch()))
         if self.watch_links:
-            self._rtnl = RtnlWatcher(self.guard.on_link)
+            self._rtnl = RtnlWatcher(self.guard.on_link, self.guard.sync_links,
+                                     self._rtnl_restarted, opener=self.rtnl_opener)
             self._tasks.append(ctx.loop.create_task(self._rtnl_task(self._rtnl)))
         self._schedule_verify()
 
@@ -144,7 +152,8 @@ class WifiComponent:
                        kill_switch_failures=self.guard.failures,
                        kill_switch_restored=self.guard.restored)
         if self._rtnl is not None:
-            out["rtnl_events"] = self._rtnl.events
+            out.update(rtnl_events=self._rtnl.events, rtnl_errors=self._rtnl.errors,
+                       rtnl_foreign=self._rtnl.foreign, rtnl_restarts=self._rtnl.restarts)
         return out
 
     def commands(self) -> Mapping[str, CommandHandler]:
@@ -187,13 +196,15 @@ class WifiComponent:
                 self._queue.task_done()
 
     async def _rtnl_task(self, watcher: RtnlWatcher) -> None:
-        assert self.guard is not None
         try:
-            for name, up in (await watcher.links()).items():
-                self.guard.on_link(LinkChange("RTM_NEWLINK", name, up))
-            await watcher.run()
-        except Exception as exc:  # noqa: BLE001
+            await watcher.run()  # reopens by itself once started
+        except Exception as exc:  # noqa: BLE001 - no rtnetlink: the timer still verifies
             self._pipeline_error("rtnl-unavailable", f"rtnetlink watch stopped: {exc}")
+
+    def _rtnl_restarted(self, restart: RtnlRestart) -> None:
+        if self.ctx is not None:
+            with contextlib.suppress(OSError):
+                self.ctx.audit.write(rtnl_restart_record(restart, self.mode))
 
     def _schedule_verify(self) -> None:
         if self.ctx is None or self.guard is None:

@@ -100,6 +100,14 @@ class VpnGuard:
                              Outcome.SUCCESS, {"edgeguard.vpn.interface": name})
         self.verify()
 
+    def sync_links(self, links: Mapping[str, bool]) -> None:
+        """The whole link table (at start, after rtnetlink lost notifications): a VPN link
+        that is gone from it is taken as removed."""
+        for name in [n for n in self.vpn_links if n not in links]:
+            self.on_link(LinkChange("RTM_DELLINK", name))
+        for name, up in links.items():
+            self.on_link(LinkChange("RTM_NEWLINK", name, up))
+
     def _fields(self, reason: str) -> dict[str, Scalar]:
         return {"edgeguard.vpn.table": f"{FAMILY} {TABLE}",
                 "edgeguard.vpn.interfaces": self.config.vpn.interfaces,
