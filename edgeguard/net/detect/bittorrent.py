@@ -1,5 +1,7 @@
 """BitTorrent family: plaintext signatures per packet, encrypted (MSE/PE) by inference.
 
+A handshake split across TCP segments is joined first (:mod:`bt_handshake`).
+
 Every signal is reported per (host, subtype, role) once, then again after
 ``bittorrent.report_every`` if it continues. Signals also go into the shared
 :class:`HostIntel`, which the scan detector reads (peer fan-out is not a scan) and the
