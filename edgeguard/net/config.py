@@ -181,12 +181,26 @@ class BitTorrentThresholds:
         Duration(2.0), "Wait this long after a flow's opening for a plaintext handshake "
         "(MSE with plaintext payload) before counting it as encrypted.", unit="duration",
         minimum=0, maximum=600)
+    handshake_min_bytes: int = setting(
+        17, "Bytes of the handshake's 20-byte protocol string ('\\x13BitTorrent protocol') "
+        "that, joined in sequence order from a flow's first segments, make a handshake "
+        "finding. A cut after 17-19 bytes leaves a continuation the capture filter cannot "
+        "pass, so above 17 such cuts go unseen.", unit="bytes", minimum=8, maximum=20)
+    handshake_timeout: Duration = setting(
+        Duration(10.0), "A handshake split across segments is reassembled for this long "
+        "after its last segment, then forgotten.", unit="duration", minimum=0.1,
+        maximum=600)
+    max_handshake_assemblies: int = setting(
+        16384, "Cap on flow directions whose first bytes are being reassembled (at most 68 "
+        "bytes each); the least recently fed is evicted first.", unit="entries",
+        minimum=16, maximum=10000000)
     max_hosts: int = setting(
         8192, "Cap on hosts with BitTorrent evidence.", unit="entries", minimum=16,
         maximum=10000000)
     max_flows: int = setting(
-        65536, "Cap on TCP/uTP flows followed for openings and split handshakes.",
-        unit="entries", minimum=64, maximum=10000000)
+        65536, "Cap on TCP/uTP flows followed for openings (and the sequence numbers a "
+        "split handshake is reassembled by).", unit="entries", minimum=64,
+        maximum=10000000)
 
 
 @dataclass(frozen=True, slots=True)

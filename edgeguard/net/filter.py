@@ -9,11 +9,14 @@ over capture files. It passes:
 * ACK-only TCP without payload and without options (``-sA`` probes carry no options;
   established stacks that use timestamps always carry them);
 * the first payload bytes of TCP flows, statelessly: a segment whose payload starts with
-  the BitTorrent handshake (``\\x13Bit``; also tiny segments starting ``\\x13`` and
-  segments starting ``BitT``/``itTo``/``tTor`` for a handshake split after 1-3 bytes), an
-  HTTP request (``GET ``/``POST``/``HEAD``) or response (``HTTP``), bencode (``d8:a``,
-  ``d1:``); and PSH segments whose payload is ``mse_min``..``mse_max`` bytes, the size of
-  an MSE/PE key exchange (96-608 bytes). A filter without state cannot know that a
+  any 4-byte window of the BitTorrent handshake's protocol string ``\\x13BitTorrent
+  protocol`` (``\\x13Bit`` at offset 0 through ``ocol`` at 16: the handshake, or its
+  continuation when it is split across segments at any of those offsets), any segment
+  of 1-``TINY_TCP`` (3) payload bytes (a handshake sent a few bytes at a time; such
+  segments are rare and never bulk), an HTTP request (``GET ``/``POST``/``HEAD``) or
+  response (``HTTP``), bencode (``d8:a``, ``d1:``); and PSH segments whose payload is
+  ``mse_min``..``mse_max`` bytes, the size of an MSE/PE key exchange (96-608 bytes).
+  A filter without state cannot know that a
   segment is a flow's first: an MSE opening looks like any mid-sized pushed segment, so
   mid-sized pushed segments of established flows (interactive SSH, the last segment
   of an HTTP response) pass too. Full-sized data segments and pure ACKs, the bulk,
@@ -68,17 +71,23 @@ __all__ = ["FilterSpec", "build_filter", "filter_source", "power_of_two_floor"]
 M_L4LEN, M_TMP, M_NH, M_THL, M_XSAVE, M_PLEN, M_FLAGS, M_LINK = 0, 1, 2, 3, 4, 5, 6, 15
 M_DST, M_SRC = 7, 8  # IPv4 addresses, stored only when shedding
 
-TCP_WORDS = {
-    "\\x13Bit": 0x13426974,
-    "BitT": 0x42697454,
-    "itTo": 0x6974546F,
-    "tTor": 0x74546F72,
-    "GET ": 0x47455420,
-    "POST": 0x504F5354,
-    "HEAD": 0x48454144,
-    "HTTP": 0x48545450,
-    "d8:a": 0x64383A61,
-}
+#: The BitTorrent peer-wire handshake's protocol string (BEP 3). A TCP segment whose
+#: payload starts with any 4-byte window of it is a piece of a handshake split at that
+#: offset (offsets 0-16; the windows are all distinct).
+BT_PROTOCOL = b"\x13BitTorrent protocol"
+BT_WINDOWS = tuple(int.from_bytes(BT_PROTOCOL[i:i + 4], "big")
+                   for i in range(len(BT_PROTOCOL) - 3))
+#: Payloads of at most this many bytes pass whatever they hold: a handshake sent a few
+#: bytes at a time (too short to compare a 4-byte window).
+TINY_TCP = 3
+TCP_WORDS = (
+    *BT_WINDOWS,
+    0x47455420,  # "GET "
+    0x504F5354,  # "POST"
+    0x48454144,  # "HEAD"
+    0x48545450,  # "HTTP"
+    0x64383A61,  # "d8:a"
+)
 BENCODE_D1 = 0x64313A00  # "d1:" in the top three bytes
 BEP15_MAGIC_HI, BEP15_MAGIC_LO = 0x00000417, 0x27101980
 UTP_CONTROL = (0x11, 0x21, 0x31, 0x41)  # uTP v1 types FIN, STATE, RESET, SYN
@@ -219,9 +228,8 @@ def _transport() -> list[Insn]:
 
 def _tcp(spec: FilterSpec) -> list[Insn]:
     words: list[Insn] = []
-    for name, word in TCP_WORDS.items():
-        nxt = f"tcpw_{name.replace(chr(92), '')}"
-        words += [jeq(word, "accept", nxt), label(nxt)]
+    for n, word in enumerate(TCP_WORDS):
+        words += [jeq(word, "accept", f"tcpw_{n}"), label(f"tcpw_{n}")]
     return [
         label("tcp"),
         ld("b", ind=13), st(M_FLAGS),
@@ -238,9 +246,7 @@ def _tcp(spec: FilterSpec) -> list[Insn]:
         ld(mem=M_THL), jeq(20, "accept", "drop"),  # ACK probe: no options
         label("tcp_payload"),
         ld(mem=M_XSAVE), op("add"), tax(),  # X = payload offset
-        ld(mem=M_PLEN), jge(4, "tcp_word", "tcp_tiny"),
-        label("tcp_tiny"),
-        ld("b", ind=0), jeq(0x13, "accept", "drop"),  # split BitTorrent handshake
+        ld(mem=M_PLEN), jgt(TINY_TCP, "tcp_word", "accept"),  # a handshake's few bytes
         label("tcp_word"),
         ld("w", ind=0),
         *words,

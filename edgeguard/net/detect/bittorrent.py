@@ -1,5 +1,7 @@
 """BitTorrent family: plaintext signatures per packet, encrypted (MSE/PE) by inference.
 
+A handshake split across TCP segments is joined first (:mod:`bt_handshake`).
+
 Every signal is reported per (host, subtype, role) once, then again after
 ``bittorrent.report_every`` if it continues. Signals also go into the shared
 :class:`HostIntel`, which the scan detector reads (peer fan-out is not a scan) and the
@@ -17,6 +19,7 @@ from edgeguard.events import Finding, Severity
 from edgeguard.net.config import NetworkConfig
 from edgeguard.net.detect import bt_signatures as sig
 from edgeguard.net.detect.bt_flows import FlowKey, Opening, TcpFlow, UtpFlow, flow_key
+from edgeguard.net.detect.bt_handshake import HandshakeAssembler
 from edgeguard.net.detect.common import (
     BoundedTable,
     ExclusionSet,
@@ -78,6 +81,7 @@ class BitTorrentDetector:
             self.cfg.max_flows)
         # host -> {peer: opening size} of its opaque flows
         self.opaque: BoundedTable[str, dict[str, int]] = BoundedTable(self.cfg.max_hosts)
+        self.handshakes = HandshakeAssembler(self.cfg)  # split across segments
         self.n_packets = 0
         self.n_signals = 0
 
@@ -93,6 +97,7 @@ class BitTorrentDetector:
         return []
 
     def tick(self, now: float) -> list[Finding]:
+        self.handshakes.expire(now)
         out: list[Finding] = []
         hosts: dict[str, tuple[str, float]] = {}  # host -> (its MAC, latest opening)
         while (item := self.waiting.oldest()) is not None and item[1] <= now:
@@ -126,6 +131,7 @@ class BitTorrentDetector:
             "tcp_flows": len(self.tcp), "tcp_flows_evicted": self.tcp.evicted,
             "utp_flows": len(self.utp), "utp_flows_evicted": self.utp.evicted,
             "opaque_hosts": len(self.opaque), "opaque_hosts_evicted": self.opaque.evicted,
+            **self.handshakes.counters(),
         }
 
     # -- TCP ----------------------------------------------------------------------------
@@ -149,20 +155,22 @@ class BitTorrentDetector:
     def _tcp_signals(self, pkt: Packet, flow: TcpFlow | None) -> list[Finding]:
         payload = pkt.payload
         port = flow.listen_port if flow is not None else min(pkt.sport, pkt.dport)
-        handshake = sig.is_handshake(payload)
-        start = None if handshake or flow is None else flow.take_partial(pkt.src_ip)
-        if start is not None:
-            handshake = (start + payload).startswith(sig.HANDSHAKE)
-        if handshake:
+        joined = payload if sig.is_handshake(payload) else self._joined(pkt, flow)
+        if joined is not None:
             if flow is not None:
                 flow.plaintext = True
             return self._report(pkt, pkt.src_ip, "handshake", "peer", pkt.dst_ip, port,
-                                info_hash=sig.handshake_info_hash(payload))
-        if flow is not None and flow.opening(pkt.src_ip) is None and \
-                sig.handshake_prefix(payload):
-            flow.set_partial(pkt.src_ip, payload)
-            return []
+                                info_hash=sig.handshake_info_hash(joined))
         return self._http(pkt, flow, port)
+
+    def _joined(self, pkt: Packet, flow: TcpFlow | None) -> bytes | None:
+        """The flow's first bytes once a handshake split across segments is whole enough
+        (``bt_handshake``); the side's SYN, if seen, says where they start."""
+        side = pkt.src_ip
+        isn = None if flow is None else flow.isn(side)
+        return self.handshakes.feed(
+            (side, pkt.sport, pkt.dst_ip, pkt.dport), pkt.tcp_seq, pkt.payload, pkt.ts,
+            isn=isn, opened=flow is not None and flow.opening(side) is not None)
 
     def _http(self, pkt: Packet, flow: TcpFlow | None, port: int) -> list[Finding]:
         """Tracker requests and answers, .torrent downloads."""

@@ -1,8 +1,9 @@
 """Per-flow state the BitTorrent detector needs: TCP openings and uTP pairing.
 
-TCP: which side opened the flow, each side's first payload (size, entropy, whether it
-is a known plaintext protocol), a split handshake's first bytes, and whether a
-plaintext handshake followed (MSE with a plaintext payload is not "encrypted").
+TCP: which side opened the flow, each side's initial sequence number (where a split
+handshake starts, ``bt_handshake``), each side's first payload (size, entropy, whether
+it is a known plaintext protocol), and whether a plaintext handshake followed (MSE with
+a plaintext payload is not "encrypted").
 
 uTP: a flow is confirmed as uTP by a SYN answered with a STATE whose ack_nr is the
 SYN's seq_nr (BEP 29), by a BitTorrent handshake inside a DATA packet, or by both
@@ -44,7 +45,6 @@ class TcpFlow:
     isn_initiator: int = -1  # sequence numbers of the SYN and the SYN-ACK: a side's
     isn_responder: int = -1  # first payload byte is ISN + 1
     openings: dict[str, Opening] | None = None  # side ip -> its first payload
-    partial: dict[str, bytes] | None = None  # side ip -> a split handshake's start
     plaintext: bool = False  # a side sent a plaintext handshake
     announced: str = ""  # the side that sent a tracker request on this flow
 
@@ -52,8 +52,13 @@ class TcpFlow:
         """Whether a segment from ``side`` starting at ``seq`` is that side's first
         payload. The capture filter also passes mid-flow segments (it has no state);
         without a known ISN the segment is taken as first."""
+        isn = self.isn(side)
+        return isn is None or seq == (isn + 1) & 0xFFFFFFFF
+
+    def isn(self, side: str) -> int | None:
+        """The initial sequence number of ``side`` (its SYN's), if seen."""
         isn = self.isn_initiator if side == self.initiator else self.isn_responder
-        return isn < 0 or seq == (isn + 1) & 0xFFFFFFFF
+        return None if isn < 0 else isn
 
     def opening(self, side: str) -> Opening | None:
         return None if self.openings is None else self.openings.get(side)
@@ -62,14 +67,6 @@ class TcpFlow:
         if self.openings is None:
             self.openings = {}
         self.openings[side] = opening
-
-    def take_partial(self, side: str) -> bytes | None:
-        return None if self.partial is None else self.partial.pop(side, None)
-
-    def set_partial(self, side: str, data: bytes) -> None:
-        if self.partial is None:
-            self.partial = {}
-        self.partial[side] = data
 
 
 @dataclass(slots=True)

@@ -26,7 +26,6 @@ __all__ = [
     "UtpHeader",
     "dht_message",
     "handshake_info_hash",
-    "handshake_prefix",
     "http_tracker_request",
     "is_handshake",
     "is_lsd",
@@ -56,11 +55,6 @@ _PLAINTEXT = (b"GET ", b"POST ", b"HEAD ", b"PUT ", b"HTTP/", b"SSH-", b"\x16\x0
 
 def is_handshake(payload: bytes) -> bool:
     return payload.startswith(HANDSHAKE)
-
-
-def handshake_prefix(payload: bytes) -> bool:
-    """A TCP segment holding only the start of a handshake (split across segments)."""
-    return 0 < len(payload) < len(HANDSHAKE) and HANDSHAKE.startswith(payload)
 
 
 def handshake_info_hash(payload: bytes) -> str | None:

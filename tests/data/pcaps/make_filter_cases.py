@@ -29,6 +29,8 @@ V4 = IP(src="192.0.2.7", dst="192.0.2.5")
 V6 = IPv6(src="2001:db8::7", dst="2001:db8::5")
 TS = [("NOP", None), ("NOP", None), ("Timestamp", (100, 200))]
 BULK = bytes(range(256)) * 6  # 1536 bytes, cut to 1448 below
+HANDSHAKE = (b"\x13BitTorrent protocol" + bytes.fromhex("0000000000100005") + bytes(range(20))
+             + b"-qB4650-" + bytes(12))  # 68 bytes
 
 
 def cases() -> list[tuple[str, Packet]]:
@@ -52,7 +54,26 @@ def cases() -> list[tuple[str, Packet]]:
         ("keep split handshake, first byte", E / V4 / TCP(flags="PA") / Raw(b"\x13")),
         ("keep split handshake, rest", E / V4 / TCP(flags="PA") / Raw(b"BitTorrent protocol")),
         ("keep split handshake, after 2", E / V4 / TCP(flags="PA") / Raw(b"itTorrent protocol")),
-        ("drop tiny payload", E / V4 / TCP(flags="PA", options=TS) / Raw(b"ab")),
+        ("keep split handshake, after 4", E / V4 / TCP(dport=443, flags="PA", options=TS)
+         / Raw(HANDSHAKE[4:])),
+        ("keep split handshake, after 10", E / V4 / TCP(dport=443, flags="PA", options=TS)
+         / Raw(HANDSHAKE[10:])),
+        ("keep split handshake, after 16", E / V4 / TCP(dport=443, flags="PA", options=TS)
+         / Raw(HANDSHAKE[16:])),
+        ("keep split handshake, unpushed middle piece", E / V4 / TCP(flags="A", options=TS)
+         / Raw(HANDSHAKE[7:15])),
+        ("keep split handshake, one byte not the first", E / V4 / TCP(flags="PA", options=TS)
+         / Raw(b"B")),
+        ("keep tiny payload, 2 bytes", E / V4 / TCP(flags="PA", options=TS) / Raw(b"ab")),
+        ("keep tiny payload, 3 bytes unpushed", E / V4 / TCP(flags="A", options=TS)
+         / Raw(b"col")),
+        ("drop split handshake, after 17 (no whole window left)", E / V4
+         / TCP(dport=443, flags="PA", options=TS) / Raw(HANDSHAKE[17:])),
+        ("drop 4 bytes, not a window", E / V4 / TCP(flags="PA", options=TS) / Raw(b"abcd")),
+        ("drop bulk segment starting with a near window", E / V4 / TCP(flags="A", options=TS)
+         / Raw(b"torrent protocol" + BULK[:1432])),
+        ("drop bulk segment with a window past offset 0", E / V4 / TCP(flags="A", options=TS)
+         / Raw(b"x" + HANDSHAKE + BULK[:1379])),
         ("keep http get", E / V4 / TCP(dport=80, flags="PA") / Raw(b"GET /announce?info_hash=x")),
         ("keep http post", E / V4 / TCP(dport=80, flags="PA") / Raw(b"POST / HTTP/1.1\r\n")),
         ("keep http head", E / V4 / TCP(dport=80, flags="PA") / Raw(b"HEAD / HTTP/1.1\r\n")),

@@ -91,8 +91,6 @@ def test_tracker_and_metainfo_signatures() -> None:
     assert sig.udp_tracker_connect(connect[:8] + b"\x00\x00\x00\x01" + connect[12:]) is None
     hs = sig.HANDSHAKE + bytes(8) + bytes(range(20)) + b"-peer-id-0123456789"
     assert sig.handshake_info_hash(hs) == bytes(range(20)).hex()
-    assert sig.handshake_prefix(b"\x13BitT")
-    assert not sig.handshake_prefix(sig.HANDSHAKE)
     assert not sig.is_lsd("239.192.152.143", 6772, b"BT-SEARCH * HTTP/1.1")
 
 
