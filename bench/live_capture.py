@@ -42,8 +42,9 @@ def child_edgeguard(iface: str, seconds: float, backend: str) -> None:
     from edgeguard.net.shed import Shedder  # noqa: PLC0415
     from edgeguard.policy.types import ByteSize  # noqa: PLC0415
 
-    cfg = NetworkConfig(ring_size=ByteSize(int(os.environ.get("EDGEGUARD_BENCH_RING_MB", "8"))
-                                          << 20))
+    ring_mb = os.environ.get("EDGEGUARD_BENCH_RING_MB")
+    cfg = NetworkConfig() if ring_mb is None else NetworkConfig(ring_size=ByteSize(
+        int(ring_mb) << 20))
     ring = backend.startswith("ring")
     sock = open_capture_socket(iface, build_filter(filter_spec(cfg)), ring=ring,
                                rcvbuf=int(cfg.ring_size))
@@ -144,8 +145,9 @@ def main() -> int:
     parser.add_argument("--pcap", type=Path)
     parser.add_argument("--loops", type=int, default=3)
     parser.add_argument("--tools", default="ring,ring-noshed,recv,nfstream")
-    parser.add_argument("--ring-mb", type=int, default=8,
-                        help="ring_size of the edgeguard capturers, MiB (the policy key)")
+    parser.add_argument("--ring-mb", type=int,
+                        help="ring_size of the edgeguard capturers, MiB (default: the "
+                        "policy's default)")
     args = parser.parse_args()
     if args.child:
         tool, iface, seconds = args.child
@@ -154,7 +156,8 @@ def main() -> int:
         else:
             child_edgeguard(iface, float(seconds), tool)
         return 0
-    os.environ["EDGEGUARD_BENCH_RING_MB"] = str(args.ring_mb)  # for the children
+    if args.ring_mb:
+        os.environ["EDGEGUARD_BENCH_RING_MB"] = str(args.ring_mb)  # for the children
     from tests.linux.net.netns import lab  # noqa: PLC0415
     from tests.unit.net.netdata import CORPUS  # noqa: PLC0415
 

@@ -303,7 +303,7 @@ class NetworkConfig:
     snap_length: int = setting(256, "Bytes kept of each frame the filter passes: headers and "
                                "the first payload bytes.", unit="bytes", minimum=96,
                                maximum=65535)
-    ring_size: ByteSize = setting(ByteSize(8 * 1024 * 1024), "Kernel buffer per capture "
+    ring_size: ByteSize = setting(ByteSize(64 * 1024 * 1024), "Kernel buffer per capture "
                                   "socket (the TPACKET_V3 ring, in 1 MiB blocks); absorbs "
                                   "bursts while a worker is busy.", unit="bytes",
                                   minimum=2 * 1024 * 1024, maximum=1024 * 1024 * 1024)
