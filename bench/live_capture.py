@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -53,6 +54,7 @@ def child_edgeguard(iface: str, seconds: float, backend: str) -> None:
     inspector = Inspector(build_chain(cfg, SystemClock()))
     shedder = Shedder(sock, filter_spec(cfg)) if not backend.endswith("noshed") else None
     findings = 0
+    reported: set[tuple[str, str, str]] = set()
     verbose = bool(os.environ.get("EDGEGUARD_BENCH_VERBOSE"))
 
     def sink(data: bytes, ts: float, wire: int, vlan: int | None) -> None:
@@ -60,6 +62,8 @@ def child_edgeguard(iface: str, seconds: float, backend: str) -> None:
         found = inspector.frame(data, ts, wire)
         if found:
             findings += len(found)
+            reported.update((f.kind, f.subtype, f.source.ip or f.source.mac or "")
+                            for f in found if f.source is not None)
             if verbose:
                 for f in found:
                     print(f"# {f.message}", file=sys.stderr, flush=True)
@@ -75,7 +79,10 @@ def child_edgeguard(iface: str, seconds: float, backend: str) -> None:
     stats = cap.read_stats()
     print(json.dumps({"seen": inspector.frames, "kernel_passed": stats.packets,
                       "kernel_drops": stats.drops, "findings": findings,
-                      "shed_swaps": shedder.swaps if shedder else 0}), flush=True)
+                      "shed_swaps": shedder.swaps if shedder else 0,
+                      "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+                                           / 1024),
+                      "reported": sorted(reported)}), flush=True)
 
 
 def child_nfstream(iface: str, seconds: float) -> None:
