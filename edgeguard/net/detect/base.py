@@ -125,9 +125,10 @@ class DetectorChain:
         ts = pkt.ts
         self._last_ts = max(self._last_ts, ts)
         out: list[Finding] = []
-        if self._next_tick is None:
+        next_tick = self._next_tick
+        if next_tick is None:
             self._next_tick = ts + self._tick_every
-        elif ts >= self._next_tick:
+        elif ts >= next_tick:
             out.extend(self.tick(ts))
         # Every packet is inspected, allowlisted or not: an allowlisted server's RSTs
         # and SYN-ACKs are the answers that make someone else's scan visible, and a

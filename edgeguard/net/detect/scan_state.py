@@ -168,13 +168,14 @@ class SourceState:
         return True
 
     def count_probe(self, ts: float, kind: str, sport: int, rate: float) -> None:
-        if self.probes and self._probes_by is None:
-            self._probes_by = Counter({self.kind0: self.probes})
-        self.probes += 1
-        if self._probes_by is not None:
-            self._probes_by[kind] += 1
+        by_kind = self._probes_by
+        if by_kind is not None:
+            by_kind[kind] += 1
+        elif self.probes and kind != self.kind0:  # a second kind: count per kind from now
+            self._probes_by = Counter({self.kind0: self.probes, kind: 1})
         else:
             self.kind0 = kind
+        self.probes += 1
         self.last = max(self.last, ts)
         if kind == "syn":
             self.syn_probes += 1
@@ -193,7 +194,8 @@ class SourceState:
                 self.high_run = 0
             self.sec, self.sec_count = second, 0
         self.sec_count += 1
-        self.best_run = max(self.best_run, self.high_run + (1 if self.sec_count >= rate else 0))
+        run = self.high_run + 1 if self.sec_count >= rate else self.high_run
+        self.best_run = max(self.best_run, run)
 
     def outcome(self, key: tuple[str, int, int], failed: bool, kind: str, trw: Trw) -> bool:
         """Settle a contact; True when this changed the walk."""
