@@ -254,8 +254,7 @@ class ScanDetector:
     def _reportable(self, state: SourceState) -> list[str]:
         cfg = self.cfg
         # checked after every settled contact: nothing to count until the walk alarms
-        kinds = ([t for t in _TCP_TYPES if state.fails(t) >= cfg.min_failed_contacts]
-                 if state.alarmed else [])
+        kinds = state.failed_kinds(_TCP_TYPES, cfg.min_failed_contacts) if state.alarmed else []
         udp = state.probes_of("udp")
         if udp and ((state.fails("udp") >= cfg.min_failed_contacts and state.alarmed)
                     or (udp >= min(cfg.vertical_ports, cfg.horizontal_hosts) and (

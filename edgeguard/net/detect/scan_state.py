@@ -124,6 +124,16 @@ class SourceState:
     def fails(self, kind: str) -> int:
         return 0 if self._fails is None else self._fails[kind]
 
+    def failed_kinds(self, kinds: tuple[str, ...], at_least: int) -> list[str]:
+        """Those of ``kinds`` (in that order) with ``at_least`` failed contacts."""
+        fails = self._fails
+        out: list[str] = []
+        if fails is not None:  # a loop, not a comprehension: no extra frame (3.11)
+            for kind in kinds:
+                if fails.get(kind, 0) >= at_least:
+                    out.append(kind)
+        return out
+
     def probes_of(self, kind: str) -> int:
         if self._probes_by is None:
             return self.probes if kind == self.kind0 else 0
