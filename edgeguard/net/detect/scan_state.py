@@ -84,7 +84,9 @@ class SourceState:
         self.alarmed = False
         self.failed = 0
         self.succeeded = 0
-        self._fails: Counter[str] | None = None
+        #: failed contacts per probe type (a plain dict: a spoofed flood makes one per
+        #: source, and a Counter costs a Python-level __init__)
+        self._fails: dict[str, int] | None = None
         self._probes_by: Counter[str] | None = None
         self.kind0 = ""  # the probe type while there has been only one kind
         self.first_sport = -1
@@ -122,7 +124,7 @@ class SourceState:
         return self._hosts_by_port
 
     def fails(self, kind: str) -> int:
-        return 0 if self._fails is None else self._fails[kind]
+        return 0 if self._fails is None else self._fails.get(kind, 0)
 
     def failed_kinds(self, kinds: tuple[str, ...], at_least: int) -> list[str]:
         """Those of ``kinds`` (in that order) with ``at_least`` failed contacts."""
@@ -186,7 +188,8 @@ class SourceState:
         else:
             self.kind0 = kind
         self.probes += 1
-        self.last = max(self.last, ts)
+        last = self.last  # (max() is a call: this runs for every probe)
+        self.last = ts if ts > last else last
         if kind == "syn":
             self.syn_probes += 1
             if self.first_sport < 0:
@@ -205,7 +208,8 @@ class SourceState:
             self.sec, self.sec_count = second, 0
         self.sec_count += 1
         run = self.high_run + 1 if self.sec_count >= rate else self.high_run
-        self.best_run = max(self.best_run, run)
+        best = self.best_run
+        self.best_run = run if run > best else best
 
     def outcome(self, key: tuple[str, int, int], failed: bool, kind: str, trw: Trw) -> bool:
         """Settle a contact; True when this changed the walk."""
@@ -215,9 +219,11 @@ class SourceState:
         self.contacts[key] = FAILED if failed else OK
         if failed:
             self.failed += 1
-            if self._fails is None:
-                self._fails = Counter()
-            self._fails[kind] += 1
+            fails = self._fails
+            if fails is None:
+                self._fails = {kind: 1}
+            else:
+                fails[kind] = fails.get(kind, 0) + 1
             self.log_ratio += trw.fail_step
         else:
             self.succeeded += 1
