@@ -123,7 +123,8 @@ class DetectorChain:
         """Run one packet through the detectors that want it (and ``tick`` when due)."""
         self.packets += 1
         ts = pkt.ts
-        self._last_ts = max(self._last_ts, ts)
+        last = self._last_ts  # (per packet: a comparison, not a max() call)
+        self._last_ts = ts if ts > last else last
         out: list[Finding] = []
         next_tick = self._next_tick
         if next_tick is None:

@@ -77,7 +77,8 @@ class ScanDetector:
     # -- the detector protocol ----------------------------------------------------------
     def observe(self, pkt: Packet) -> list[Finding]:
         self.n_packets += 1
-        self.now = max(self.now, pkt.ts)
+        now = self.now  # (per packet: a comparison, not a max() call)
+        self.now = pkt.ts if pkt.ts > now else now
         if pkt.arp is not None:
             arp = pkt.arp
             if arp.sender_ip not in _NO_ADDRESS and arp.sender_mac == pkt.src_mac:
