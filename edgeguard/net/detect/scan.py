@@ -266,7 +266,8 @@ class ScanDetector:
         return kinds
 
     def _check(self, state: SourceState) -> list[Finding]:
-        if state.muted:
+        # (the common case, e.g. every probe of a spoofed flood: nothing to report yet)
+        if state.muted or (not state.alarmed and not state.probes_of("udp")):
             return []
         kinds = self._reportable(state)
         if not kinds:
