@@ -68,21 +68,26 @@ class Inspector:
     def frame(self, data: bytes, ts: float, wire_len: int,
               vlan: int | None = None) -> list[Finding]:
         """``vlan``: the tag the kernel stripped from the frame (live capture only)."""
+        pkt = self.packet(data, ts, wire_len, vlan)
+        return [] if pkt is None else self.chain.feed(pkt)
+
+    def packet(self, data: bytes, ts: float, wire_len: int,
+               vlan: int | None = None) -> Packet | None:
+        """Count, filter and decode one frame; None when the filter drops it or it
+        cannot be decoded (``replay`` feeds the packets to the chain in batches)."""
         self.frames += 1
         keep = self.keep
         if keep is not None:
             snap = keep(data, wire_len)
             if not snap:
                 self.filtered_out += 1
-                return []
+                return None
             if snap < len(data):
                 data = data[:snap]
         pkt = decode(data, ts, wire_len, self.decode_counters)
-        if pkt is None:
-            return []
-        if vlan is not None and pkt.vlan is None:
+        if pkt is not None and vlan is not None and pkt.vlan is None:
             pkt.vlan = vlan
-        return self.chain.feed(pkt)
+        return pkt
 
     def counters(self) -> dict[str, int]:
         d = self.decode_counters

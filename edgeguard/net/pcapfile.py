@@ -50,6 +50,8 @@ class ReaderCounters:
 
 
 ETHERNET_ONLY = frozenset({LINKTYPE_ETHERNET})
+#: Frame(...) without the NamedTuple's Python-level __new__ (one per frame read).
+_frame = tuple.__new__
 
 
 def read_capture(path: Path, counters: ReaderCounters | None = None,
@@ -97,7 +99,7 @@ def _pcap(buf: mmap.mmap, c: ReaderCounters, linktypes: frozenset[int]) -> Itera
                 return
             records += 1
             if wanted:
-                yield Frame(sec + frac * unit, wire, buf[off:off + caplen], linktype)
+                yield _frame(Frame, (sec + frac * unit, wire, buf[off:off + caplen], linktype))
             off += caplen
     finally:
         _count(c, linktype, records, wanted=wanted)

@@ -123,11 +123,13 @@ class DetectorChain:
         """Run one packet through the detectors that want it (and ``tick`` when due)."""
         self.packets += 1
         ts = pkt.ts
-        self._last_ts = max(self._last_ts, ts)
+        last = self._last_ts  # (per packet: a comparison, not a max() call)
+        self._last_ts = ts if ts > last else last
         out: list[Finding] = []
-        if self._next_tick is None:
+        next_tick = self._next_tick
+        if next_tick is None:
             self._next_tick = ts + self._tick_every
-        elif ts >= self._next_tick:
+        elif ts >= next_tick:
             out.extend(self.tick(ts))
         # Every packet is inspected, allowlisted or not: an allowlisted server's RSTs
         # and SYN-ACKs are the answers that make someone else's scan visible, and a

@@ -136,8 +136,11 @@ class BitTorrentDetector:
 
     # -- TCP ----------------------------------------------------------------------------
     def _tcp(self, pkt: Packet) -> list[Finding]:
+        syn = pkt.tcp_flags & 0x02
+        if not syn and not pkt.payload:
+            return []  # most of what passes the filter: answers without payload
         key = flow_key(pkt.src_ip, pkt.sport, pkt.dst_ip, pkt.dport)
-        if pkt.tcp_flags & 0x02:
+        if syn:
             self._syn(pkt, key)
         if not pkt.payload:
             return []

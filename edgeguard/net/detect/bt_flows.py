@@ -20,8 +20,10 @@ FlowKey = tuple[str, int, str, int]
 
 
 def flow_key(src: str, sport: int, dst: str, dport: int) -> FlowKey:
-    a, b = (src, sport), (dst, dport)
-    return (a[0], a[1], b[0], b[1]) if a <= b else (b[0], b[1], a[0], a[1])
+    """The same key from both ends: the lower (address, port) first."""
+    if src < dst or (src == dst and sport <= dport):
+        return (src, sport, dst, dport)
+    return (dst, dport, src, sport)
 
 
 @dataclass(slots=True)

@@ -38,7 +38,7 @@ class BoundedTable(Generic[K, V]):
     """A dict with a hard cap; inserting into a full table evicts the least recently
     used entry (or the first one ``prefer_evict`` accepts among the oldest few)."""
 
-    __slots__ = ("_data", "cap", "evicted", "get", "on_evict", "prefer_evict")
+    __slots__ = ("_data", "cap", "evicted", "get", "has", "on_evict", "prefer_evict")
 
     def __init__(self, cap: int, on_evict: Callable[[K, V], None] | None = None,
                  prefer_evict: Callable[[V], bool] | None = None) -> None:
@@ -47,6 +47,8 @@ class BoundedTable(Generic[K, V]):
         #: Look up without refreshing recency (the dict's own ``get``: detectors call
         #: it several times per packet, so no Python frame in between).
         self.get: Callable[[K], V | None] = self._data.get
+        #: ``key in table`` without a Python frame (for tables whose values are None).
+        self.has: Callable[[object], bool] = self._data.__contains__
         self.evicted = 0
         self.on_evict = on_evict
         self.prefer_evict = prefer_evict
@@ -73,6 +75,16 @@ class BoundedTable(Generic[K, V]):
         if len(data) >= self.cap:
             self._evict_one()
         data[key] = value
+
+    def swap(self, key: K, value: V) -> V | None:
+        """:meth:`put`, returning the value it replaces (one call where a detector
+        would look up, then store)."""
+        data = self._data
+        old = data.pop(key, None)
+        if old is None and len(data) >= self.cap:
+            self._evict_one()
+        data[key] = value
+        return old
 
     def _evict_one(self) -> None:
         data = self._data

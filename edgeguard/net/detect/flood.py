@@ -80,8 +80,10 @@ class Rate:
             elapsed = ts - self.win_start
         self.cur += weight
         self.packets += weight
-        self.last = max(self.last, ts)
-        estimate = self.prev * max(0.0, 1.0 - elapsed / window) + self.cur
+        last = self.last  # (per packet: a comparison, not a max() call)
+        self.last = ts if ts > last else last
+        overlap = 1.0 - elapsed / window
+        estimate = self.prev * (overlap if overlap > 0.0 else 0.0) + self.cur
         return estimate / window
 
 
@@ -117,32 +119,36 @@ class FloodDetector:
         return self.udp_weight
 
     def observe(self, pkt: Packet) -> list[Finding]:
-        if pkt.proto == 6 and pkt.tcp_flags & 0x16 == 0x02:
+        proto, dst, ts = pkt.proto, pkt.dst_ip, pkt.ts
+        cfg = self.cfg
+        if proto == 6 and pkt.tcp_flags & 0x16 == 0x02:
             kind = "syn"
-        elif pkt.proto == 17 and pkt.dst_ip and not is_multicast_or_broadcast(pkt.dst_ip):
+            weight = 1
+            threshold = cfg.syn_rate
+        elif proto == 17 and dst and not is_multicast_or_broadcast(dst):
             kind = "udp"
-            pair = (pkt.src_ip, pkt.dst_ip)
+            pair = (pkt.src_ip, dst)
             self.pairs.put(pair, (self.pairs.get(pair) or 0) + 1)
+            weight = self._weight(pkt)
+            threshold = cfg.udp_rate
         else:
             return []
         self.n_packets += 1
-        key = (pkt.src_mac or pkt.src_ip, pkt.dst_ip, kind)
+        key = (pkt.src_mac or pkt.src_ip, dst, kind)
         st = self.rates.touch(key)
         if st is None:
-            st = Rate(first=pkt.ts, last=pkt.ts, mac=pkt.src_mac)
+            st = Rate(first=ts, last=ts, mac=pkt.src_mac)
             self.rates.put(key, st)
-        weight = self._weight(pkt) if kind == "udp" else 1
         if self.shed:
-            since = self.shed.get((pkt.dst_ip, kind))
-            if since is not None and pkt.ts >= since:
+            since = self.shed.get((dst, kind))
+            if since is not None and ts >= since:
                 weight = self.shed_sample
                 self.shed_weighted += 1
-        rate = st.add(pkt.ts, self.cfg.window, weight)
-        st.note(pkt, self.cfg.spoofed_sources + 1, self.cfg.max_ports)
-        threshold = self.cfg.syn_rate if kind == "syn" else self.cfg.udp_rate
+        rate = st.add(ts, cfg.window, weight)
+        st.note(pkt, cfg.spoofed_sources + 1, cfg.max_ports)
         if rate < threshold:
             if st.below_since is None:
-                st.below_since = pkt.ts
+                st.below_since = ts
             return []
         st.below_since = None
         st.peak = max(st.peak, rate)

@@ -38,6 +38,8 @@ _NO_ADDRESS = ("", "0.0.0.0")  # noqa: S104 (an ARP probe's sender, not a bind a
 PendingKey = tuple[str, str, int, int]  # (source, destination, protocol, port)
 #: ``SourceState.reported`` value of a subtype judged not a scan (never summarised)
 _EXEMPT = -1
+#: contact outcomes still open (an answer may settle them)
+_OPEN = (PENDING, SEEN)
 
 
 class ScanDetector:
@@ -75,7 +77,8 @@ class ScanDetector:
     # -- the detector protocol ----------------------------------------------------------
     def observe(self, pkt: Packet) -> list[Finding]:
         self.n_packets += 1
-        self.now = max(self.now, pkt.ts)
+        now = self.now  # (per packet: a comparison, not a max() call)
+        self.now = pkt.ts if pkt.ts > now else now
         if pkt.arp is not None:
             arp = pkt.arp
             if arp.sender_ip not in _NO_ADDRESS and arp.sender_mac == pkt.src_mac:
@@ -142,30 +145,38 @@ class ScanDetector:
         self.n_probes += 1
         cfg = self.cfg
         src, ts, kind, settle = pkt.src_ip, pkt.ts, probe.kind, probe.settle
-        state = self.sources.touch(src)
+        sources = self.sources
+        state = sources.touch(src)
         if state is None:
             state = SourceState(src, pkt.src_mac, pkt.ip_version, ts)
-            self.sources.put(src, state)
-        state.mac = pkt.src_mac or state.mac
+            sources.put(src, state)
+        elif pkt.src_mac:
+            state.mac = pkt.src_mac
         state.count_probe(ts, kind, pkt.sport, cfg.masscan_rate)
-        if len(state.sample_list) < 3 and state.probes > 1:
+        if state.probes > 1 and len(state.sample_list) < 3:
             # from the second probe on: a one-packet (spoofed) source keeps no text
             state.sample(summary(pkt))
-        self.decoys.note_probe(pkt, state, self.sources)
-        key = (pkt.dst_ip, pkt.dport, pkt.proto)
+        if pkt.src_mac:
+            self.decoys.note_probe(pkt, state, sources)
+        dst, port, proto = pkt.dst_ip, pkt.dport, pkt.proto
+        key = (dst, port, proto)
         contacts = state.contacts
         known = len(contacts)
-        budget = min(cfg.max_contacts_per_source, known + cfg.max_contacts - self.contacts_total)
-        new = state.add_contact(key, SEEN if settle == "answer" else PENDING, budget)
-        self.contacts_total += len(contacts) - known
+        if key in contacts:
+            new = False
+        else:
+            budget = min(cfg.max_contacts_per_source,
+                         known + cfg.max_contacts - self.contacts_total)
+            new = state.add_contact(key, SEEN if settle == "answer" else PENDING, budget)
+            self.contacts_total += len(contacts) - known
         if settle == "now":  # never legitimate (FIN, NULL, XMAS): failed at once
             if new and state.outcome(key, True, kind, self.trw):
                 return self._check(state)
             return []
-        if new or contacts.get(key) in (PENDING, SEEN):
-            self.pending.put((src, pkt.dst_ip, pkt.proto, pkt.dport),
+        if new or contacts.get(key) in _OPEN:
+            self.pending.put((src, dst, proto, port),
                              (ts + cfg.answer_timeout, kind, settle == "timeout"))
-        if kind == "udp" and new:
+        if new and kind == "udp":
             return self._check(state)
         return []
 
@@ -244,8 +255,7 @@ class ScanDetector:
     def _reportable(self, state: SourceState) -> list[str]:
         cfg = self.cfg
         # checked after every settled contact: nothing to count until the walk alarms
-        kinds = ([t for t in _TCP_TYPES if state.fails(t) >= cfg.min_failed_contacts]
-                 if state.alarmed else [])
+        kinds = state.failed_kinds(_TCP_TYPES, cfg.min_failed_contacts) if state.alarmed else []
         udp = state.probes_of("udp")
         if udp and ((state.fails("udp") >= cfg.min_failed_contacts and state.alarmed)
                     or (udp >= min(cfg.vertical_ports, cfg.horizontal_hosts) and (
@@ -256,7 +266,8 @@ class ScanDetector:
         return kinds
 
     def _check(self, state: SourceState) -> list[Finding]:
-        if state.muted:
+        # (the common case, e.g. every probe of a spoofed flood: nothing to report yet)
+        if state.muted or (not state.alarmed and not state.probes_of("udp")):
             return []
         kinds = self._reportable(state)
         if not kinds:

@@ -39,24 +39,28 @@ class DecoyTracker:
 
     def note_probe(self, pkt: Packet, state: SourceState,
                    sources: BoundedTable[str, SourceState]) -> None:
-        if not pkt.src_mac:
+        mac, src, ts = pkt.src_mac, pkt.src_ip, pkt.ts
+        if not mac:
             return
-        slot = (pkt.src_mac, pkt.dst_ip, pkt.dport)
-        prev = self.last_probe.get(slot)
-        self.last_probe.put(slot, (pkt.src_ip, pkt.ts))
-        if prev is None or prev[0] == pkt.src_ip or pkt.ts - prev[1] > self.window:
+        prev = self.last_probe.swap((mac, pkt.dst_ip, pkt.dport), (src, ts))
+        if prev is None:
+            return
+        other_ip, other_ts = prev
+        if other_ip == src or ts - other_ts > self.window:
             return
         state.co_sent += 1
-        other = sources.get(prev[0])
+        other = sources.get(other_ip)
         if other is not None:
             other.co_sent += 1
-        group = self.groups.touch(pkt.src_mac)
+        group = self.groups.touch(mac)
         if group is None:
             group = {}
-            self.groups.put(pkt.src_mac, group)
-        for ip in (prev[0], pkt.src_ip):
-            if ip in group or len(group) < _GROUP_CAP:
-                group[ip] = group.get(ip, 0) + 1
+            self.groups.put(mac, group)
+        for ip in (other_ip, src):
+            if ip in group:
+                group[ip] += 1
+            elif len(group) < _GROUP_CAP:
+                group[ip] = 1
 
     def actor(self, state: SourceState, sources: BoundedTable[str, SourceState],
               ) -> tuple[str | None, tuple[str, ...]] | None:

@@ -72,7 +72,7 @@ class ProbeClassifier:
             if flags & _FIN:
                 return _ODD["xmas"] if flags & _PSH and flags & _URG else _ODD["fin"]
             return _ODD["null"]
-        if pkt.payload_len or _flow(pkt) in self.tcp_flows:
+        if pkt.payload_len or self.tcp_flows.has(_flow(pkt)):
             return None
         if flags == _FIN | _ACK:
             return _MAIMON
@@ -82,7 +82,7 @@ class ProbeClassifier:
         if is_multicast_or_broadcast(pkt.dst_ip):
             return None
         key = _flow(pkt)
-        if key in self.udp_flows:
+        if self.udp_flows.has(key):
             # a conversation already seen: either the other side's reply or more of
             # the same exchange; only its first datagram was a contact
             return None

@@ -84,7 +84,9 @@ class SourceState:
         self.alarmed = False
         self.failed = 0
         self.succeeded = 0
-        self._fails: Counter[str] | None = None
+        #: failed contacts per probe type (a plain dict: a spoofed flood makes one per
+        #: source, and a Counter costs a Python-level __init__)
+        self._fails: dict[str, int] | None = None
         self._probes_by: Counter[str] | None = None
         self.kind0 = ""  # the probe type while there has been only one kind
         self.first_sport = -1
@@ -122,7 +124,17 @@ class SourceState:
         return self._hosts_by_port
 
     def fails(self, kind: str) -> int:
-        return 0 if self._fails is None else self._fails[kind]
+        return 0 if self._fails is None else self._fails.get(kind, 0)
+
+    def failed_kinds(self, kinds: tuple[str, ...], at_least: int) -> list[str]:
+        """Those of ``kinds`` (in that order) with ``at_least`` failed contacts."""
+        fails = self._fails
+        out: list[str] = []
+        if fails is not None:  # a loop, not a comprehension: no extra frame (3.11)
+            for kind in kinds:
+                if fails.get(kind, 0) >= at_least:
+                    out.append(kind)
+        return out
 
     def probes_of(self, kind: str) -> int:
         if self._probes_by is None:
@@ -168,14 +180,16 @@ class SourceState:
         return True
 
     def count_probe(self, ts: float, kind: str, sport: int, rate: float) -> None:
-        if self.probes and self._probes_by is None:
-            self._probes_by = Counter({self.kind0: self.probes})
-        self.probes += 1
-        if self._probes_by is not None:
-            self._probes_by[kind] += 1
+        by_kind = self._probes_by
+        if by_kind is not None:
+            by_kind[kind] += 1
+        elif self.probes and kind != self.kind0:  # a second kind: count per kind from now
+            self._probes_by = Counter({self.kind0: self.probes, kind: 1})
         else:
             self.kind0 = kind
-        self.last = max(self.last, ts)
+        self.probes += 1
+        last = self.last  # (max() is a call: this runs for every probe)
+        self.last = ts if ts > last else last
         if kind == "syn":
             self.syn_probes += 1
             if self.first_sport < 0:
@@ -193,7 +207,9 @@ class SourceState:
                 self.high_run = 0
             self.sec, self.sec_count = second, 0
         self.sec_count += 1
-        self.best_run = max(self.best_run, self.high_run + (1 if self.sec_count >= rate else 0))
+        run = self.high_run + 1 if self.sec_count >= rate else self.high_run
+        best = self.best_run
+        self.best_run = run if run > best else best
 
     def outcome(self, key: tuple[str, int, int], failed: bool, kind: str, trw: Trw) -> bool:
         """Settle a contact; True when this changed the walk."""
@@ -203,9 +219,11 @@ class SourceState:
         self.contacts[key] = FAILED if failed else OK
         if failed:
             self.failed += 1
-            if self._fails is None:
-                self._fails = Counter()
-            self._fails[kind] += 1
+            fails = self._fails
+            if fails is None:
+                self._fails = {kind: 1}
+            else:
+                fails[kind] = fails.get(kind, 0) + 1
             self.log_ratio += trw.fail_step
         else:
             self.succeeded += 1
