@@ -46,6 +46,7 @@ class BackendError(Exception):
 class Nl80211Backend(Protocol):
     name: str
     malformed: int
+    foreign: int  # datagrams not sent by the kernel, dropped unread
 
     async def open(self, on_event: EventHandler) -> None: ...
 
@@ -84,6 +85,7 @@ class LiveBackend:
 
     def __init__(self, record: Path | None = None) -> None:
         self.malformed = 0
+        self.foreign = 0
         self.family_id = 0
         self._sock: Any = None
         self._seq = itertools.count(1)
@@ -102,7 +104,7 @@ class LiveBackend:
             def enqueue(self, data: bytes, addr: Any) -> Any:
                 if not self.raw:
                     return super().enqueue(data, addr)
-                backend.datagram(data)
+                backend.datagram(data, sender_of(addr))
                 return None
 
         sock = RawNL80211()
@@ -115,7 +117,13 @@ class LiveBackend:
         self._sock = sock
         self._write({"type": "header", "family_id": self.family_id})
 
-    def datagram(self, data: bytes) -> None:
+    def datagram(self, data: bytes, sender: int = 0) -> None:
+        """One datagram as received; ``sender`` is its netlink port id (0: the kernel).
+        Another process (root, or CAP_NET_ADMIN in our namespace) can send to the
+        multicast groups we joined; what it sends is counted and never decoded."""
+        if sender != 0:
+            self.foreign += 1
+            return
         try:
             items = list(nl80211.decode(data, self.family_id))
         except MalformedNetlink:
@@ -203,6 +211,14 @@ class LiveBackend:
             self._record.flush()
 
 
+def sender_of(addr: object) -> int:
+    """The port id in a netlink source address ``(nl_pid, nl_groups)``; 0 (the kernel)
+    when the address is not one."""
+    if isinstance(addr, tuple) and addr and isinstance(addr[0], int):
+        return addr[0]
+    return 0
+
+
 class ReplayBackend:
     """Recorded nl80211 traffic, fed through the same decoder as the kernel's."""
 
@@ -211,6 +227,7 @@ class ReplayBackend:
     def __init__(self, path: Path, echo_disconnect: bool = True) -> None:
         self.path = path
         self.malformed = 0
+        self.foreign = 0  # a recording holds only what the kernel sent
         self.sent: list[Nl80211Message] = []
         self.echo_disconnect = echo_disconnect
         self.family_id = 0

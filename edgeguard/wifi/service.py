@@ -144,6 +144,7 @@ class WifiComponent:
     def counters(self) -> Mapping[str, int]:
         out = dict(self.stats)
         out["malformed"] = self.backend.malformed
+        out["nl80211_foreign"] = self.backend.foreign
         if self.refuser is not None:
             out.update(disconnects=self.refuser.disconnects,
                        disconnect_failures=self.refuser.failures)

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from pyroute2.netlink.nl80211 import NL80211_NAMES, nl80211cmd
 
 from edgeguard.wifi import nl80211 as nl
-from edgeguard.wifi.backend import BackendError, LiveBackend, _Pending
+from edgeguard.wifi.backend import BackendError, LiveBackend, _Pending, sender_of
 from edgeguard.wifi.classify import classify
 from edgeguard.wifi.nl80211 import BssInfo, Done, MalformedNetlink, NetlinkError, Nl80211Message
 
@@ -117,6 +117,23 @@ def test_live_backend_routes_events_and_answers_without_a_kernel() -> None:
     backend.datagram(b"\xff\xff\x00\x00")
     assert [e.cmd for e in events] == [nl.CMD_DISCONNECT]
     assert backend.malformed == 1
+
+
+def test_a_datagram_not_from_the_kernel_is_counted_and_never_decoded() -> None:
+    """Root (or CAP_NET_ADMIN in the daemon's namespace) can send to the nl80211
+    multicast groups; a forged "disconnected" or scan result must not be believed."""
+    backend = LiveBackend()
+    backend.family_id = FAMILY
+    events: list[Nl80211Message] = []
+    backend._on_event = events.append
+    forged = nl.encode(FAMILY, nl.CMD_DISCONNECT, [nl.attr(nl.ATTR_IFINDEX,
+                                                           struct.pack("=I", 3))])
+    backend.datagram(forged, sender_of((4242, 0)))
+    backend.datagram(b"\xff\xff\x00\x00", sender_of((4242, 1)))
+    assert (events, backend.foreign, backend.malformed) == ([], 2, 0)
+    backend.datagram(forged, sender_of((0, 0)))  # the same bytes from the kernel
+    assert [e.cmd for e in events] == [nl.CMD_DISCONNECT]
+    assert (sender_of(None), sender_of(()), sender_of(("x", 1))) == (0, 0, 0)
 
 
 def _datagrams() -> list[bytes]:
