@@ -209,15 +209,7 @@ def decode(data: bytes, family_id: int) -> Iterator[Nl80211Message | Done | Netl
 
     Messages of other families are skipped (a socket may see control replies).
     """
-    view = memoryview(data)
-    off = 0
-    while off + _NLMSGHDR.size <= len(view):
-        length, kind, _flags, seq, _pid = _NLMSGHDR.unpack_from(view, off)
-        if length < _NLMSGHDR.size or off + length > len(view):
-            raise MalformedNetlink(f"message of {length} bytes at offset {off}, "
-                                   f"{len(view) - off} left")
-        body = view[off + _NLMSGHDR.size: off + length]
-        off += (length + 3) & ~3
+    for kind, seq, body in messages(data):
         if kind == NLMSG_DONE:
             yield Done(seq)
         elif kind == NLMSG_ERROR:
@@ -227,7 +219,23 @@ def decode(data: bytes, family_id: int) -> Iterator[Nl80211Message | Done | Netl
                 raise MalformedNetlink("generic netlink header cut short")
             cmd = body[0]
             yield _message(cmd, seq, body[_GENLHDR.size:])
-    if off < len(view) and len(view) - off >= 4:
+
+
+def messages(data: bytes | memoryview, min_tail: int = 4) -> Iterator[tuple[int, int, memoryview]]:
+    """``(type, seq, body)`` of every netlink message in one datagram (shared by the
+    nl80211 and rtnetlink decoders); :class:`MalformedNetlink` on broken framing, or on
+    ``min_tail`` or more stray bytes after the last message."""
+    view = memoryview(data)
+    off = 0
+    while off + _NLMSGHDR.size <= len(view):
+        length, kind, _flags, seq, _pid = _NLMSGHDR.unpack_from(view, off)
+        if length < _NLMSGHDR.size or off + length > len(view):
+            raise MalformedNetlink(f"message of {length} bytes at offset {off}, "
+                                   f"{len(view) - off} left")
+        body = view[off + _NLMSGHDR.size: off + length]
+        off += (length + 3) & ~3
+        yield kind, seq, body
+    if off < len(view) and len(view) - off >= min_tail:
         raise MalformedNetlink(f"{len(view) - off} stray bytes after the last message")
 
 

@@ -57,6 +57,7 @@ from edgeguard.wifi.nl80211 import (
     MalformedNetlink,
     NetlinkError,
     iter_attrs,
+    messages,
 )
 
 __all__ = ["Backoff", "KernelSocket", "LinkChange", "MalformedNetlink", "NetlinkSocket",
@@ -157,17 +158,9 @@ def decode(data: bytes) -> Iterator[LinkChange | Done | NetlinkError]:
     Types other than the link, address and route notifications and the dump's DONE and
     ERROR are skipped: the kernel sends nothing else on our groups.
     """
-    view = memoryview(data)
-    if len(view) < _NLMSGHDR.size:
-        raise MalformedNetlink(f"datagram of {len(view)} bytes")
-    off = 0
-    while off + _NLMSGHDR.size <= len(view):
-        length, kind, _flags, seq, _pid = _NLMSGHDR.unpack_from(view, off)
-        if length < _NLMSGHDR.size or off + length > len(view):
-            raise MalformedNetlink(f"message of {length} bytes at offset {off}, "
-                                   f"{len(view) - off} left")
-        body = view[off + _NLMSGHDR.size: off + length]
-        off += (length + 3) & ~3
+    if len(data) < _NLMSGHDR.size:
+        raise MalformedNetlink(f"datagram of {len(data)} bytes")
+    for kind, seq, body in messages(data, min_tail=1):
         if kind in EVENTS:
             yield _event(kind, body)
         elif kind == NLMSG_DONE:
@@ -176,8 +169,6 @@ def decode(data: bytes) -> Iterator[LinkChange | Done | NetlinkError]:
             if len(body) < 4:
                 raise MalformedNetlink("NLMSG_ERROR without its error code")
             yield NetlinkError(seq, struct.unpack_from("=i", body)[0])
-    if off < len(view):
-        raise MalformedNetlink(f"{len(view) - off} stray bytes after the last message")
 
 
 def link_dump_request(seq: int) -> bytes:
