@@ -8,11 +8,12 @@ refused when anyone but root could have written them (:func:`unsafe_reason`).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from pathlib import Path
 
-__all__ = ["atomic_write", "fsync_directory", "unsafe_reason"]
+__all__ = ["atomic_write", "fsync_directory", "unsafe_reason", "write_whole"]
 
 
 def fsync_directory(directory: Path) -> None:
@@ -64,3 +65,18 @@ def unsafe_reason(path: Path, owner_uid: int = 0) -> str | None:
     if stat.S_IMODE(parent.st_mode) & 0o002 and not parent.st_mode & stat.S_ISVTX:
         return f"its directory is world-writable (mode {stat.S_IMODE(parent.st_mode):04o})"
     return None
+
+
+def write_whole(fd: int, data: bytes, size: int) -> None:
+    """Append all of ``data`` to ``fd`` (an O_APPEND file now ``size`` bytes long), or
+    none of it: after a failed or short write the file is cut back to ``size`` and the
+    error raised, so a reader never finds half a record."""
+    view = memoryview(data)
+    try:
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, size)
+        raise

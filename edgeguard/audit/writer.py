@@ -23,12 +23,10 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import errno
 import os
 import threading
 import uuid
-from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -37,6 +35,7 @@ from edgeguard.audit import records as rec
 from edgeguard.audit import segments as seg
 from edgeguard.audit.chain import GENESIS_HASH, canonical, chain_hash
 from edgeguard.audit.checkpoint import checkpoint_record
+from edgeguard.audit.held import HeldRecords
 from edgeguard.audit.keys import AuditKeyError, KeyStore
 from edgeguard.audit.ownership import DIRECTORY_MODE, Ownership, OwnershipError
 from edgeguard.audit.records import LOST, PRUNED, RESERVED_ACTIONS, SEGMENT_START
@@ -44,7 +43,7 @@ from edgeguard.audit.segments import ACTIVE_NAME, AuditWriteError, read_head, se
 from edgeguard.clock import Clock
 from edgeguard.ecs import nest, record_fields
 from edgeguard.events import AuditRecord, EventKind, Scalar
-from edgeguard.fsutil import fsync_directory
+from edgeguard.fsutil import fsync_directory, write_whole
 
 __all__ = [
     "ACTIVE_NAME",
@@ -79,17 +78,14 @@ class AuditWriter:
         self.owner = Ownership(directory, file_mode, file_group)
         self.checkpoint_interval = checkpoint_interval
         self.checkpoint_records = checkpoint_records
-        self.queue_limit = queue_limit
+        self.held = HeldRecords(clock, queue_limit)
         self.retention = retention
         self.shipped = shipped  # lowest sequence every shipper has delivered (None: no shippers)
         self.retry_interval = retry_interval
         self.keys: KeyStore | None = None
         self.key_problem: str | None = None
         self.records_written = self.write_errors = self.unrenderable = 0
-        self.refused = self.lost_total = self.checkpoints = self.pruned = 0
-        self._queue: deque[AuditRecord] = deque()
-        self._lost = 0
-        self._lost_window: tuple[float, float] | None = None
+        self.refused = self.checkpoints = self.pruned = 0
         self._fd: int | None = None
         self._lock = threading.Condition()
         self._dirty_since: float | None = None
@@ -159,7 +155,7 @@ class AuditWriter:
             if checkpoint_records is not None:
                 self.checkpoint_records = checkpoint_records
             if queue_limit is not None:
-                self.queue_limit = queue_limit
+                self.held.limit = queue_limit
             self.retention = retention if retention is not None else self.retention
             self.shipped = shipped if shipped is not None else self.shipped
             self._lock.notify_all()
@@ -171,7 +167,7 @@ class AuditWriter:
 
     @property
     def queued(self) -> int:
-        return len(self._queue)
+        return len(self.held)
 
     def write(self, record: AuditRecord) -> int:
         """Append ``record``; never raises for disk trouble (see the module docstring)."""
@@ -181,7 +177,7 @@ class AuditWriter:
                 record = rec.internal_record("audit-reserved-action-refused",
                                    f"a component wrote the reserved action {record.action!r}",
                                    EventKind.PIPELINE_ERROR, {}, self.clock.now())
-            if self._closed or self._queue or self._fd is None:
+            if self._closed or self.held or self._fd is None:
                 return self._hold(record)
             try:
                 self._rotate_if_full()
@@ -211,7 +207,7 @@ class AuditWriter:
             self._retry_locked()
             if self.clock.monotonic() >= self._next_checkpoint:
                 self._checkpoint_safely("interval")
-            if self.retention is not None and not self._queue:
+            if self.retention is not None and not self.held:
                 self._prune_locked()
 
     def close(self) -> None:
@@ -235,24 +231,18 @@ class AuditWriter:
 
     # -- faults -------------------------------------------------------------------
     def _hold(self, record: AuditRecord, *, internal: bool = False) -> int:
-        """Keep a record in memory until the disk takes it again; count what overflows.
-        The writer's own records (prune, I/O error) are never dropped."""
-        now = self.clock.now()
-        if internal or len(self._queue) < self.queue_limit:
-            if record.timestamp is None:  # stamped when it happened, not when written
-                record = dataclasses.replace(record, timestamp=now)
-            self._queue.append(record)
-            return 0
-        self._lost += 1
-        self.lost_total += 1
-        start = self._lost_window[0] if self._lost_window else now
-        self._lost_window = (start, now)
+        self.held.hold(record, internal=internal)
         return 0
+
+    @property
+    def lost_total(self) -> int:
+        """Records that overflowed the memory queue since the writer started."""
+        return self.held.lost_total
 
     def _fault(self, exc: OSError, record: AuditRecord | None) -> None:
         self.write_errors += 1
         if record is not None:
-            self._queue.appendleft(record)
+            self.held.push_front(record)
         if exc.errno in _SPACE_ERRORS:
             if self.retention is not None:
                 self._prune_locked()
@@ -277,12 +267,13 @@ class AuditWriter:
         except OSError:
             self._fd = None  # retried from the queue later
         note = rec.io_error_record(exc, old, self.clock.now())
-        self._queue.appendleft(note)
+        self.held.push_front(note)
         self._retry_locked()
 
     def _retry_locked(self) -> None:
         """Write held records in order; then the count of those that did not fit."""
-        if not self._queue and not self._lost:
+        held = self.held
+        if not held.pending():
             return
         try:
             if self._fd is None:
@@ -290,15 +281,14 @@ class AuditWriter:
                     os.rename(self.directory / ACTIVE_NAME,
                               self.directory / segment_name(self._first_seq))
                 self._open_segment(reason="recovery", previous=None)
-            while self._queue:
+            while held.records:
                 self._rotate_if_full()
-                self._append(self._queue[0])
-                self._queue.popleft()
-            if self._lost:
-                start, end = self._lost_window or (self.clock.now(), self.clock.now())
-                self._append(rec.lost_record(self._lost, start, end, self.queue_limit,
-                                             self.clock.now()))
-                self._lost, self._lost_window = 0, None
+                self._append(held.records[0])
+                held.records.popleft()
+            loss = held.loss_record()
+            if loss is not None:
+                self._append(loss)
+                held.loss_written()
         except OSError as exc:
             self.write_errors += 1
             if exc.errno not in _SPACE_ERRORS:
@@ -306,7 +296,7 @@ class AuditWriter:
 
     # -- checkpoints and retention ---------------------------------------------------
     def _checkpoint_safely(self, reason: str) -> None:
-        if self._fd is not None and not self._queue:
+        if self._fd is not None and not self.held:
             try:
                 self._checkpoint(reason)
                 return
@@ -341,7 +331,7 @@ class AuditWriter:
 
     def _note(self, note: AuditRecord) -> None:
         """Write one of the writer's own records now, or hold it (never dropped)."""
-        if self._queue or self._fd is None:
+        if self.held or self._fd is None:
             self._hold(note, internal=True)
             return
         try:
@@ -405,7 +395,8 @@ class AuditWriter:
                                    {"edgeguard.audit.original_action": record.action[:128]},
                                    self.clock.now())
             line, digest = self._render(substitute, None)
-        self._write_line(line)
+        assert self._fd is not None
+        write_whole(self._fd, line, self._size)
         self._seq, self._hash = seq, digest
         self._size += len(line)
         self.records_written += 1
@@ -413,19 +404,6 @@ class AuditWriter:
             self._dirty_since = self.clock.monotonic()
             self._lock.notify_all()
         return seq
-
-    def _write_line(self, line: bytes) -> None:
-        assert self._fd is not None
-        offset = self._size
-        view = memoryview(line)
-        try:
-            while view:
-                written = os.write(self._fd, view)
-                view = view[written:]
-        except OSError:
-            with contextlib.suppress(OSError):  # never leave half a record behind
-                os.ftruncate(self._fd, offset)
-            raise
 
     def _open_segment(self, *, reason: str, previous: str | None, unclean_tail: int = 0) -> None:
         path = self.directory / ACTIVE_NAME
@@ -504,7 +482,7 @@ class AuditWriter:
                 waits = [self._next_checkpoint - now]
                 if self._dirty_since is not None:
                     waits.append(self._dirty_since + self.fsync_interval - now)
-                if self._queue or self._lost:
+                if self.held.pending():
                     waits.append(self._next_retry - now)
                 if min(waits) > 0:
                     self._lock.wait(timeout=min(*waits, max(self.retry_interval, 0.05)))
@@ -512,7 +490,7 @@ class AuditWriter:
                 if self._dirty_since is not None and \
                         self._dirty_since + self.fsync_interval <= now:
                     self._sync_unlocked()
-                if (self._queue or self._lost) and self._next_retry <= now:
+                if self.held.pending() and self._next_retry <= now:
                     self._next_retry = now + self.retry_interval
                     self._retry_locked()
                 if not self._closed and self.clock.monotonic() >= self._next_checkpoint:
