@@ -78,7 +78,8 @@ class BoundedTable(Generic[K, V]):
 
     def swap(self, key: K, value: V) -> V | None:
         """:meth:`put`, returning the value it replaces (one call where a detector
-        would look up, then store)."""
+        would look up, then store). Only for tables whose values are never None: a
+        stored None would read as "absent" and cost an eviction."""
         data = self._data
         old = data.pop(key, None)
         if old is None and len(data) >= self.cap:

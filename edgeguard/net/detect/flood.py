@@ -100,10 +100,12 @@ class FloodDetector:
         self.pairs: BoundedTable[tuple[str, str], int] = BoundedTable(self.cfg.max_entries)
         self.n_packets = 0
         # The capture filter passes 1 in ``filter_udp_sample`` large UDP datagrams
-        # without a P2P shape (feat/netwatch's capture keys): such a datagram stands for
-        # that many. Without those keys (no sampling filter) every datagram counts once.
-        self.udp_weight = max(1, power_of_two_floor(int(getattr(cfg, "filter_udp_sample", 0))))
-        self.small_udp: int | None = getattr(cfg, "filter_small_udp", None)
+        # without a P2P shape: such a datagram stands for that many (0: no sampling).
+        self.udp_weight = max(1, power_of_two_floor(cfg.filter_udp_sample))
+        self.small_udp = cfg.filter_small_udp
+        #: the floods in progress (an index into ``rates``: tick and shedding look at
+        #: these, not at every counter)
+        self.active: dict[FloodKey, Rate] = {}
         self.shed_sample = power_of_two_floor(cfg.filter_shed_sample)
         self.shed_max = cfg.filter_shed_max
         #: what the kernel samples now: target -> packet time from which it does
@@ -111,7 +113,7 @@ class FloodDetector:
         self.shed_weighted = 0
 
     def _weight(self, pkt: Packet) -> int:
-        if self.small_udp is None or pkt.payload_len <= self.small_udp or pkt.dport == 6771:
+        if pkt.payload_len <= self.small_udp or pkt.dport == 6771:
             return 1
         head = pkt.payload[:8]
         if head.startswith((_BEP15, b"d1:")) or head[:1] in _UTP_CONTROL:
@@ -158,17 +160,20 @@ class FloodDetector:
                 self.cfg.udp_max_reverse_ratio * (self.pairs.get((pkt.src_ip, pkt.dst_ip)) or 0):
             return []
         st.active, st.started = True, pkt.ts
+        self.active[key] = st
         return [self._finding(key, st, ended=False)]
 
     def tick(self, now: float) -> list[Finding]:
         out: list[Finding] = []
-        for key, st in list(self.rates.items()):
-            if not st.active:
+        for key, st in list(self.active.items()):
+            if self.rates.get(key) is not st:  # evicted from the capped table: forgotten
+                del self.active[key]
                 continue
             quiet = now - st.last >= self.cfg.end_after
             slow = st.below_since is not None and now - st.below_since >= self.cfg.end_after
             if quiet or slow:
                 st.active = False
+                del self.active[key]
                 if self.summaries:
                     out.append(self._finding(key, st, ended=True))
         while (old := self.rates.oldest()) is not None and not old[1].active and \
@@ -182,8 +187,8 @@ class FloodDetector:
         if self.shed_sample <= 1:
             return frozenset()
         peaks: dict[ShedTarget, float] = {}
-        for (_, dst, kind), st in self.rates.items():
-            if st.active and dst and ":" not in dst and dst != "0.0.0.0":  # noqa: S104
+        for (_, dst, kind), st in self.active.items():
+            if dst and ":" not in dst and dst != "0.0.0.0":  # noqa: S104
                 peaks[dst, kind] = max(peaks.get((dst, kind), 0.0), st.peak)
         busiest = sorted(peaks, key=peaks.__getitem__, reverse=True)[:self.shed_max]
         return frozenset(busiest)
@@ -196,7 +201,7 @@ class FloodDetector:
     def counters(self) -> Mapping[str, int]:
         return {"packets": self.n_packets, "rates": len(self.rates),
                 "rates_evicted": self.rates.evicted,
-                "active": sum(1 for _, st in self.rates.items() if st.active),
+                "active": len(self.active),
                 "shed_targets": len(self.shed), "shed_weighted": self.shed_weighted}
 
     def _finding(self, key: FloodKey, st: Rate, ended: bool) -> Finding:
