@@ -56,9 +56,9 @@ from tests.redteam.udisks_support import (
     UDISKSD,
     CallResult,
     UdisksStack,
-    host_processes,
     udisks_stack,
 )
+from tests.support.process import host_processes
 
 pytestmark = [pytest.mark.linux, pytest.mark.redteam]
 

@@ -39,7 +39,6 @@ __all__ = [
     "CallResult",
     "PolkitCheck",
     "UdisksStack",
-    "host_processes",
     "udisks_stack",
 ]
 
@@ -121,20 +120,6 @@ class PolkitCheck:
     action: str  # org.freedesktop.udisks2.modify-device-system
     subject: str  # the user name of the caller udisksd asked about
     verdict: str  # "challenge (implicit_authorization = auth_admin)", ...
-
-
-def host_processes(*names: str) -> list[int]:
-    """PIDs of live processes whose command name is one of ``names``."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                stat = (entry / "stat").read_text()
-                name = stat[stat.index("(") + 1:stat.rindex(")")]
-                state = stat.split(")")[-1].split()[0]
-                if name in names and state != "Z":
-                    pids.append(int(entry.name))
-    return pids
 
 
 class UdisksStack:

@@ -27,7 +27,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.support.process import terminate
+from tests.support.process import host_processes, terminate
 
 ROOT = Path(__file__).resolve().parents[3]
 SHIPPED_RULE = ROOT / "rules" / "61-edgeguard-media.rules"
@@ -52,16 +52,7 @@ def run(*argv: str, check: bool = True, timeout: float = 60) -> subprocess.Compl
 
 
 def _udevd_pids() -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                stat = (entry / "stat").read_text()
-                name = stat[stat.index("(") + 1:stat.rindex(")")]
-                state = stat.split(")")[-1].split()[0]
-                if name in ("systemd-udevd", "udevd") and state != "Z":  # zombies don't count
-                    pids.append(int(entry.name))
-    return pids
+    return host_processes("systemd-udevd", "udevd")
 
 
 @contextlib.contextmanager
