@@ -15,9 +15,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+import edgeguard.net.detect.bt_signatures as sig
 from edgeguard.events import Finding, Severity
 from edgeguard.net.config import NetworkConfig
-from edgeguard.net.detect import bt_signatures as sig
 from edgeguard.net.detect.bt_flows import FlowKey, Opening, TcpFlow, UtpFlow, flow_key
 from edgeguard.net.detect.bt_handshake import HandshakeAssembler
 from edgeguard.net.detect.common import (
