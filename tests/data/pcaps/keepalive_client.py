@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Open HTTP/1.1 keep-alive flows, *then* start the capture, then close them three ways
 (for make_issue19.sh; lab namespaces only): a third close with FIN/ACK, a third half-close
-(FIN/ACK) while the client's firewall answers the server's FIN/ACK with RST, a third wait for the server's keep-alive timeout."""
+(FIN/ACK) while the client's firewall answers the server's FIN/ACK with RST, a third
+wait for the server's keep-alive timeout."""
 from __future__ import annotations
 
 import argparse
@@ -32,7 +33,7 @@ def main() -> None:
             got += len(chunk)
         flows.append(s)
     time.sleep(1)
-    cap = subprocess.Popen(shlex.split(a.capture_cmd), stderr=subprocess.DEVNULL)  # noqa: S603
+    cap = subprocess.Popen(shlex.split(a.capture_cmd), stderr=subprocess.DEVNULL)
     time.sleep(2)
     third = a.flows // 3
     for s in flows[:third]:
@@ -40,12 +41,12 @@ def main() -> None:
         time.sleep(0.2)
     # ... which the client's own firewall answers with RST (a stateful firewall or a
     # phone that dropped the flow's state does this)
-    subprocess.run(shlex.split(a.reset_on), check=True)  # noqa: S603
+    subprocess.run(shlex.split(a.reset_on), check=True)
     for s in flows[third:2 * third]:
         s.shutdown(socket.SHUT_WR)  # FIN/ACK; the server ACKs then sends FIN/ACK ...
         time.sleep(0.2)
         s.close()
-    subprocess.run(shlex.split(a.reset_off), check=True)  # noqa: S603
+    subprocess.run(shlex.split(a.reset_off), check=True)
     deadline = time.time() + 12
     for s in flows[2 * third:]:
         s.settimeout(max(0.1, deadline - time.time()))

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Captures of the traffic classes of issue 19, made with real programs in throwaway network
 # namespaces (run as root from the repository root; about 2 minutes):
-#   tests/data/pcaps/make_issue19.sh [part...]     parts: success oneway p2p close nmap links
+#   tests/data/pcaps/make_issue19.sh [part...]   parts: success oneway p2p close nmap lone links
 #
 # Lab: namespace i19c (the client/actor, 10.98.0.2, fd00:98::2) and i19s (the servers,
 # 10.98.0.10 plus 10.98.0.100-124 for 25 web hosts and 10.98.0.130-162 for 33 resolvers),
@@ -20,6 +20,10 @@
 #                  closed during it: client FIN/ACK, nginx keep-alive timeout, client RST
 #                  (SO_LINGER 0).                                               expected: none
 # nmap1000.pcap    nmap -sS -T5 --min-rate 1500 of nmap's default 1000 ports. expected: scan/syn
+# nmap_paced.pcap nmap -sS --min-rate 250 --max-rate 250 of the same 1000 ports: 4 s at a
+#                  steady 250/s, the rate the masscan label asks for.           expected: scan/syn
+# lone_probes.pcap one nmap -sN, -sF and -sX probe each (ports 22, 80, 443): 3 failed contacts,
+#                  below scan.min_failed_contacts (4).                          expected: none
 # sll.pcap, sll2.pcap  `tcpdump -i any -y LINUX_SLL / LINUX_SLL2` in the client namespace
 #                  during nmap -sS of 300 ports.                               expected: scan/syn
 # rawip.pcap       tcpdump on a tun device (link type RAW; tun_link.py joins two tun devices
@@ -93,7 +97,7 @@ part_oneway() {
   c nmap -n -Pn -sS -T4 --top-ports 200 10.98.0.10 >/dev/null; cap_stop
 }
 part_p2p() {
-  bg "$S" python3 "$here/p2p_peer.py" serve --first-port 40000 --peers 26
+  bg "$S" python3 "$here/p2p_peer.py" serve --first-port 40000 --peers 26 --hosts 10.98.0.100-124
   sleep 1
   cap "$C" "$out/p2p.pcap" -i eth0
   c python3 "$here/p2p_peer.py" fanout --first-port 40000 --peers 30 --hosts 10.98.0.100-124
@@ -115,6 +119,14 @@ EOF
 part_nmap() {
   cap "$C" "$out/nmap1000.pcap" -i eth0
   c nmap -n -Pn -sS -T5 --min-rate 1500 10.98.0.10 >/dev/null; cap_stop
+  cap "$C" "$out/nmap_paced.pcap" -i eth0
+  c nmap -n -Pn -sS -T4 --min-rate 250 --max-rate 250 10.98.0.10 >/dev/null; cap_stop
+}
+part_lone() {
+  cap "$C" "$out/lone_probes.pcap" -i eth0
+  c nmap -n -Pn -sN -p 22 10.98.0.10 >/dev/null
+  c nmap -n -Pn -sF -p 80 10.98.0.10 >/dev/null
+  c nmap -n -Pn -sX -p 443 10.98.0.10 >/dev/null; cap_stop
 }
 part_links() {
   cap "$C" "$out/sll.pcap" -i any -y LINUX_SLL
@@ -132,5 +144,5 @@ part_links() {
 
 up
 servers
-parts=("$@"); [ ${#parts[@]} -eq 0 ] && parts=(success oneway p2p close nmap links)
+parts=("$@"); [ ${#parts[@]} -eq 0 ] && parts=(success oneway p2p close nmap lone links)
 for p in "${parts[@]}"; do echo "== $p"; "part_$p"; done

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A Gnutella-like peer for make_issue19.sh (run inside the lab namespaces only).
 
-serve:  listen on TCP and UDP ports first_port .. first_port+peers-1 on every address;
+serve:  peer i listens on TCP and UDP port first_port+i of hosts[i % len(hosts)];
         answer a "GNUTELLA CONNECT" with "200 OK" and some data, echo UDP pings.
 fanout: for peer i, host = hosts[i % len(hosts)], port = first_port + i: a UDP ping, then a
         TCP connection with the handshake and a data exchange; then UDP to the subnet
@@ -11,6 +11,7 @@ fanout: for peer i, host = hosts[i % len(hosts)], port = first_port + i: a UDP p
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import selectors
 import socket
@@ -20,17 +21,20 @@ HELLO = b"GNUTELLA CONNECT/0.6\r\nUser-Agent: lab/1\r\n\r\n"
 OK = b"GNUTELLA/0.6 200 OK\r\n\r\n"
 
 
-def serve(first: int, peers: int, seconds: float) -> None:
+def serve(first: int, peers: int, hosts: list[str], seconds: float) -> None:
+    """Peer i listens on hosts[i % len(hosts)] (so UDP answers come from the address
+    the client contacted)."""
     sel = selectors.DefaultSelector()
-    for port in range(first, first + peers):
+    for i, port in enumerate(range(first, first + peers)):
+        host = hosts[i % len(hosts)]
         t = socket.socket()
         t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        t.bind(("0.0.0.0", port))
+        t.bind((host, port))
         t.listen(8)
         t.setblocking(False)
         sel.register(t, selectors.EVENT_READ, "accept")
         u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        u.bind(("0.0.0.0", port))
+        u.bind((host, port))
         sel.register(u, selectors.EVENT_READ, "udp")
     end = time.time() + seconds
     while time.time() < end:
@@ -66,10 +70,8 @@ def fanout(first: int, peers: int, hosts: list[str]) -> None:
     for i in range(peers):
         host, port = hosts[i % len(hosts)], first + i
         u.sendto(b"GND\x01ping" + os.urandom(16), (host, port))
-        try:
+        with contextlib.suppress(OSError):
             u.recvfrom(2048)
-        except OSError:
-            pass
         t = socket.socket()
         t.settimeout(2)
         try:
@@ -83,10 +85,8 @@ def fanout(first: int, peers: int, hosts: list[str]) -> None:
         t.close()
         time.sleep(0.1)
     for target in ("10.98.0.255", "255.255.255.255", "239.255.255.250"):
-        try:
+        with contextlib.suppress(OSError):
             u.sendto(b"GND\x01ping" + os.urandom(16), (target, 6346))
-        except OSError:
-            pass
         time.sleep(0.1)
 
 
@@ -99,7 +99,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=120)
     a = ap.parse_args()
     if a.mode == "serve":
-        serve(a.first_port, a.peers, a.seconds)
+        serve(a.first_port, a.peers, hosts_of(a.hosts), a.seconds)
     else:
         fanout(a.first_port, a.peers, hosts_of(a.hosts))
 

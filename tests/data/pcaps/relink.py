@@ -18,7 +18,7 @@ def frames(path: Path) -> tuple[bytes, list[tuple[bytes, bytes]]]:
     assert struct.unpack_from("<I", data, 20)[0] == 101, "raw IP (101) expected"
     out, off = [], 24
     while off + 16 <= len(data):
-        sec, usec, caplen, wire = struct.unpack_from("<IIII", data, off)
+        _sec, _usec, caplen, _wire = struct.unpack_from("<IIII", data, off)
         out.append((data[off:off + 8], data[off + 16:off + 16 + caplen]))
         off += 16 + caplen
     return data[:20], out

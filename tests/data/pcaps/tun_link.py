@@ -5,6 +5,7 @@ namespaces NS_A and NS_B, and copies every packet from one to the other for SECO
   tun_link.py NS_A NAME_A NS_B NAME_B SECONDS"""
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import select
@@ -27,16 +28,14 @@ def main() -> None:
     ns_a, name_a, ns_b, name_b, seconds = sys.argv[1:6]
     fa, fb = tun(name_a), tun(name_b)
     for ns, name in ((ns_a, name_a), (ns_b, name_b)):
-        subprocess.run(["ip", "link", "set", name, "netns", ns], check=True)  # noqa: S603,S607
+        subprocess.run(["ip", "link", "set", name, "netns", ns], check=True)
     peer = {fa: fb, fb: fa}
     end = time.time() + float(seconds)
     while time.time() < end:
         ready, _, _ = select.select([fa, fb], [], [], 0.5)
         for fd in ready:
-            try:
+            with contextlib.suppress(OSError):
                 os.write(peer[fd], os.read(fd, 65535))
-            except OSError:
-                pass
 
 
 if __name__ == "__main__":
