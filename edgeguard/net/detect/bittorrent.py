@@ -248,8 +248,10 @@ class BitTorrentDetector:
                 and flow.syn[1] == head.connection_id and flow.syn[2] == head.ack_nr:
             flow.confirmed = True
         elif head.type == 0:
+            # a handshake, or (mid-stream, one way) peer-wire messages: enough alone
             off = sig.utp_data_offset(pkt.payload)
-            flow.confirmed = off is not None and sig.is_handshake(pkt.payload[off:])
+            data = pkt.payload[off:] if off is not None else b""
+            flow.confirmed = sig.is_handshake(data) or sig.peer_wire_messages(data)
         if not flow.confirmed and flow.packets >= 4 and flow.paired():
             flow.confirmed = True
         if not flow.confirmed:

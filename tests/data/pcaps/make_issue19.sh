@@ -24,6 +24,11 @@
 #                  steady 250/s, the rate the masscan label asks for.           expected: scan/syn
 # lone_probes.pcap one nmap -sN, -sF and -sX probe each (ports 22, 80, 443): 3 failed contacts,
 #                  below scan.min_failed_contacts (4).                          expected: none
+# utp_oneway.pcap libtorrent leecher (uTP only, plaintext) fetching from a libtorrent seeder on
+#                  6881, links shaped to 4 Mbit/s; captured mid-stream (5 s after it began)
+#                  with `tcpdump -Q out udp` on the leecher: only its uTP packets to 6881,
+#                  carrying peer-wire messages (request, have...), no reply.
+#                                                        expected: bittorrent/utp 10.98.0.2
 # sll.pcap, sll2.pcap  `tcpdump -i any -y LINUX_SLL / LINUX_SLL2` in the client namespace
 #                  during nmap -sS of 300 ports.                               expected: scan/syn
 # rawip.pcap       tcpdump on a tun device (link type RAW; tun_link.py joins two tun devices
@@ -127,6 +132,25 @@ part_lone() {
   c nmap -n -Pn -sN -p 22 10.98.0.10 >/dev/null
   c nmap -n -Pn -sF -p 80 10.98.0.10 >/dev/null
   c nmap -n -Pn -sX -p 443 10.98.0.10 >/dev/null; cap_stop
+}
+part_utp() {
+  local d=/tmp/i19bt; rm -rf "$d"; mkdir -p "$d/seed" "$d/leech"
+  head -c $((8 << 20)) /dev/urandom > "$d/seed/payload.bin"
+  /usr/bin/python3 -c "import libtorrent as lt, sys
+fs = lt.file_storage(); lt.add_files(fs, '$d/seed/payload.bin')
+t = lt.create_torrent(fs, piece_size=1 << 16); lt.set_piece_hashes(t, '$d/seed')
+open('$d/x.torrent', 'wb').write(lt.bencode(t.generate()))"
+  c tc qdisc add dev eth0 root tbf rate 4mbit burst 32kbit latency 400ms
+  s tc qdisc add dev eth0 root tbf rate 4mbit burst 32kbit latency 400ms
+  bg "$S" /usr/bin/python3 "$here/lt_peer_lab.py" seed --ip 10.98.0.10 --port 6881 --utp-only \
+    --enc disabled --torrent "$d/x.torrent" --dir "$d/seed" --time 40
+  sleep 2
+  bg "$C" /usr/bin/python3 "$here/lt_peer_lab.py" leech --ip 10.98.0.2 --port 51413 --utp-only \
+    --enc disabled --torrent "$d/x.torrent" --dir "$d/leech" --peer 10.98.0.10:6881 --time 30
+  sleep 5   # mid-stream: the handshake and the first pieces are over
+  cap "$C" "$out/utp_oneway.pcap" -i eth0 -Q out udp
+  sleep 4; cap_stop
+  c tc qdisc del dev eth0 root; s tc qdisc del dev eth0 root
 }
 part_links() {
   cap "$C" "$out/sll.pcap" -i any -y LINUX_SLL

@@ -6,6 +6,7 @@ them, with the finding (or its absence) asserted."""
 
 from __future__ import annotations
 
+import random
 from collections import Counter
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 
 from edgeguard.cli import main
 from edgeguard.events import Finding
+from edgeguard.net.detect.bt_signatures import peer_wire_messages
 from edgeguard.net.detect.evidence import ScanEvidence
 from edgeguard.net.linktype import UnsupportedLinkType
 from edgeguard.net.replay import ReplayResult, replay_file
@@ -107,3 +109,21 @@ def test_unsupported_link_type_is_an_input_error(capsys: pytest.CaptureFixture[s
     assert main(["replay", str(PCAPS / "link_user0.pcap")]) == 2
     err = capsys.readouterr().err
     assert "link type 147 not supported" in err
+
+
+def test_one_way_mid_stream_utp_peer_wire_is_bittorrent() -> None:
+    """libtorrent's uTP requests/haves to 6881, captured egress-only mid-stream (no
+    handshake, no reply in the file): the peer-wire messages are enough."""
+    found = _kinds(_replay("utp_oneway.pcap").findings)
+    assert ("bittorrent", "utp", CLIENT) in found
+    assert not {f for f in found if f[0] != "bittorrent"}
+
+
+def test_random_payloads_do_not_parse_as_peer_wire() -> None:
+    rng = random.Random(19)
+    hits = sum(peer_wire_messages(rng.randbytes(rng.randrange(5, 400)))
+               for _ in range(200_000))
+    assert hits == 0
+    assert peer_wire_messages(bytes.fromhex("0000000d06") + bytes(12))  # a request
+    assert peer_wire_messages(b"\x00\x00\x00\x10\x14\x01d5:added0:e" + bytes(3))  # ut_pex
+    assert not peer_wire_messages(bytes(8))  # keep-alives only
