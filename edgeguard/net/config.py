@@ -183,6 +183,11 @@ class BitTorrentThresholds:
     encrypted_min_confidence: float = setting(
         0.6, "Encrypted BitTorrent is reported at or above this confidence.",
         unit="probability", minimum=0.0, maximum=1.0)
+    encrypted_shape_peers: int = setting(
+        3, "Without any other BitTorrent evidence from the host, MSE/PE-shaped flows "
+        "(both sides' first payload opaque and 96-608 bytes, to a listening port >= 1024) "
+        "with this many distinct peers on distinct ports make encrypted BitTorrent.",
+        unit="hosts", minimum=2, maximum=1000)
     encrypted_settle: Duration = setting(
         Duration(2.0), "Wait this long after a flow's opening for a plaintext handshake "
         "(MSE with plaintext payload) before counting it as encrypted.", unit="duration",

@@ -29,6 +29,10 @@
 #                  with `tcpdump -Q out udp` on the leecher: only its uTP packets to 6881,
 #                  carrying peer-wire messages (request, have...), no reply.
 #                                                        expected: bittorrent/utp 10.98.0.2
+# mse.pcap         libtorrent leecher, RC4 forced (MSE/PE), TCP only, no DHT/LSD/tracker, fetching
+#                  from 4 libtorrent seeders on unrelated high ports.
+#                                                 expected: bittorrent/encrypted 10.98.0.2
+# tls_odd_ports.pcap openssl s_client to s_server on 5 odd ports.              expected: none
 # sll.pcap, sll2.pcap  `tcpdump -i any -y LINUX_SLL / LINUX_SLL2` in the client namespace
 #                  during nmap -sS of 300 ports.                               expected: scan/syn
 # rawip.pcap       tcpdump on a tun device (link type RAW; tun_link.py joins two tun devices
@@ -151,6 +155,45 @@ open('$d/x.torrent', 'wb').write(lt.bencode(t.generate()))"
   cap "$C" "$out/utp_oneway.pcap" -i eth0 -Q out udp
   sleep 4; cap_stop
   c tc qdisc del dev eth0 root; s tc qdisc del dev eth0 root
+}
+part_mse() {  # three seeders on unrelated high ports, one leecher, RC4 forced, no DHT/LSD/tracker
+  local d=/tmp/i19mse i port
+  rm -rf "$d"; mkdir -p "$d/seed" "$d/leech"
+  head -c $((4 << 20)) /dev/urandom > "$d/seed/payload.bin"
+  /usr/bin/python3 -c "import libtorrent as lt
+fs = lt.file_storage(); lt.add_files(fs, '$d/seed/payload.bin')
+t = lt.create_torrent(fs, piece_size=1 << 16); lt.set_piece_hashes(t, '$d/seed')
+open('$d/x.torrent', 'wb').write(lt.bencode(t.generate()))"
+  local peers=()
+  for i in 100:45001 101:51234 102:38211 103:60999; do
+    port=${i#*:}
+    bg "$S" /usr/bin/python3 "$here/lt_peer_lab.py" seed --ip "10.98.0.${i%%:*}" --port "$port" \
+      --tcp-only --enc forced --torrent "$d/x.torrent" --dir "$d/seed" --time 40
+    peers+=(--peer "10.98.0.${i%%:*}:$port")
+  done
+  sleep 2
+  cap "$C" "$out/mse.pcap" -i eth0
+  c timeout 30 /usr/bin/python3 "$here/lt_peer_lab.py" leech --ip 10.98.0.2 --port 50123 --tcp-only \
+    --enc forced --torrent "$d/x.torrent" --dir "$d/leech" "${peers[@]}" --time 20 --linger 1 \
+    >/dev/null 2>&1 || true
+  cap_stop
+}
+part_tls() {  # TLS on odd ports (openssl s_server/s_client): opaque after the hello, named by it
+  local d=/tmp/i19tls i
+  mkdir -p "$d"
+  openssl req -x509 -newkey rsa:2048 -nodes -subj /CN=lab -days 2 -keyout "$d/k.pem" \
+    -out "$d/c.pem" >/dev/null 2>&1
+  for i in 100:8443 101:9443 102:10443 103:4433 104:50443; do
+    bg "$S" openssl s_server -quiet -accept "10.98.0.${i%%:*}:${i#*:}" -cert "$d/c.pem" \
+      -key "$d/k.pem" -naccept 2
+  done
+  sleep 1
+  cap "$C" "$out/tls_odd_ports.pcap" -i eth0
+  for i in 100:8443 101:9443 102:10443 103:4433 104:50443; do
+    head -c 300 /dev/urandom | base64 | c timeout 3 openssl s_client -quiet \
+      -connect "10.98.0.${i%%:*}:${i#*:}" >/dev/null 2>&1 || true
+  done
+  cap_stop
 }
 part_links() {
   cap "$C" "$out/sll.pcap" -i any -y LINUX_SLL

@@ -15,7 +15,7 @@ import pytest
 from edgeguard.cli import main
 from edgeguard.events import Finding
 from edgeguard.net.detect.bt_signatures import peer_wire_messages
-from edgeguard.net.detect.evidence import ScanEvidence
+from edgeguard.net.detect.evidence import BitTorrentEvidence, ScanEvidence
 from edgeguard.net.linktype import UnsupportedLinkType
 from edgeguard.net.replay import ReplayResult, replay_file
 from edgeguard.policy import load_policy
@@ -127,3 +127,22 @@ def test_random_payloads_do_not_parse_as_peer_wire() -> None:
     assert peer_wire_messages(bytes.fromhex("0000000d06") + bytes(12))  # a request
     assert peer_wire_messages(b"\x00\x00\x00\x10\x14\x01d5:added0:e" + bytes(3))  # ut_pex
     assert not peer_wire_messages(bytes(8))  # keep-alives only
+
+
+def test_encrypted_bittorrent_inferred_from_the_flows_shape_alone() -> None:
+    """libtorrent with RC4 forced, no DHT/LSD/tracker/uTP: the host has no other
+    BitTorrent evidence; 4 peers on unrelated high ports answered its opaque 96-608
+    byte opening with their own. Reported with a confidence and the evidence."""
+    findings = _replay("mse.pcap").findings
+    assert _kinds(findings) == {("bittorrent", "encrypted", CLIENT)}
+    evidence = findings[0].evidence
+    assert isinstance(evidence, BitTorrentEvidence)
+    assert evidence.confidence is not None and 0.6 <= evidence.confidence < 1.0
+    assert evidence.host_evidence == ("mse-shape",)
+    assert len(findings[0].destinations) == 4
+
+
+def test_tls_on_odd_ports_is_not_encrypted_bittorrent() -> None:
+    """openssl s_client to s_server on 5 odd ports: opaque after the hello, but the
+    hello names TLS; nothing is inferred."""
+    assert not _replay("tls_odd_ports.pcap").findings
