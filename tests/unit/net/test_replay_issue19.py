@@ -137,7 +137,8 @@ def test_encrypted_bittorrent_inferred_from_the_flows_shape_alone() -> None:
     assert _kinds(findings) == {("bittorrent", "encrypted", CLIENT)}
     evidence = findings[0].evidence
     assert isinstance(evidence, BitTorrentEvidence)
-    assert evidence.confidence is not None and 0.6 <= evidence.confidence < 1.0
+    assert evidence.confidence is not None
+    assert 0.6 <= evidence.confidence < 1.0
     assert evidence.host_evidence == ("mse-shape",)
     assert len(findings[0].destinations) == 4
 
