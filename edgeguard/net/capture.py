@@ -31,6 +31,7 @@ import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from edgeguard.net.bpf import Program
 
@@ -93,7 +94,7 @@ def is_cooked(ifname: str) -> bool:
     if ifname == ANY:
         return True
     try:
-        kind = int(open(f"/sys/class/net/{ifname}/type").read())  # noqa: SIM115
+        kind = int(Path("/sys/class/net", ifname, "type").read_text())
     except (OSError, ValueError):
         return False  # (the bind reports a missing interface)
     return kind not in (ARPHRD_ETHER, ARPHRD_LOOPBACK)
