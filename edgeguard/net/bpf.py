@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "SKF_AD_OFF",
+    "SKF_AD_PROTOCOL",
     "SKF_AD_RANDOM",
     "Insn",
     "Program",
@@ -58,6 +59,7 @@ RVAL_A = 0x10
 TAX, TXA = 0x00, 0x80
 
 SKF_AD_OFF = -0x1000
+SKF_AD_PROTOCOL = 0  # skb->protocol, host order: the ethertype of a cooked packet
 SKF_AD_RANDOM = 56
 BPF_MAXINSNS = 4096
 MEMWORDS = 16

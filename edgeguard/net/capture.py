@@ -11,6 +11,14 @@ frame is ever queued, optional ``PACKET_FANOUT_HASH`` group):
 
 Both count kernel drops through ``PACKET_STATISTICS`` (which resets on read, so the
 counts are accumulated here). ``bench/live_capture.py`` measures which is faster.
+
+Link types: on an Ethernet interface (ARPHRD_ETHER, and loopback's fake Ethernet
+header) the socket is ``SOCK_RAW`` and frames are handed on as they are. Any other
+interface (tun, WireGuard, PPP: raw IP, no link header) and the ``any`` pseudo-interface
+are *cooked*: a ``SOCK_DGRAM`` socket, the filter built with ``cooked=True`` (see
+:mod:`edgeguard.net.filter`), and each packet handed on behind a 14-byte Ethernet
+header made from its ``sockaddr_ll`` (protocol, and the sender's MAC when it has one),
+so decoding and detection are the same for every link.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from edgeguard.net.bpf import Program
 
@@ -31,10 +40,15 @@ __all__ = [
     "RecvCapture",
     "RingCapture",
     "attach_filter",
+    "cooked_frame",
+    "is_cooked",
     "open_capture_socket",
 ]
 
 ETH_P_ALL = 0x0003
+ARPHRD_ETHER, ARPHRD_LOOPBACK = 1, 772
+#: The pseudo-interface that captures on every interface (always cooked).
+ANY = "any"
 SOL_PACKET = 263
 SO_ATTACH_FILTER = 26
 PACKET_ADD_MEMBERSHIP = 1
@@ -57,6 +71,9 @@ FrameSink = Callable[[bytes, float, int, "int | None"], None]
 _AUX = struct.Struct("=IIIHHHH")  # struct tpacket_auxdata
 _BLOCK = struct.Struct("=III")  # tpacket_hdr_v1: block_status, num_pkts, offset_to_first_pkt
 _HDR3 = struct.Struct("=IIIIIIHH4xH")  # tpacket3_hdr up to hv1.tp_vlan_tci
+_SLL_OFFSET = 48  # TPACKET_ALIGN(sizeof(struct tpacket3_hdr)): the sockaddr_ll after it
+_SLL = struct.Struct("=H2sIHBB8s")  # sockaddr_ll: family protocol(be) ifindex hatype ...
+_NO_MAC = bytes(6)
 
 
 @dataclass(slots=True)
@@ -72,6 +89,23 @@ def _ifindex(ifname: str) -> int:
     return socket.if_nametoindex(ifname)
 
 
+def is_cooked(ifname: str) -> bool:
+    """Whether ``ifname`` is captured cooked (no Ethernet header on its frames)."""
+    if ifname == ANY:
+        return True
+    try:
+        kind = int(Path("/sys/class/net", ifname, "type").read_text())
+    except (OSError, ValueError):
+        return False  # (the bind reports a missing interface)
+    return kind not in (ARPHRD_ETHER, ARPHRD_LOOPBACK)
+
+
+def cooked_frame(protocol: bytes, mac: bytes, packet: bytes | memoryview) -> bytes:
+    """A cooked packet behind an Ethernet header: ``protocol`` is the 2-byte ethertype
+    (network order), ``mac`` the sender's address when it has 6 bytes."""
+    return _NO_MAC + (mac if len(mac) == 6 else _NO_MAC) + protocol + packet
+
+
 def attach_filter(sock: socket.socket, program: Program) -> None:
     """``SO_ATTACH_FILTER``: the kernel copies and validates the program; on a live
     socket the new filter replaces the old one atomically."""
@@ -83,11 +117,17 @@ def attach_filter(sock: socket.socket, program: Program) -> None:
 
 def open_capture_socket(ifname: str, program: Program, *, promiscuous: bool = True,
                         rcvbuf: int = 8 << 20, fanout_group: int | None = None,
-                        ring: bool = False) -> socket.socket:
+                        ring: bool = False, cooked: bool = False) -> socket.socket:
     """A capture socket on ``ifname`` with ``program`` attached (before it sees traffic).
 
-    ``ring`` selects ``TPACKET_V3`` (the ring itself is mapped by :class:`RingCapture`)."""
-    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)  # protocol 0: no frames yet
+    ``ring`` selects ``TPACKET_V3`` (the ring itself is mapped by :class:`RingCapture`);
+    ``cooked`` a ``SOCK_DGRAM`` socket (``program`` must be built cooked too). On
+    ``any`` the socket cannot be bound (Python binds by name): it is opened for every
+    protocol, and what arrived before the filter was attached is read and discarded."""
+    kind = socket.SOCK_DGRAM if cooked else socket.SOCK_RAW
+    if ifname == ANY:
+        return _open_any(program, rcvbuf, ring)
+    sock = socket.socket(socket.AF_PACKET, kind, 0)  # protocol 0: no frames yet
     try:
         attach_filter(sock, program)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
@@ -104,6 +144,28 @@ def open_capture_socket(ifname: str, program: Program, *, promiscuous: bool = Tr
             arg = (fanout_group & 0xFFFF) | ((PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_DEFRAG)
                                              << 16)
             sock.setsockopt(SOL_PACKET, PACKET_FANOUT, struct.pack("=I", arg))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _open_any(program: Program, rcvbuf: int, ring: bool) -> socket.socket:
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_ALL))
+    try:
+        attach_filter(sock, program)
+        sock.setblocking(False)
+        for _ in range(1 << 16):  # frames queued before the filter: never inspected
+            try:
+                sock.recv(1)
+            except BlockingIOError:
+                break
+        sock.setblocking(True)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        if ring:
+            sock.setsockopt(SOL_PACKET, PACKET_VERSION, TPACKET_V3)
+        else:
+            sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
     except BaseException:
         sock.close()
         raise
@@ -137,8 +199,9 @@ class _Base:
 class RecvCapture(_Base):
     """One ``recvmsg_into`` per frame (non-blocking; :meth:`drain` empties the queue)."""
 
-    def __init__(self, sock: socket.socket, snap: int = 65535) -> None:
+    def __init__(self, sock: socket.socket, snap: int = 65535, cooked: bool = False) -> None:
         super().__init__(sock, ring=False)
+        self.cooked = cooked
         sock.setblocking(False)
         self._buf = bytearray(max(snap, 64))
         self._view = memoryview(self._buf)
@@ -150,7 +213,7 @@ class RecvCapture(_Base):
         n = 0
         while n < limit:
             try:
-                size, anc, _flags, _addr = recv(bufs, self._anc)
+                size, anc, _flags, addr = recv(bufs, self._anc)
             except BlockingIOError:
                 break
             wire, vlan = size, None
@@ -160,7 +223,11 @@ class RecvCapture(_Base):
                     wire = tp_len
                     if status & TP_STATUS_VLAN_VALID:
                         vlan = tci & 0x0FFF
-            sink(bytes(self._view[:size]), time.time(), wire, vlan)
+            if self.cooked:  # addr: (ifname, protocol, pkttype, hatype, hwaddr)
+                sink(cooked_frame(addr[1].to_bytes(2, "big"), addr[4], self._view[:size]),
+                     time.time(), wire, vlan)
+            else:
+                sink(bytes(self._view[:size]), time.time(), wire, vlan)
             n += 1
         return n
 
@@ -173,8 +240,9 @@ class RingCapture(_Base):
     handed to us when full or after ``retire_ms`` (so a quiet link still delivers)."""
 
     def __init__(self, sock: socket.socket, block_size: int = 1 << 20, blocks: int = 8,
-                 retire_ms: int = 50) -> None:
+                 retire_ms: int = 50, cooked: bool = False) -> None:
         super().__init__(sock, ring=True)
+        self.cooked = cooked
         self.block_size, self.blocks = block_size, blocks
         frame_size = 2048
         req = struct.pack("=7I", block_size, blocks, frame_size,
@@ -197,7 +265,12 @@ class RingCapture(_Base):
             for _ in range(count):
                 nxt, sec, nsec, snaplen, wire, pstatus, mac, _net, tci = _HDR3.unpack_from(mm, off)
                 vlan = tci & 0x0FFF if pstatus & TP_STATUS_VLAN_VALID else None
-                sink(mm[off + mac:off + mac + snaplen], sec + nsec * 1e-9, wire, vlan)
+                data = mm[off + mac:off + mac + snaplen]
+                if self.cooked:
+                    _fam, proto, _idx, _hatype, _ptype, halen, hwaddr = _SLL.unpack_from(
+                        mm, off + _SLL_OFFSET)
+                    data = cooked_frame(proto, hwaddr[:halen], data)
+                sink(data, sec + nsec * 1e-9, wire, vlan)
                 off += nxt
             n += count
             struct.pack_into("=I", mm, base + 8, TP_STATUS_KERNEL)

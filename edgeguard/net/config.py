@@ -92,6 +92,12 @@ class ScanThresholds:
     min_failed_contacts: int = setting(
         4, "A scan type is reported only after this many distinct failed first contacts "
         "of that type (a floor under TRW).", unit="contacts", minimum=2, maximum=10000)
+    max_success_ratio: float = setting(
+        0.5, "A probe type is reported only while at most this share of its settled first "
+        "contacts succeeded: a host whose contacts succeed (a video call, a resolver "
+        "pinger, P2P fan-out) is not scanning, however slowly or widely. A SYN scan's "
+        "open ports count as failed (torn down half-open).", unit="ratio",
+        minimum=0.0, maximum=1.0)
     vertical_ports: int = setting(
         20, "Distinct UDP ports probed on one host that make a UDP scan even when no ICMP "
         "unreachable comes back (closed ports are rate-limited, open ones silent).",
@@ -177,6 +183,11 @@ class BitTorrentThresholds:
     encrypted_min_confidence: float = setting(
         0.6, "Encrypted BitTorrent is reported at or above this confidence.",
         unit="probability", minimum=0.0, maximum=1.0)
+    encrypted_shape_peers: int = setting(
+        3, "Without any other BitTorrent evidence from the host, MSE/PE-shaped flows "
+        "(both sides' first payload opaque and 96-608 bytes, to a listening port >= 1024) "
+        "with this many distinct peers on distinct ports make encrypted BitTorrent.",
+        unit="hosts", minimum=2, maximum=1000)
     encrypted_settle: Duration = setting(
         Duration(2.0), "Wait this long after a flow's opening for a plaintext handshake "
         "(MSE with plaintext payload) before counting it as encrypted.", unit="duration",

@@ -46,12 +46,14 @@ _AF6 = socket.AF_INET6
 
 #: What a transport header gives the packet, in :class:`Packet` field order: sport,
 #: dport, tcp_flags, tcp_seq, tcp_ack, tcp_window, icmp_type, icmp_code, icmp_quote,
-#: payload, payload_len.
-Transport = tuple[int, int, int, int, int, int, int, int, IcmpQuote | None, bytes, int]
-#: What an IP header gives: version, src_ip, dst_ip, ttl, proto, and its transport.
-Network = tuple[int, str, str, int, int, Transport]
-_NO_TRANSPORT: Transport = (0, 0, 0, 0, 0, 0, -1, -1, None, b"", 0)  # the defaults
-_NOT_IP: Network = (0, "", "", 0, 0, _NO_TRANSPORT)  # ARP
+#: payload, payload_len; then the TCP header length.
+Transport = tuple[int, int, int, int, int, int, int, int, IcmpQuote | None, bytes, int, int]
+#: What an IP header gives: version, src_ip, dst_ip, ttl, proto, IPv4 id, transport.
+Network = tuple[int, str, str, int, int, int, Transport]
+_NO_TRANSPORT: Transport = (0, 0, 0, 0, 0, 0, -1, -1, None, b"", 0, 0)  # the defaults
+_NOT_IP: Network = (0, "", "", 0, 0, 0, _NO_TRANSPORT)  # ARP
+#: An all-zero MAC: the link had none (a rewritten raw-IP or cooked capture).
+_NO_MAC = bytes(6)
 
 #: Raw address -> its text; cleared when full (a spoofed flood sends new ones forever).
 _ADDRESS_TEXT: dict[bytes, str] = {}
@@ -114,11 +116,13 @@ def decode(frame: bytes, ts: float, wire_len: int, c: DecodeCounters) -> Packet 
     if net is None:
         return None
     c.decoded += 1
-    version, src, dst, ttl, proto, (sport, dport, flags, seq, ack, window, icmp_type,
-                                    icmp_code, quote, payload, payload_len) = net
-    return Packet(ts, wire_len, src_mac.hex(":"), dst_mac.hex(":"), ethertype, vlan,
+    version, src, dst, ttl, proto, ip_id, (sport, dport, flags, seq, ack, window,
+                                           icmp_type, icmp_code, quote, payload,
+                                           payload_len, thl) = net
+    return Packet(ts, wire_len, "" if src_mac == _NO_MAC else src_mac.hex(":"),
+                  "" if dst_mac == _NO_MAC else dst_mac.hex(":"), ethertype, vlan,
                   version, src, dst, ttl, proto, sport, dport, flags, seq, ack, window,
-                  icmp_type, icmp_code, quote, arp, payload, payload_len)
+                  icmp_type, icmp_code, quote, arp, payload, payload_len, ip_id, thl)
 
 
 def _arp(frame: bytes, off: int, c: DecodeCounters) -> ArpInfo | None:
@@ -138,7 +142,7 @@ def _ipv4(frame: bytes, off: int, c: DecodeCounters) -> Network | None:
     if n < off + 20:
         c.malformed += 1
         return None
-    vihl, _tos, total, _id, frag, ttl, proto, _sum, src, dst = _IPV4(frame, off)
+    vihl, _tos, total, ip_id, frag, ttl, proto, _sum, src, dst = _IPV4(frame, off)
     ihl = (vihl & 0x0F) * 4
     if vihl >> 4 != 4 or ihl < 20 or total < ihl or n < off + ihl:
         c.malformed += 1
@@ -150,7 +154,7 @@ def _ipv4(frame: bytes, off: int, c: DecodeCounters) -> Network | None:
     if transport is None:
         return None
     return (4, _ADDRESS_TEXT.get(src) or _address_text(src),
-            _ADDRESS_TEXT.get(dst) or _address_text(dst), ttl, proto, transport)
+            _ADDRESS_TEXT.get(dst) or _address_text(dst), ttl, proto, ip_id, transport)
 
 
 def _ipv6(frame: bytes, off: int, c: DecodeCounters) -> Network | None:  # noqa: PLR0911
@@ -192,7 +196,7 @@ def _ipv6(frame: bytes, off: int, c: DecodeCounters) -> Network | None:  # noqa:
     transport = (_NO_TRANSPORT if nh == IPV6_NO_NEXT
                  else _transport(frame, nh, pos, min(n, pos + remaining), remaining, c=c))
     return None if transport is None else (6, _ADDRESS_TEXT.get(src) or _address_text(src),
-            _ADDRESS_TEXT.get(dst) or _address_text(dst), hlim, nh, transport)
+            _ADDRESS_TEXT.get(dst) or _address_text(dst), hlim, nh, 0, transport)
 
 
 def _transport(frame: bytes, proto: int, off: int, end: int,  # noqa: PLR0911
@@ -208,7 +212,8 @@ def _transport(frame: bytes, proto: int, off: int, end: int,  # noqa: PLR0911
             c.malformed += 1
             return None
         payload = frame[off + thl:end] if end > off + thl else b""
-        return (sport, dport, flags, seq, ack, window, -1, -1, None, payload, length - thl)
+        return (sport, dport, flags, seq, ack, window, -1, -1, None, payload, length - thl,
+                thl)
     if proto == PROTO_UDP:
         if end < off + 8:
             c.malformed += 1
@@ -218,7 +223,7 @@ def _transport(frame: bytes, proto: int, off: int, end: int,  # noqa: PLR0911
             c.malformed += 1
             return None
         return (sport, dport, 0, 0, 0, 0, -1, -1, None, frame[off + 8:min(end, off + ulen)],
-                ulen - 8)
+                ulen - 8, 0)
     if proto in (PROTO_ICMP, PROTO_ICMPV6):
         if end < off + 4 or length < 4:
             c.malformed += 1
@@ -228,8 +233,8 @@ def _transport(frame: bytes, proto: int, off: int, end: int,  # noqa: PLR0911
         quote = (_quote(frame, off + 8, end, proto == PROTO_ICMP) if icmp_type in errors
                  else None)
         return (0, 0, 0, 0, 0, 0, icmp_type, icmp_code, quote,
-                frame[off + 8:end] if end > off + 8 else b"", max(0, length - 8))
-    return (0, 0, 0, 0, 0, 0, -1, -1, None, b"", max(0, length))
+                frame[off + 8:end] if end > off + 8 else b"", max(0, length - 8), 0)
+    return (0, 0, 0, 0, 0, 0, -1, -1, None, b"", max(0, length), 0)
 
 
 def _quote(frame: bytes, off: int, end: int, v4: bool) -> IcmpQuote | None:

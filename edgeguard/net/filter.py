@@ -30,6 +30,12 @@ over capture files. It passes:
 * IPv4 (no later fragments) and IPv6 with up to three extension headers (hop-by-hop,
   routing, destination options, fragment); one 802.1Q / 802.1ad tag in the frame.
 
+Link header: Ethernet (``SOCK_RAW`` on an Ethernet interface, and every ``replay``:
+other capture link types are rewritten to Ethernet first, :mod:`edgeguard.net.linktype`),
+or none at all when ``cooked`` (a ``SOCK_DGRAM`` socket on a tun/WireGuard/PPP
+interface or on ``any``): the packet then starts at the IP header and the ethertype is
+the kernel's ``skb->protocol`` (``SKF_AD_PROTOCOL``), so every offset below stays right.
+
 Load shedding (:mod:`edgeguard.net.shed`): while a flood toward an IPv4 address is in
 progress, the live worker rebuilds the program with that address in ``shed_syn`` (a SYN
 flood: TCP segments with SYN or RST set to or from the address, i.e. the flood, its
@@ -45,6 +51,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from edgeguard.net.bpf import (
+    SKF_AD_PROTOCOL,
     SKF_AD_RANDOM,
     Insn,
     Program,
@@ -109,6 +116,7 @@ class FilterSpec:
     shed_sample: int = 16  # pass 1 in N of the packets of a shed flood
     shed_syn: tuple[int, ...] = ()  # IPv4 addresses (as integers): SYN/RST to or from them
     shed_udp: tuple[int, ...] = ()  # IPv4 addresses: UDP to or from them
+    cooked: bool = False  # no link header (SOCK_DGRAM): ethertype from SKF_AD_PROTOCOL
 
     def __post_init__(self) -> None:
         for name in ("udp_sample", "shed_sample"):
@@ -141,7 +149,9 @@ def _shed(spec: FilterSpec, dsts: tuple[int, ...], name: str, keep: str) -> list
             op("and", spec.shed_sample - 1), jeq(0, "accept", "drop")]
 
 
-def _link() -> list[Insn]:
+def _link(spec: FilterSpec) -> list[Insn]:
+    if spec.cooked:
+        return [ldx(imm=0), stx(M_LINK), ld(ancillary=SKF_AD_PROTOCOL), *_by_ethertype()]
     return [
         ld("h", abs_=12),
         jeq(0x8100, "vlan", "vlan_ad"),
@@ -155,6 +165,13 @@ def _link() -> list[Insn]:
         ldx(imm=14),
         label("link_done"),
         stx(M_LINK),
+        *_by_ethertype(),
+    ]
+
+
+def _by_ethertype() -> list[Insn]:
+    """A = the ethertype, X = the network header's offset."""
+    return [
         jeq(0x0806, "accept", "not_arp"),
         label("not_arp"),
         jeq(0x0800, "ipv4", "not_v4"),
@@ -301,7 +318,7 @@ def _udp(spec: FilterSpec) -> list[Insn]:
 def filter_source(spec: FilterSpec) -> list[Insn]:
     """The program as declarative instructions (before assembly)."""
     return [
-        *_link(), *_ipv4(spec), *_ipv6(spec), *_transport(), *_tcp(spec), *_udp(spec),
+        *_link(spec), *_ipv4(spec), *_ipv6(spec), *_transport(), *_tcp(spec), *_udp(spec),
         label("accept"), ret(spec.snap_length),
         label("drop"), ret(0),
     ]

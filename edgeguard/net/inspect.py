@@ -24,7 +24,7 @@ __all__ = ["Chain", "Inspector", "build_chain", "filter_spec"]
 
 
 class Chain(Protocol):
-    """What :class:`edgeguard.net.detect.base.DetectorChain` offers."""
+    """What :class:`edgeguard.net.detect.chain.DetectorChain` offers."""
 
     def feed(self, pkt: Packet) -> list[Finding]: ...
 

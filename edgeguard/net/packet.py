@@ -9,7 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["ArpInfo", "IcmpQuote", "Packet", "TcpFlags"]
+__all__ = ["ARP", "ArpInfo", "IcmpQuote", "Packet", "PacketClass", "TcpFlags"]
+
+#: A packet's class for routing to detectors: :data:`ARP`, or the IP protocol number.
+PacketClass = int
+#: The class of ARP packets (no IP protocol number is negative).
+ARP: PacketClass = -1
 
 
 class TcpFlags:
@@ -68,3 +73,5 @@ class Packet:
     arp: ArpInfo | None = None
     payload: bytes = b""  # first bytes of the transport payload (what the snap length kept)
     payload_len: int = 0  # full transport payload length from the headers
+    ip_id: int = 0  # IPv4 identification (0 for IPv6)
+    tcp_hdr_len: int = 0  # TCP header length in bytes (20: no options)

@@ -30,6 +30,7 @@ from pathlib import Path
 from edgeguard.events import Finding
 from edgeguard.net.config import NetworkConfig
 from edgeguard.net.inspect import Chain, Inspector, build_chain
+from edgeguard.net.linktype import ETHERNET, SUPPORTED, UnsupportedLinkType, to_ethernet
 from edgeguard.net.packet import Packet
 from edgeguard.net.pcapfile import ReaderCounters, read_capture
 
@@ -59,13 +60,16 @@ class PacketClock:
 class ReplayResult:
     findings: list[Finding] = field(default_factory=list)
     counters: dict[str, int] = field(default_factory=dict)
+    link_damaged: int = 0  # frames whose non-Ethernet link header could not be read
 
 
 def iter_findings(path: Path, cfg: NetworkConfig, clock: PacketClock,
                   result: ReplayResult, chain: Chain | None = None) -> Iterator[Finding]:
     """Findings as the capture produces them (``clock`` follows the packets); counters
     land in ``result`` when the file is done. Raises CaptureFormatError / OSError
-    before the first frame for a file that cannot be read."""
+    before the first frame for a file that cannot be read, and
+    :class:`UnsupportedLinkType` at the end when frames of a link type we cannot
+    decode were skipped (a pcap has one link type: then nothing was read)."""
     reader = ReaderCounters()
     inspector = Inspector.for_replay(cfg, chain if chain is not None
                                      else build_chain(cfg, clock))
@@ -74,7 +78,11 @@ def iter_findings(path: Path, cfg: NetworkConfig, clock: PacketClock,
     batch: list[Packet] = []
     last: float | None = None
     with _fewer_collections():
-        for last, wire_len, data, _linktype in read_capture(path, reader):
+        for last, wire_len, raw, linktype in read_capture(path, reader, SUPPORTED):
+            data = raw if linktype == ETHERNET else to_ethernet(linktype, raw)
+            if data is None:
+                result.link_damaged += 1
+                continue
             pkt = to_packet(data, last, wire_len)
             if pkt is not None:
                 batch.append(pkt)
@@ -87,7 +95,14 @@ def iter_findings(path: Path, cfg: NetworkConfig, clock: PacketClock,
     yield from inspector.chain.finish()
     result.counters = {"file_frames": reader.frames,
                        "unsupported_linktype": reader.unsupported_linktype,
+                       "link_damaged": result.link_damaged,
                        "truncated": reader.truncated, **inspector.counters()}
+    if reader.unsupported_linktype:
+        kinds = ", ".join(str(k) for k in sorted(reader.linktypes) if k not in SUPPORTED)
+        raise UnsupportedLinkType(
+            f"{path}: {reader.unsupported_linktype} frame(s) of link type {kinds} not "
+            f"supported (read: Ethernet, Linux SLL/SLL2, raw IP, null/loopback, PPP, "
+            f"Cisco HDLC)")
 
 
 @contextmanager

@@ -25,11 +25,11 @@ import socket
 import sys
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from edgeguard.clock import SystemClock
 from edgeguard.events import Finding
-from edgeguard.net.capture import RecvCapture, RingCapture, open_capture_socket
+from edgeguard.net.capture import RecvCapture, RingCapture, is_cooked, open_capture_socket
 from edgeguard.net.config import NetworkConfig
 from edgeguard.net.filter import build_filter
 from edgeguard.net.inspect import Chain, Inspector, build_chain, filter_spec
@@ -74,14 +74,17 @@ class Worker:
         self.cfg = spec.config
         self.ctl = ctl
         self.clock = SystemClock()
-        base = filter_spec(self.cfg)
+        self.cooked = is_cooked(spec.interface)  # no Ethernet header on this link
+        base = replace(filter_spec(self.cfg), cooked=self.cooked)
         program = build_filter(base)
         sock = open_capture_socket(spec.interface, program, promiscuous=self.cfg.promiscuous,
                                    rcvbuf=int(self.cfg.ring_size),
-                                   fanout_group=spec.fanout_group, ring=spec.ring)
+                                   fanout_group=spec.fanout_group, ring=spec.ring,
+                                   cooked=self.cooked)
         self.capture: RecvCapture | RingCapture = (
-            RingCapture(sock, blocks=max(2, int(self.cfg.ring_size) // (1 << 20)))
-            if spec.ring else RecvCapture(sock, snap=self.cfg.snap_length))
+            RingCapture(sock, blocks=max(2, int(self.cfg.ring_size) // (1 << 20)),
+                        cooked=self.cooked)
+            if spec.ring else RecvCapture(sock, snap=self.cfg.snap_length, cooked=self.cooked))
         self.inspector = Inspector(chain if chain is not None else build_chain(self.cfg,
                                                                               self.clock))
         self.shedder = Shedder(sock, base)
@@ -148,7 +151,7 @@ class Worker:
     def reconfigure(self, cfg: NetworkConfig) -> None:
         if cfg != self.cfg:
             self.inspector.chain = build_chain(cfg, self.clock)
-        self.shedder.rebase(filter_spec(cfg), self.inspector.chain)
+        self.shedder.rebase(replace(filter_spec(cfg), cooked=self.cooked), self.inspector.chain)
         self.cfg = cfg
         self.shedder.update(self.inspector.chain)  # floods a kept chain still sees
 

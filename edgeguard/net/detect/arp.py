@@ -2,7 +2,8 @@
 
 * reply poisoning: unsolicited replies "X is-at M2" while X's genuine MAC (learned
   from X's own requests or from replies to someone's request) is M1;
-* one MAC claiming many addresses in replies or gratuitous ARP;
+* one MAC claiming many addresses in unsolicited replies or gratuitous ARP (replies to
+  requests, a host with many aliases answering for each, do not count);
 * gratuitous-ARP storms from one MAC;
 * any unsolicited claim about, or toward, a configured gateway counts at once.
 
@@ -18,10 +19,9 @@ from dataclasses import dataclass, field
 
 from edgeguard.events import Finding, Severity
 from edgeguard.net.config import NetworkConfig
-from edgeguard.net.detect.base import ARP
 from edgeguard.net.detect.common import BoundedTable, endpoint, summary
 from edgeguard.net.detect.evidence import ArpEvidence
-from edgeguard.net.packet import Packet
+from edgeguard.net.packet import ARP, Packet
 
 __all__ = ["KIND", "SUBTYPES", "ArpSpoofDetector"]
 
@@ -103,11 +103,13 @@ class ArpSpoofDetector:
                 out += self._unsolicited(pkt, claimer) + self._many(mac, claimer)
             return out
         claimer.replies += 1
-        self._claim(claimer, ip, ts)
         asked = None if gratuitous else self.requests.pop((arp.target_ip, ip))
         solicited = asked is not None and ts - asked <= self.cfg.request_window
         if solicited and pkt.src_mac == mac and not gratuitous:
-            return out + self._confirm(ip, mac, ts) + self._many(mac, claimer)
+            # answering requests for its own addresses is what a host with aliases
+            # (a server, a proxy-ARP router) does: not a claim toward many-ips
+            return out + self._confirm(ip, mac, ts)
+        self._claim(claimer, ip, ts)
         if not solicited:
             claimer.unsolicited += 1
             out += self._unsolicited(pkt, claimer)

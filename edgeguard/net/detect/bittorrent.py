@@ -7,7 +7,11 @@ Every signal is reported per (host, subtype, role) once, then again after
 :class:`HostIntel`, which the scan detector reads (peer fan-out is not a scan) and the
 encrypted inference needs: an MSE/PE stream has no plaintext, so it is inferred from a
 host already seen doing DHT/uTP/tracker/LSD that opens several high-entropy TCP flows
-whose first payload is 96-608 bytes (the DH key plus padding), with a confidence.
+whose first payload is 96-608 bytes (the DH key plus padding), with a confidence; or,
+with no other evidence from the host, from the exchange's shape alone: flows to
+``encrypted_shape_peers`` distinct peers on distinct ports >= 1024 where the initiator's
+*and* the responder's first payloads are both opaque and 96-608 bytes (Ya+PadA, then
+Yb+PadB). No port is guessed; TLS, SSH, HTTP and other named openings never count.
 """
 
 from __future__ import annotations
@@ -15,9 +19,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+import edgeguard.net.detect.bt_signatures as sig
 from edgeguard.events import Finding, Severity
 from edgeguard.net.config import NetworkConfig
-from edgeguard.net.detect import bt_signatures as sig
 from edgeguard.net.detect.bt_flows import FlowKey, Opening, TcpFlow, UtpFlow, flow_key
 from edgeguard.net.detect.bt_handshake import HandshakeAssembler
 from edgeguard.net.detect.common import (
@@ -31,7 +35,8 @@ from edgeguard.net.detect.evidence import BitTorrentEvidence
 from edgeguard.net.detect.intel import HostIntel
 from edgeguard.net.packet import Packet
 
-__all__ = ["KIND", "SUBTYPES", "BitTorrentDetector", "encrypted_confidence"]
+__all__ = ["KIND", "SUBTYPES", "BitTorrentDetector", "encrypted_confidence",
+           "shape_confidence"]
 
 KIND = "bittorrent"
 #: One per signal; ``encrypted`` is the inferred MSE/PE one.
@@ -64,6 +69,12 @@ def encrypted_confidence(signals: int, flows: int, bittorrent_peers: int) -> flo
     return round(min(0.99, 1.0 - doubt), 2)
 
 
+def shape_confidence(peers: int, needed: int) -> float:
+    """Confidence of the shape-only inference: 0.6 at ``needed`` MSE/PE-shaped peers,
+    each further peer removing a fifth of the remaining doubt."""
+    return round(min(0.95, 1.0 - 0.4 * 0.8 ** max(0, peers - needed)), 2)
+
+
 class BitTorrentDetector:
     name = "bittorrent"
 
@@ -81,6 +92,8 @@ class BitTorrentDetector:
             self.cfg.max_flows)
         # host -> {peer: opening size} of its opaque flows
         self.opaque: BoundedTable[str, dict[str, int]] = BoundedTable(self.cfg.max_hosts)
+        #: initiator -> {peer: listening port} of its MSE/PE-shaped flows (both sides)
+        self.shaped: BoundedTable[str, dict[str, int]] = BoundedTable(self.cfg.max_hosts)
         self.handshakes = HandshakeAssembler(self.cfg)  # split across segments
         self.n_packets = 0
         self.n_signals = 0
@@ -117,6 +130,8 @@ class BitTorrentDetector:
                 act = self._activity(side, "encrypted", "peer", now, opening.mac)
                 if len(act.samples) < 3:
                     act.samples.append(opening.sample)
+            if side == flow.initiator:
+                self._note_shape(flow, side, peer)
             hosts[side] = (opening.mac, max(opening.ts, hosts.get(side, ("", 0.0))[1]))
         for host, (mac, when) in hosts.items():
             # evidence is judged at the openings' time, not the tick's (a replay's
@@ -131,6 +146,7 @@ class BitTorrentDetector:
             "tcp_flows": len(self.tcp), "tcp_flows_evicted": self.tcp.evicted,
             "utp_flows": len(self.utp), "utp_flows_evicted": self.utp.evicted,
             "opaque_hosts": len(self.opaque), "opaque_hosts_evicted": self.opaque.evicted,
+            "mse_shaped_hosts": len(self.shaped),
             **self.handshakes.counters(),
         }
 
@@ -248,8 +264,10 @@ class BitTorrentDetector:
                 and flow.syn[1] == head.connection_id and flow.syn[2] == head.ack_nr:
             flow.confirmed = True
         elif head.type == 0:
+            # a handshake, or (mid-stream, one way) peer-wire messages: enough alone
             off = sig.utp_data_offset(pkt.payload)
-            flow.confirmed = off is not None and sig.is_handshake(pkt.payload[off:])
+            data = pkt.payload[off:] if off is not None else b""
+            flow.confirmed = sig.is_handshake(data) or sig.peer_wire_messages(data)
         if not flow.confirmed and flow.packets >= 4 and flow.paired():
             flow.confirmed = True
         if not flow.confirmed:
@@ -258,16 +276,35 @@ class BitTorrentDetector:
                 + self._report(pkt, pkt.dst_ip, "utp", "peer", pkt.src_ip, pkt.dport,
                                mac=pkt.dst_mac))
 
+    def _note_shape(self, flow: TcpFlow, initiator: str, peer: str) -> None:
+        """The responder answered the initiator's opaque opening with its own (the MSE/PE
+        key exchange's shape), on a listening port >= 1024."""
+        answer = flow.opening(peer)
+        if answer is None or not answer.opaque or flow.listen_port < 1024:
+            return
+        shaped = self.shaped.touch(initiator)
+        if shaped is None:
+            shaped = {}
+            self.shaped.put(initiator, shaped)
+        if len(shaped) < _MAX_PEERS:
+            shaped[peer] = flow.listen_port
+
     # -- findings -----------------------------------------------------------------------
     def _infer_encrypted(self, host: str, mac: str, now: float) -> list[Finding]:
         cfg = self.cfg
         signals = tuple(s for s in self.intel.bittorrent_signals(host, now) if s != "encrypted")
         opened = self.opaque.get(host) or {}
-        if not signals or len(opened) < cfg.encrypted_min_flows or \
-                len(opened) < cfg.encrypted_min_peers:
+        if len(opened) < cfg.encrypted_min_flows or len(opened) < cfg.encrypted_min_peers:
             return []
         bt_peers = sum(1 for peer in opened if self.intel.is_bittorrent(peer, now))
-        confidence = encrypted_confidence(len(signals), len(opened), bt_peers)
+        if not signals:
+            shaped = self.shaped.get(host) or {}
+            if min(len(shaped), len(set(shaped.values()))) < cfg.encrypted_shape_peers:
+                return []
+            signals = ("mse-shape",)
+            confidence = shape_confidence(len(shaped), cfg.encrypted_shape_peers)
+        else:
+            confidence = encrypted_confidence(len(signals), len(opened), bt_peers)
         if confidence < cfg.encrypted_min_confidence:
             return []
         act = self._activity(host, "encrypted", "peer", now, mac)

@@ -12,6 +12,9 @@ a UDP datagram) and at fixed offsets, like the capture filter itself:
 * DHT KRPC: bencoded dict whose ``a`` (query) or ``r`` (reply) dict starts with the
   20-byte node ``id`` (BEP 5; BEP 42 replies put ``ip`` first);
 * uTP header (BEP 29): version 1, type 0-4, extension 0-2;
+* peer-wire messages (BEP 3, 6, 10) inside a uTP DATA packet: length-prefixed, each
+  message id with the length it must have (an extended message holds a bencoded dict);
+  the messages tile the captured bytes (the last may be cut by the snap length);
 * local service discovery: ``BT-SEARCH * HTTP/1.1`` to 239.192.152.143:6771 (BEP 14).
 """
 
@@ -31,6 +34,7 @@ __all__ = [
     "is_lsd",
     "is_tracker_response",
     "known_plaintext",
+    "peer_wire_messages",
     "torrent_file_request",
     "torrent_file_response",
     "udp_tracker_connect",
@@ -177,6 +181,51 @@ def utp_data_offset(payload: bytes) -> int | None:
         ext, length = payload[off], payload[off + 1]
         off += 2 + length
     return None
+
+
+#: message id -> its exact length prefix (BEP 3 core, BEP 6 fast extension)
+_FIXED_LENGTH = {0: 1, 1: 1, 2: 1, 3: 1, 4: 5, 6: 13, 8: 13, 9: 3, 13: 5, 14: 1, 15: 1,
+                 16: 13, 17: 5}
+_BITFIELD, _PIECE, _EXTENDED = 5, 7, 20
+#: the largest message a client sends (a 16 KiB block, a bitfield of a huge torrent)
+_MAX_MESSAGE = 1 << 17
+
+
+def _message_ok(data: bytes, off: int, length: int) -> bool:
+    kind = data[off + 4]
+    fixed = _FIXED_LENGTH.get(kind)
+    if fixed is not None:
+        return length == fixed
+    if kind == _BITFIELD:
+        return length >= 2
+    if kind == _PIECE:
+        return 10 <= length <= (1 << 15) + 9
+    if kind == _EXTENDED:
+        # extension id, then a bencoded dict (handshake, ut_pex, ut_metadata)
+        return length >= 3 and (off + 6 >= len(data) or data[off + 6:off + 7] == b"d")
+    return False
+
+
+def peer_wire_messages(data: bytes) -> bool:
+    """``data`` (a uTP DATA packet's payload) is one or more BitTorrent peer-wire
+    messages. Keep-alives alone (length 0) do not count."""
+    off, seen, n = 0, 0, len(data)
+    for _ in range(64):
+        if off == n:
+            return seen > 0
+        if off + 5 > n:  # a keep-alive, or a header cut by the snap length
+            return seen > 0
+        length = struct.unpack_from("!I", data, off)[0]
+        if length == 0:
+            off += 4
+            continue
+        if length > _MAX_MESSAGE or not _message_ok(data, off, length):
+            return False
+        seen += 1
+        off += 4 + length
+        if off > n:
+            return True  # the last message is cut by the snap length
+    return False
 
 
 def is_lsd(dst_ip: str, dport: int, payload: bytes) -> bool:

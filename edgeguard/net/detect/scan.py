@@ -4,15 +4,28 @@ Works on the prefiltered stream: probes (SYN, odd flags, UDP), answers (SYN-ACK,
 ICMP unreachable) and ARP (to learn which IP a MAC owns, for decoys). Answers are
 never probes, so a target answering a scan never becomes an actor.
 
+A scan is failed first contacts: a probe type is reported only while its failures
+dominate (``scan.max_success_ratio``), so a host whose contacts succeed (a video call
+to 25 hosts, a resolver pinger, P2P fan-out) is not scanning however slowly or widely.
+A SYN followed by the initiator's own ACK or data on that flow succeeded even when the
+SYN-ACK is not seen (egress-only capture, asymmetric routing); UDP answered from the
+contacted port succeeded. While the capture holds no return traffic at all (no SYN-ACK,
+RST, ICMP error or UDP reply), silence is not judged: unanswered SYNs are counted in
+``silence_unjudged`` and ``no_return_traffic`` says so, no scan is reported from them.
+
 Labels: the probe type (syn, connect, fin, null, xmas, maimon, ack, udp), replaced by
-``masscan`` for a steady high-rate scan and ``slow`` for a paced one; IPv6 scans get
-an ``ipv6-`` prefix. With nmap ``-D`` every probe is also sent from decoy addresses
+``masscan`` for a steady high-rate scan whose SYNs carry masscan's fingerprint (no TCP
+options, IP id = destination ^ port ^ sequence) and ``slow`` for a paced one; IPv6 scans
+get an ``ipv6-`` prefix. A probe type is reported under one label, once (its later
+summary keeps that label). With nmap ``-D`` every probe is also sent from decoy addresses
 through the same MAC; the finding then names the MAC and the address it owns.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
+from socket import inet_aton
 
 from edgeguard.events import Finding, Severity
 from edgeguard.net.config import NetworkConfig
@@ -30,6 +43,8 @@ KIND = "scan"
 
 #: Probe types whose failures the walk counts (UDP is counted by distinct ports too).
 _TCP_TYPES = ("syn", "fin", "null", "xmas", "maimon", "ack")
+#: Probe types that are never legitimate (failed when sent, answered or not).
+_ODD_TYPES = ("fin", "null", "xmas")
 #: Every label a port scan can get (docs/findings.md documents each).
 LABELS = (*_TCP_TYPES, "connect", "udp", "masscan", "slow")
 #: The finding subtypes: the labels, and the same for IPv6 with an ``ipv6-`` prefix.
@@ -73,6 +88,8 @@ class ScanDetector:
         self.n_expired = 0
         self.n_bittorrent_exempt = 0
         self.n_sweep_exempt = 0
+        self.n_answers = 0  # any return traffic: SYN-ACK, RST, ICMP error, UDP reply
+        self.n_unjudged = 0  # silent probes not judged (no return traffic seen at all)
 
     # -- the detector protocol ----------------------------------------------------------
     def observe(self, pkt: Packet) -> list[Finding]:
@@ -86,8 +103,11 @@ class ScanDetector:
             return []
         # traffic to a known-benign service (and, for UDP, its replies); a TCP probe
         # *from* such a port (nmap -g 7680) is still a probe
-        if not pkt.src_ip or self.exclusions.to_service(pkt):
+        if not pkt.src_ip:
             return []
+        if self.exclusions.to_service(pkt):
+            # (a TCP answer to a probe sent from such a port still settles it)
+            return self._tcp_answer(pkt) if pkt.proto == 6 else []
         probe = self.classifier.classify(pkt)
         if probe is None:
             return self._answer(pkt)
@@ -102,8 +122,12 @@ class ScanDetector:
         out: list[Finding] = []
         while (item := self.pending.oldest()) is not None and item[1][0] <= now:
             self.pending.pop(item[0])
-            if item[1][2]:
+            if not item[1][2]:
+                continue
+            if self.n_answers:
                 out.extend(self._settle(item[0], failed=True, kind=item[1][1]))
+            else:  # a one-way link: silence says nothing about the contact
+                self.n_unjudged += 1
         while (cand := self.candidates.oldest()) is not None and cand[1][0] <= now:
             self.candidates.pop(cand[0])
         while (h := self.half.oldest()) is not None and h[1] <= now:
@@ -138,6 +162,8 @@ class ScanDetector:
             "udp_flows_evicted": self.classifier.udp_flows.evicted,
             "decoy_groups": len(self.decoys.groups), "bittorrent_exempt": self.n_bittorrent_exempt,
             "sweep_exempt": self.n_sweep_exempt,
+            "answers": self.n_answers, "silence_unjudged": self.n_unjudged,
+            "no_return_traffic": int(self.n_unjudged > 0 and not self.n_answers),
         }
 
     # -- probes and answers -------------------------------------------------------------
@@ -153,6 +179,8 @@ class ScanDetector:
         elif pkt.src_mac:
             state.mac = pkt.src_mac
         state.count_probe(ts, kind, pkt.sport, cfg.masscan_rate)
+        if kind == "syn" and _masscan_fingerprint(pkt):
+            state.masscan_like += 1
         if state.probes > 1 and len(state.sample_list) < 3:
             # from the second probe on: a one-packet (spoofed) source keeps no text
             state.sample(summary(pkt))
@@ -191,10 +219,20 @@ class ScanDetector:
         error quoting a probe."""
         if pkt.proto == 6:
             return self._tcp_answer(pkt)
+        if pkt.proto == 17:
+            # a datagram from a port a source contacted: that contact was answered
+            key = (pkt.dst_ip, pkt.src_ip, 17, pkt.sport)
+            state = self.sources.get(pkt.dst_ip)
+            if state is not None and (pkt.src_ip, pkt.sport, 17) in state.contacts:
+                self.n_answers += 1
+                return self._settle(key, failed=False, kind="udp")
+            return []
         quote = pkt.icmp_quote
         if quote is not None and quote.dport is not None and pkt.icmp_type in (1, 3):
             key = (quote.src_ip, quote.dst_ip, quote.proto, quote.dport)
             entry = self.pending.pop(key)
+            if entry is not None:
+                self.n_answers += 1
             kind = entry[1] if entry is not None else ("udp" if quote.proto == 17 else "syn")
             return self._settle(key, failed=True, kind=kind)
         return []
@@ -204,14 +242,17 @@ class ScanDetector:
         flags = pkt.tcp_flags
         if flags & 0x12 == 0x12:  # SYN-ACK: open port; wait for the actor's reaction
             if self.pending.pop(key) is not None:
+                self.n_answers += 1
                 self.half.put(key, pkt.ts + self.cfg.answer_timeout)
             return []
         if flags & 0x04:
             entry = self.pending.pop(key)
             if entry is not None:
+                self.n_answers += 1
                 return self._settle(key, failed=True, kind=entry[1])
             cand = self.candidates.pop(key)
             if cand is not None:
+                self.n_answers += 1
                 return self._confirmed(cand)
             mine = (pkt.src_ip, pkt.dst_ip, 6, pkt.dport)
             if self.half.pop(mine) is not None:
@@ -222,6 +263,10 @@ class ScanDetector:
         mine = (pkt.src_ip, pkt.dst_ip, 6, pkt.dport)
         if flags & 0x10 and self.half.pop(mine) is not None:
             return self._reaction(mine, pkt.src_mac, half_open=False)
+        if flags & 0x10 and self.pending.pop(mine) is not None:
+            # the initiator's own ACK/data on its SYN's flow: the handshake completed,
+            # whether or not the SYN-ACK was seen (one-way capture, asymmetric route)
+            return self._settle(mine, failed=False, kind="syn")
         return []
 
     def _reaction(self, key: PendingKey, mac: str, half_open: bool) -> list[Finding]:
@@ -256,14 +301,33 @@ class ScanDetector:
         cfg = self.cfg
         # checked after every settled contact: nothing to count until the walk alarms
         kinds = state.failed_kinds(_TCP_TYPES, cfg.min_failed_contacts) if state.alarmed else []
-        udp = state.probes_of("udp")
-        if udp and ((state.fails("udp") >= cfg.min_failed_contacts and state.alarmed)
-                    or (udp >= min(cfg.vertical_ports, cfg.horizontal_hosts) and (
-                        max(state.ports_by_host.values(), default=0) >= cfg.vertical_ports
-                        or max(state.hosts_by_port.values(), default=0)
-                        >= cfg.horizontal_hosts))):
+        if not self.n_answers:  # no return traffic seen: only never-legitimate probes
+            return [kind for kind in kinds if kind in _ODD_TYPES]
+        if kinds and state.mostly_succeeding(False, cfg.max_success_ratio):
+            kinds = [kind for kind in kinds if kind in state.labels]  # (already reported)
+        if state.probes_of("udp") and ("udp" in state.labels or self._udp_scan(state)):
             kinds.append("udp")
         return kinds
+
+    def _udp_scan(self, state: SourceState) -> bool:
+        """Failed UDP contacts (ICMP unreachable), or many contacts no answer came back
+        from (closed ports are rate-limited, open ones silent) on one host or one port;
+        never while most UDP contacts were answered, nor while the capture has no return
+        traffic at all."""
+        cfg = self.cfg
+        if state.mostly_succeeding(True, cfg.max_success_ratio):
+            return False
+        if state.fails("udp") >= cfg.min_failed_contacts and state.alarmed:
+            return True
+        if not self.n_answers or state.udp_open < min(cfg.vertical_ports,
+                                                     cfg.horizontal_hosts):
+            return False
+        open_keys = [key for key, outcome in state.contacts.items()
+                     if key[2] == 17 and outcome == SEEN]
+        return (max(Counter(key[0] for key in open_keys).values(), default=0)
+                >= cfg.vertical_ports
+                or max(Counter(key[1] for key in open_keys).values(), default=0)
+                >= cfg.horizontal_hosts)
 
     def _check(self, state: SourceState) -> list[Finding]:
         # (the common case, e.g. every probe of a spoofed flood: nothing to report yet)
@@ -277,7 +341,9 @@ class ScanDetector:
             return []
         out: list[Finding] = []
         for kind in kinds:
-            subtype = self._subtype(state, kind)
+            if kind in state.labels:
+                continue
+            subtype = state.labels[kind] = self._subtype(state, kind)
             if subtype in state.reported:
                 continue
             if self._bittorrent_fanout(state, kind):
@@ -299,11 +365,14 @@ class ScanDetector:
         if not self.summaries or state.muted:
             return []
         out = []
+        kinds = {subtype: kind for kind, subtype in state.labels.items()}
         for subtype, probes in list(state.reported.items()):
             if probes != _EXEMPT and state.probes > probes:
                 state.reported[subtype] = state.probes
-                kind = subtype.removeprefix("ipv6-")
-                kind = "syn" if kind in ("connect", "masscan", "slow") else kind
+                kind = kinds.get(subtype)
+                if kind is None:  # (a decoy group's label, taken over from a member)
+                    kind = subtype.removeprefix("ipv6-")
+                    kind = "syn" if kind in ("connect", "masscan", "slow") else kind
                 finding = self._finding(state, kind, subtype, closing=True)
                 if finding is not None:
                     out.append(finding)
@@ -327,7 +396,8 @@ class ScanDetector:
 
     def _subtype(self, state: SourceState, kind: str) -> str:
         cfg = self.cfg
-        if state.best_run >= cfg.masscan_seconds:
+        if state.best_run >= cfg.masscan_seconds and kind == "syn" \
+                and state.masscan_like * 2 >= state.syn_probes:
             label = "masscan"
         elif state.median_gap() >= cfg.slow_gap:
             label = "slow"
@@ -359,15 +429,15 @@ class ScanDetector:
                     member.muted = True
                     self.active.pop(ip, None)
         actor = actor_ip or state.mac
-        by_host, by_port = state.ports_by_host, state.hosts_by_port
+        by_host, by_port, failed, succeeded = state.figures(17 if kind == "udp" else 6)
         hosts = sorted(by_host, key=by_host.__getitem__, reverse=True)
         single_port = next(iter(by_port)) if len(by_port) == 1 else None
         evidence = ScanEvidence(
             type=state.syn_label() if kind == "syn" else kind,
             timing=("masscan-rate" if "masscan" in subtype else
                     "slow" if "slow" in subtype else "normal"),
-            direction=state.direction(), probes=state.probes, failed=state.failed,
-            succeeded=state.succeeded, ports=len(by_port) + state.overflow,
+            direction=_direction(by_host, by_port), probes=state.probes, failed=failed,
+            succeeded=succeeded, ports=len(by_port) + state.overflow,
             hosts=len(by_host), duration_s=state.duration(),
             rate_pps=state.probes / state.duration() if state.duration() > 0 else 0.0,
             median_gap_s=state.median_gap(), ip_version=state.ip_version,
@@ -377,7 +447,7 @@ class ScanDetector:
         return Finding(
             kind=KIND, subtype=subtype,
             message=(f"{actor} {subtype} {what}: {evidence.ports} ports on {evidence.hosts} "
-                     f"host(s), {state.failed} failed first contacts, {state.probes} probes "
+                     f"host(s), {failed} failed first contacts, {state.probes} probes "
                      f"in {state.duration():.1f}s"
                      + (f" (decoys {', '.join(decoys)})" if decoys else "")),
             identifier=f"scan:{actor}:{subtype}", severity=Severity.SEVERE,
@@ -388,3 +458,20 @@ class ScanDetector:
             first_seen=state.first, last_seen=state.last, count=state.probes,
             evidence=evidence)
 
+
+
+def _direction(by_host: Mapping[str, int], by_port: Mapping[int, int]) -> str:
+    if len(by_host) <= 1:
+        return "vertical"
+    return "horizontal" if len(by_port) <= 1 else "mixed"
+
+
+def _masscan_fingerprint(pkt: Packet) -> bool:
+    """masscan's SYN: no TCP options and, over IPv4, IP id = (destination ^ port ^
+    sequence) & 0xFFFF (nmap's SYN carries an MSS option and a random id)."""
+    if pkt.tcp_hdr_len != 20:
+        return False
+    if pkt.ip_version != 4:
+        return pkt.tcp_window == 1024
+    dst = int.from_bytes(inet_aton(pkt.dst_ip), "big")
+    return pkt.ip_id == (dst ^ pkt.dport ^ pkt.tcp_seq) & 0xFFFF

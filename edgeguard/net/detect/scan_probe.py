@@ -3,8 +3,12 @@
 * a SYN (no ACK) opens a first contact; SYN-ACK, RST and ICMP errors are answers;
 * FIN, NULL and XMAS (no ACK) are never legitimate: each is a failed contact at once;
 * FIN/ACK (Maimon) and bare ACK are ordinary on open connections, so they are only
-  *candidates*: a probe when the flow was never seen opening and the target answers
-  with RST (which it does for every ACK/Maimon probe to an unknown connection);
+  *candidates*: a probe when the flow has no history (never seen opening, no payload,
+  no earlier FIN/ACK or ACK from either side) and the target answers with RST (which
+  it does for every ACK/Maimon probe to an unknown connection). A keep-alive flow that
+  began before the capture and closes during it (client FIN/ACK, server FIN/ACK, client
+  RST) therefore gives at most the first FIN/ACK as a candidate, and that one is
+  answered by a FIN/ACK, not a RST;
 * UDP to a port is a contact unless it answers a datagram seen the other way or comes
   from a low service port to a high one (a server's reply).
 """
@@ -72,15 +76,20 @@ class ProbeClassifier:
             if flags & _FIN:
                 return _ODD["xmas"] if flags & _PSH and flags & _URG else _ODD["fin"]
             return _ODD["null"]
-        if pkt.payload_len or self.tcp_flows.has(_flow(pkt)):
+        flow = _flow(pkt)
+        if self.tcp_flows.has(flow):
+            return None
+        self.tcp_flows.put(flow, None)  # from now on the flow has a history
+        if pkt.payload_len:
             return None
         if flags == _FIN | _ACK:
             return _MAIMON
         return _ACK_PROBE if flags == _ACK else None
 
     def _udp(self, pkt: Packet) -> Probe | None:
-        if is_multicast_or_broadcast(pkt.dst_ip):
-            return None
+        if is_multicast_or_broadcast(pkt.dst_ip) or (
+                pkt.dst_mac and int(pkt.dst_mac[:2], 16) & 1):  # the MAC's group bit
+            return None  # a broadcast or multicast target is not a contact
         key = _flow(pkt)
         if self.udp_flows.has(key):
             # a conversation already seen: either the other side's reply or more of

@@ -62,10 +62,11 @@ class SourceState:
 
     __slots__ = (
         "_fails", "_gaps", "_hosts_by_port", "_ports_by_host", "_probes_by", "_sports",
-        "alarmed", "best_run", "co_sent", "completed", "contacts", "failed", "first",
-        "first_sport", "foreign_mac", "half_open", "high_run", "ip", "ip_version", "kind0", "last",
-        "last_contact", "log_ratio", "mac", "muted", "overflow", "probes", "reported",
-        "sample_list", "sec", "sec_count", "succeeded", "syn_probes",
+        "alarmed", "best_run", "co_sent", "completed", "contacts", "failed", "failed_tcp",
+        "failed_udp", "first", "first_sport", "foreign_mac", "half_open", "high_run", "ip",
+        "ip_version", "kind0", "labels", "last", "last_contact", "log_ratio", "mac",
+        "masscan_like", "muted", "ok_tcp", "ok_udp", "overflow", "probes", "reported",
+        "sample_list", "sec", "sec_count", "succeeded", "syn_probes", "udp_open",
     )
 
     def __init__(self, ip: str, mac: str, ip_version: int, ts: float) -> None:
@@ -84,6 +85,10 @@ class SourceState:
         self.alarmed = False
         self.failed = 0
         self.succeeded = 0
+        #: settled first contacts per transport, and UDP contacts with no outcome yet
+        self.failed_tcp = self.failed_udp = self.ok_tcp = self.ok_udp = self.udp_open = 0
+        #: SYN probes with masscan's fingerprint (see scan.masscan_fingerprint)
+        self.masscan_like = 0
         #: failed contacts per probe type (a plain dict: a spoofed flood makes one per
         #: source, and a Counter costs a Python-level __init__)
         self._fails: dict[str, int] | None = None
@@ -102,6 +107,9 @@ class SourceState:
         self.best_run = 0
         #: subtype -> probes at its last report (a summary is due when this grew)
         self.reported: dict[str, int] = {}
+        #: probe type -> the subtype it was first reported (or exempted) under: one set
+        #: of contacts is reported once, even when its timing label changes later
+        self.labels: dict[str, str] = {}
         self.sample_list: list[str] = []
         #: a decoy address of another actor: never reported on its own
         self.muted = False
@@ -167,6 +175,8 @@ class SourceState:
                 self._ports_by_host = self.ports_by_host
                 self._hosts_by_port = self.hosts_by_port
             self.contacts[key] = state
+            if key[2] == 17 and state == SEEN:
+                self.udp_open += 1
             if self._ports_by_host is not None and self._hosts_by_port is not None:
                 self._ports_by_host[key[0]] += 1
                 self._hosts_by_port[key[1]] += 1
@@ -217,7 +227,14 @@ class SourceState:
         if state not in (PENDING, SEEN):
             return False
         self.contacts[key] = FAILED if failed else OK
+        udp = key[2] == 17
+        if udp and state == SEEN:
+            self.udp_open -= 1
         if failed:
+            if udp:
+                self.failed_udp += 1
+            else:
+                self.failed_tcp += 1
             self.failed += 1
             fails = self._fails
             if fails is None:
@@ -227,6 +244,10 @@ class SourceState:
             self.log_ratio += trw.fail_step
         else:
             self.succeeded += 1
+            if udp:
+                self.ok_udp += 1
+            else:
+                self.ok_tcp += 1
             self.log_ratio += trw.ok_step
         if self.log_ratio >= trw.alarm:
             self.alarmed = True
@@ -249,6 +270,25 @@ class SourceState:
         recent = self.gaps[-8:]
         return bool(recent) and median(recent) * rate <= 1.0
 
+    def mostly_succeeding(self, udp: bool, ratio: float) -> bool:
+        """More than ``ratio`` of this transport's settled first contacts succeeded
+        (UDP: contacts still without an outcome count as settled-not-succeeded)."""
+        if udp:
+            ok, total = self.ok_udp, self.ok_udp + self.failed_udp + self.udp_open
+        else:
+            ok, total = self.ok_tcp, self.ok_tcp + self.failed_tcp
+        return total > 0 and ok > ratio * total
+
+    def figures(self, proto: int) -> tuple[Counter[str], Counter[int], int, int]:
+        """Ports per host, hosts per port, failed and succeeded contacts of one
+        transport (a finding describes only its own transport's contacts)."""
+        keys = [key for key in self.contacts if key[2] == proto]
+        by_host = Counter(key[0] for key in keys)
+        by_port = Counter(key[1] for key in keys)
+        if proto == 17:
+            return by_host, by_port, self.failed_udp, self.ok_udp
+        return by_host, by_port, self.failed_tcp, self.ok_tcp
+
     def median_gap(self) -> float:
         return median(self.gaps)
 
@@ -259,15 +299,6 @@ class SourceState:
         if self.syn_probes >= 4 and len(self.sports) >= min(self.syn_probes, _SPORTS) // 2:
             return "connect"  # connect() takes a new ephemeral port per probe
         return "syn"
-
-    def direction(self) -> str:
-        hosts = len(self.ports_by_host)
-        ports = len(self.hosts_by_port)
-        if hosts <= 1:
-            return "vertical"
-        if ports <= 1:
-            return "horizontal"
-        return "mixed"
 
     def duration(self) -> float:
         return max(0.0, self.last - self.first)

@@ -14,12 +14,11 @@ from dataclasses import dataclass, field
 
 from edgeguard.events import Finding, Severity
 from edgeguard.net.config import NetworkConfig
-from edgeguard.net.detect.base import ARP
 from edgeguard.net.detect.common import BoundedTable, endpoint, summary
 from edgeguard.net.detect.evidence import ScanEvidence
 from edgeguard.net.detect.intel import HostIntel
 from edgeguard.net.detect.scan_state import median
-from edgeguard.net.packet import Packet
+from edgeguard.net.packet import ARP, Packet
 
 __all__ = ["KIND", "SUBTYPES", "SweepDetector"]
 

@@ -15,7 +15,7 @@ import time
 
 import orjson
 
-from edgeguard.net.capture import RecvCapture, RingCapture, open_capture_socket
+from edgeguard.net.capture import RecvCapture, RingCapture, is_cooked, open_capture_socket
 from edgeguard.net.decode import DecodeCounters, decode
 from edgeguard.net.filter import FilterSpec, build_filter
 
@@ -24,10 +24,12 @@ def main() -> int:
     iface, seconds = sys.argv[1], float(sys.argv[2])
     ring = len(sys.argv) < 4 or sys.argv[3] == "ring"
     raw = len(sys.argv) > 4 and sys.argv[4] == "raw"
-    spec = FilterSpec(udp_sample=0) if raw else FilterSpec()
-    sock = open_capture_socket(iface, build_filter(spec), ring=ring)
-    cap: RecvCapture | RingCapture = RingCapture(sock, blocks=4, retire_ms=20) if ring \
-        else RecvCapture(sock)
+    cooked = is_cooked(iface)  # tun/WireGuard/PPP or "any": no Ethernet header
+    spec = FilterSpec(udp_sample=0, cooked=cooked) if raw else FilterSpec(cooked=cooked)
+    sock = open_capture_socket(iface, build_filter(spec), ring=ring, cooked=cooked)
+    cap: RecvCapture | RingCapture = (
+        RingCapture(sock, blocks=4, retire_ms=20, cooked=cooked) if ring
+        else RecvCapture(sock, cooked=cooked))
     counters = DecodeCounters()
     out = sys.stdout.buffer
     rows: list[bytes] = []  # written at the end: a full pipe must not stall the capture
