@@ -31,7 +31,7 @@ from edgeguard.events import Finding
 from edgeguard.net.config import NetworkConfig
 from edgeguard.net.inspect import Chain, Inspector, build_chain
 from edgeguard.net.packet import Packet
-from edgeguard.net.pcapfile import ReaderCounters, read_capture
+from edgeguard.net.pcapfile import Frame, ReaderCounters, read_capture
 
 __all__ = ["BATCH", "GC_YOUNG", "PacketClock", "ReplayResult", "iter_findings",
            "replay_file"]
@@ -62,10 +62,13 @@ class ReplayResult:
 
 
 def iter_findings(path: Path, cfg: NetworkConfig, clock: PacketClock,
-                  result: ReplayResult, chain: Chain | None = None) -> Iterator[Finding]:
+                  result: ReplayResult, chain: Chain | None = None, *,
+                  watch: Callable[[Iterator[Frame]], Iterator[Frame]] | None = None,
+                  ) -> Iterator[Finding]:
     """Findings as the capture produces them (``clock`` follows the packets); counters
     land in ``result`` when the file is done. Raises CaptureFormatError / OSError
-    before the first frame for a file that cannot be read."""
+    before the first frame for a file that cannot be read. ``watch`` sees the frames
+    as they are read (a progress line: :class:`edgeguard.progress.FrameProgress`)."""
     reader = ReaderCounters()
     inspector = Inspector.for_replay(cfg, chain if chain is not None
                                      else build_chain(cfg, clock))
@@ -74,7 +77,8 @@ def iter_findings(path: Path, cfg: NetworkConfig, clock: PacketClock,
     batch: list[Packet] = []
     last: float | None = None
     with _fewer_collections():
-        for last, wire_len, data, _linktype in read_capture(path, reader):
+        frames = read_capture(path, reader)
+        for last, wire_len, data, _linktype in frames if watch is None else watch(frames):
             pkt = to_packet(data, last, wire_len)
             if pkt is not None:
                 batch.append(pkt)
