@@ -15,7 +15,6 @@ from typing import Any
 
 import orjson
 
-from edgeguard.audit.chain import get_path
 from edgeguard.audit.segments import ACTIVE_NAME, rotated_segments
 
 __all__ = ["INTERNAL_ACTIONS", "TrailRecord", "parse_line", "read_trail", "trail_segments"]
@@ -53,16 +52,24 @@ class TrailRecord:
         return self.action in INTERNAL_ACTIONS
 
 
-def _str(rec: dict[str, Any], path: str) -> str | None:
-    value = get_path(rec, path)
-    return None if value is None else str(value)
+_EMPTY: dict[str, Any] = {}
 
 
-def _strs(rec: dict[str, Any], path: str) -> tuple[str, ...]:
-    value = get_path(rec, path)
+def _obj(rec: dict[str, Any], name: str) -> dict[str, Any]:
+    value = rec.get(name)
+    return value if isinstance(value, dict) else _EMPTY
+
+
+def _text(node: dict[str, Any], name: str) -> str | None:
+    value = node.get(name)
+    return None if value is None or isinstance(value, dict) else str(value)
+
+
+def _texts(node: dict[str, Any], name: str) -> tuple[str, ...]:
+    value = node.get(name)
     if isinstance(value, list):
         return tuple(str(v) for v in value)
-    return () if value is None else (str(value),)
+    return () if value is None or isinstance(value, dict) else (str(value),)
 
 
 def _epoch(stamp: str | None) -> float | None:
@@ -74,43 +81,51 @@ def _epoch(stamp: str | None) -> float | None:
         return None
 
 
-def _device(rec: dict[str, Any]) -> str | None:
-    parts = [_str(rec, "volume.vendor_name") or _str(rec, "volume.vendor_id"),
-             _str(rec, "volume.product_name") or _str(rec, "volume.product_id"),
-             _str(rec, "volume.serial_number")]
+def _device(volume: dict[str, Any]) -> str | None:
+    if not volume:
+        return None
+    parts = [_text(volume, "vendor_name") or _text(volume, "vendor_id"),
+             _text(volume, "product_name") or _text(volume, "product_id"),
+             _text(volume, "serial_number")]
     named = [p.strip() for p in parts if p and p.strip()]
-    return " ".join(named) if named else _str(rec, "volume.device_name")
+    return " ".join(named) if named else _text(volume, "device_name")
+
+
+def _address(endpoint: dict[str, Any]) -> str | None:
+    return _text(endpoint, "ip") or _text(endpoint, "mac")
 
 
 def parse_line(line: bytes) -> TrailRecord:
+    """One line as a record (plain dictionary look-ups: a report reads 100,000s)."""
     try:
         rec = orjson.loads(line)
     except orjson.JSONDecodeError:
         return TrailRecord(line=line, valid=False)
     if not isinstance(rec, dict):
         return TrailRecord(line=line, valid=False)
-    seq = get_path(rec, "event.sequence")
-    lost = get_path(rec, "edgeguard.audit.lost")
+    event, own = _obj(rec, "event"), _obj(rec, "edgeguard")
+    finding, audit, media = _obj(own, "finding"), _obj(own, "audit"), _obj(own, "media")
+    seq, lost = event.get("sequence"), audit.get("lost")
     return TrailRecord(
         line=line, valid=True,
         sequence=seq if isinstance(seq, int) else None,
-        timestamp=_epoch(_str(rec, "@timestamp")),
-        kind=_str(rec, "event.kind") or "",
-        action=_str(rec, "event.action") or "",
-        outcome=_str(rec, "event.outcome") or "",
-        severity=_str(rec, "edgeguard.severity"),
-        mode=_str(rec, "edgeguard.mode"),
-        rule_id=_str(rec, "rule.id"),
-        host=_str(rec, "host.name") or "",
-        source=_str(rec, "source.ip") or _str(rec, "source.mac"),
-        destination=_str(rec, "destination.ip") or _str(rec, "destination.mac"),
-        message=_str(rec, "message") or "",
-        finding_kind=_str(rec, "edgeguard.finding.kind"),
-        finding_subtype=_str(rec, "edgeguard.finding.subtype"),
-        would_act=_strs(rec, "edgeguard.would_act"),
-        would_change=_strs(rec, "edgeguard.would_change"),
-        media_verdict=_str(rec, "edgeguard.media.verdict"),
-        media_device=_device(rec),
+        timestamp=_epoch(_text(rec, "@timestamp")),
+        kind=_text(event, "kind") or "",
+        action=_text(event, "action") or "",
+        outcome=_text(event, "outcome") or "",
+        severity=_text(own, "severity"),
+        mode=_text(own, "mode"),
+        rule_id=_text(_obj(rec, "rule"), "id"),
+        host=_text(_obj(rec, "host"), "name") or "",
+        source=_address(_obj(rec, "source")),
+        destination=_address(_obj(rec, "destination")),
+        message=_text(rec, "message") or "",
+        finding_kind=_text(finding, "kind"),
+        finding_subtype=_text(finding, "subtype"),
+        would_act=_texts(own, "would_act"),
+        would_change=_texts(own, "would_change"),
+        media_verdict=_text(media, "verdict"),
+        media_device=_device(_obj(rec, "volume")),
         lost=lost if isinstance(lost, int) else 0,
     )
 

@@ -17,6 +17,7 @@ What counts as what:
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -109,8 +110,14 @@ class Summary:
         return out
 
 
+@functools.lru_cache(maxsize=4096)
+def _day_of_quarter_hour(quarter: int) -> str:
+    return _dt.datetime.fromtimestamp(quarter * 900).astimezone().date().isoformat()
+
+
 def _day(epoch: float) -> str:
-    return _dt.datetime.fromtimestamp(epoch).astimezone().date().isoformat()
+    """The local date of ``epoch`` (UTC offsets are whole quarter hours: cached per one)."""
+    return _day_of_quarter_hour(int(epoch // 900))
 
 
 def _health(rec: TrailRecord, health: AuditHealth) -> None:
