@@ -6,7 +6,8 @@ goals: ``--version`` <= 3x and ``check`` <= 6x the bare start (before lazy loadi
 command imported the daemon, pyroute2 and the detectors: ~12.8x). Also times
 ``report`` on a generated trail (``--records N``, default 100,000) for the planner.
 
-Usage: ``python bench/startup.py [--runs 9] [--records 100000]``
+Usage: ``python bench/startup.py [--runs 9] [--records 100000] [--tree DIR]``
+(``--tree``: time another checkout's ``edgeguard``, e.g. the main branch, with this venv).
 """
 
 from __future__ import annotations
@@ -30,12 +31,12 @@ COMMANDS: tuple[tuple[str, list[str], float | None], ...] = (
 )
 
 
-def _median(argv: list[str], runs: int) -> float:
+def _median(argv: list[str], runs: int, tree: Path = ROOT) -> float:
     times = []
     for _ in range(runs):
         start = time.perf_counter()
         subprocess.run([sys.executable, *argv], stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL, check=False, cwd=ROOT)
+                       stderr=subprocess.DEVNULL, check=False, cwd=tree)
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
@@ -65,11 +66,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=9)
     parser.add_argument("--records", type=int, default=100_000)
+    parser.add_argument("--tree", type=Path, default=ROOT,
+                        help="the checkout whose edgeguard runs (python -m from there)")
     args = parser.parse_args()
     bare = _median(COMMANDS[0][1], args.runs)
     print(f"{'command':<28}{'median':>10}{'x bare':>9}  goal")
     for name, argv, goal in COMMANDS:
-        t = bare if argv is COMMANDS[0][1] else _median(argv, args.runs)
+        t = bare if argv is COMMANDS[0][1] else _median(argv, args.runs, args.tree)
         ratio = t / bare
         verdict = "" if goal is None else f"<= {goal:.0f}x {'ok' if ratio <= goal else 'MISSED'}"
         print(f"{name:<28}{t * 1000:>8.0f}ms{ratio:>8.1f}x  {verdict}")

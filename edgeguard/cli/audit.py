@@ -169,7 +169,8 @@ def _filter_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--until", metavar="WHEN", help="records before WHEN (as --since)")
     parser.add_argument("--kind", action="append", default=[], metavar="KIND",
                         help="a finding kind (scan, usb, wifi...), an event.kind (alert, "
-                             "event, state, pipeline_error) or an action (repeatable)")
+                             "event, state, pipeline_error), an action or the first word of "
+                             "one (usb: usb-read-only, usb-removed...) (repeatable)")
     parser.add_argument("--severity", choices=SEVERITIES, metavar="LEVEL",
                         help="minor, moderate or severe: that severity and above")
     parser.add_argument("--outcome", action="append", default=[],

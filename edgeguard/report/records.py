@@ -45,6 +45,7 @@ class TrailRecord:
     would_change: tuple[str, ...] = ()
     media_verdict: str | None = None
     media_device: str | None = None  # vendor product serial
+    media_partition: bool = False  # a partition's record (its disk has one too)
     lost: int = 0
 
     @property
@@ -126,6 +127,7 @@ def parse_line(line: bytes) -> TrailRecord:
         would_change=_texts(own, "would_change"),
         media_verdict=_text(media, "verdict"),
         media_device=_device(_obj(rec, "volume")),
+        media_partition=_text(_obj(rec, "volume"), "device_type") == "partition",
         lost=lost if isinstance(lost, int) else 0,
     )
 

@@ -68,8 +68,8 @@ class RecordFilter:
         if rec.internal and not self.include_internal:
             return False
         return (self._in_window(rec.timestamp)
-                and (not self.kinds or bool(self.kinds & {rec.kind, rec.finding_kind,
-                                                          rec.action}))
+                and (not self.kinds or bool(self.kinds & {
+                    rec.kind, rec.finding_kind, rec.action, rec.action.split("-", 1)[0]}))
                 and self._severe_enough(rec.severity)
                 and (not self.outcomes or rec.outcome in self.outcomes)
                 and (not self.addresses

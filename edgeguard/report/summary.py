@@ -6,7 +6,8 @@ What counts as what:
   finding kind (scan, sweep, bittorrent, arp, flood, wifi, usb, kiosk...);
 - an *offender* is the source address (or MAC) of a finding;
 - *USB media seen* are the media verdict records (``usb-read-only``, ``usb-write-allowed``,
-  ``usb-temporary-allow``, ``usb-blocked``), grouped by vendor, product and serial;
+  ``usb-temporary-allow``, ``usb-blocked``) of whole disks (a partition's record repeats
+  its disk's decision), grouped by vendor, product and serial;
 - a *block made* is a ``block`` action record with outcome success; a failed one is
   counted apart, and a monitor-mode finding that would have blocked is a *would block*;
 - a *Wi-Fi refusal* is a ``wifi`` finding (its subtype says why);
@@ -148,7 +149,7 @@ def _add(summary: Summary, rec: TrailRecord) -> None:
             summary.would_block += 1
         if rec.finding_kind == WIFI_KIND:
             summary.wifi_refusals[rec.finding_subtype or "refused"] += 1
-    if rec.action in MEDIA_ACTIONS and rec.media_verdict:
+    if rec.action in MEDIA_ACTIONS and rec.media_verdict and not rec.media_partition:
         device = rec.media_device or "unknown device"
         seen = summary.media.setdefault(device, MediaSeen(device))
         seen.verdicts[rec.media_verdict] += 1

@@ -86,14 +86,17 @@ class TrailBuilder:
                 self.truth.blocks_failed += 1
 
     def usb(self, at: float, vendor: str, product: str, serial: str, verdict: str) -> None:
+        """One plug-in: a record for the disk and one for its partition, as the daemon
+        writes them."""
         action = {"read-only": "usb-read-only", "write-allowed": "usb-write-allowed"}[verdict]
-        self._write(at, AuditRecord(
-            action=action, message=f"/dev/sdb {verdict}", kind=EventKind.EVENT,
-            category=("host", "configuration"), event_type=("change",),
-            outcome=Outcome.SUCCESS, mode=Mode.ENFORCE, timestamp=at,
-            fields={"volume.device_name": "/dev/sdb", "volume.vendor_name": vendor,
-                    "volume.product_name": product, "volume.serial_number": serial,
-                    "edgeguard.media.verdict": verdict}))
+        for node, devtype in (("/dev/sdb", "disk"), ("/dev/sdb1", "partition")):
+            self._write(at, AuditRecord(
+                action=action, message=f"{node} {verdict}", kind=EventKind.EVENT,
+                category=("host", "configuration"), event_type=("change",),
+                outcome=Outcome.SUCCESS, mode=Mode.ENFORCE, timestamp=at,
+                fields={"volume.device_name": node, "volume.device_type": devtype,
+                        "volume.vendor_name": vendor, "volume.product_name": product,
+                        "volume.serial_number": serial, "edgeguard.media.verdict": verdict}))
         if at >= self.truth.since:
             device = f"{vendor} {product} {serial}".strip()
             self.truth.media.setdefault(device, Counter())[verdict] += 1

@@ -71,11 +71,19 @@ def test_kind_severity_outcome_and_host(week: Week) -> None:
                  "success").__len__() == truth.blocks
 
 
+def test_kind_takes_the_first_word_of_an_action(week: Week) -> None:
+    directory, truth, _ = week
+    usb = _json(directory, "--kind", "usb")
+    plugged = sum(sum(c.values()) for c in truth.media.values())
+    assert len(usb) == 2 * plugged  # a disk and its partition each time
+    assert {r["event"]["action"] for r in usb} == {"usb-read-only", "usb-write-allowed"}  # type: ignore[index]
+
+
 def test_n_counts_matching_records_not_lines(week: Week) -> None:
     directory, _, _ = week
     done = run_edgeguard(["audit", "tail", "--json", "-n", "2", "--kind", "usb-write-allowed",
                           str(directory)])
-    assert len(done.stdout.splitlines()) == 1  # only one such record, far back in the trail
+    assert len(done.stdout.splitlines()) == 2  # one plug-in (disk and partition), far back
     two = run_edgeguard(["audit", "tail", "--json", "-n", "2", "--kind", "wifi", str(directory)])
     assert [orjson.loads(x)["edgeguard"]["finding"]["subtype"]
             for x in two.stdout.splitlines()] == ["public", "unlisted"]

@@ -154,11 +154,11 @@ def test_a_broken_chain_is_reported_and_exits_1(tmp_path: Path) -> None:
 
     directory = tmp_path / "audit"
     school_week(directory, time.time())
-    active = directory / "audit.jsonl"
-    lines = active.read_bytes().splitlines(keepends=True)
-    lines[2] = lines[2].replace(b"read-only", b"write-allowed", 1) \
-        if b"read-only" in lines[2] else lines[2].replace(b"probed", b"PROBED", 1)
-    active.write_bytes(b"".join(lines))
+    segment = sorted(directory.glob("audit-*.jsonl"))[0] if list(
+        directory.glob("audit-*.jsonl")) else directory / "audit.jsonl"
+    data = segment.read_bytes()
+    assert b"probed 25 ports" in data
+    segment.write_bytes(data.replace(b"probed 25 ports", b"probed 2 ports", 1))  # an edit
     page = tmp_path / "r.html"
     done = run_edgeguard(["report", "--html", str(page), str(directory)])
     assert done.returncode == 1
