@@ -179,7 +179,7 @@ def summarise_records(records: Iterable[TrailRecord], directory: str, since: flo
 def summarise(directory: Path, since: float | None = None,
               until: float | None = None) -> Summary:
     """Read and verify the trail in ``directory`` and count what a reader wants to know."""
-    summary = summarise_records(read_trail(directory), str(directory), since, until)
+    summary = summarise_records(read_trail(directory, since), str(directory), since, until)
     result = verify_paths([directory])
     health = summary.health
     health.chain_ok = result.ok

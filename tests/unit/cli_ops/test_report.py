@@ -169,3 +169,21 @@ def test_a_broken_chain_is_reported_and_exits_1(tmp_path: Path) -> None:
 def test_bad_input_exits_2(tmp_path: Path) -> None:
     assert run_edgeguard(["report", str(tmp_path / "none")]).returncode == 2
     assert run_edgeguard(["report", "--since", "last tuesday", str(tmp_path)]).returncode == 2
+
+
+def test_old_records_are_skipped_unparsed_but_bookkeeping_is_kept(week: Week) -> None:
+    from edgeguard.report.records import read_trail  # noqa: PLC0415
+    from edgeguard.report.summary import summarise  # noqa: PLC0415
+
+    directory, truth, _ = week
+    every = list(read_trail(directory))
+    recent = list(read_trail(directory, truth.since))
+    old = [r for r in every if r.timestamp is not None and r.timestamp < truth.since]
+    assert any(not r.internal for r in old)  # the trail has ordinary records to skip
+    assert [r for r in recent if r.timestamp is not None and r.timestamp < truth.since
+            and not r.internal] == []
+    assert [r.sequence for r in every if r.internal] == \
+        [r.sequence for r in recent if r.internal]
+    whole, window = summarise(directory), summarise(directory, truth.since)
+    assert whole.health == window.health
+    assert window.findings == truth.findings
