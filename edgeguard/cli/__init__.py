@@ -3,22 +3,52 @@
 A module here defines ``register(subparsers)`` and sets ``func`` on its parsers; the
 function takes the parsed arguments and returns the exit code (0 ok, 1 findings or
 failure where that makes sense, 2 usage or input error).
+
+Start-up is lazy: :data:`COMMANDS` names the module of every top-level command, and a
+run imports only the module of the command it was given, so ``edgeguard --version`` and
+``edgeguard check`` never load the daemon, pyroute2 or the detectors. ``--help``, an
+unknown command and the documentation generators build the whole tree
+(:func:`build_parser`); a test checks that :data:`COMMANDS` matches what the modules
+register.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import pkgutil
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from edgeguard import __version__
 
-__all__ = ["build_parser", "main"]
+__all__ = ["COMMANDS", "build_parser", "main"]
+
+#: top-level command -> the module of this package that registers it
+COMMANDS: dict[str, str] = {
+    "audit": "audit",
+    "check": "check",
+    "completion": "manpage",
+    "install": "install",
+    "kiosk": "kiosk",
+    "manpage": "manpage",
+    "media": "media",
+    "net": "net",
+    "prepare": "prepare",
+    "reload": "status",
+    "replay": "replay",
+    "report": "report",
+    "run": "run",
+    "status": "status",
+    "uninstall": "install",
+    "wifi": "wifi",
+}
+
+#: exit status after the reader of our output went away (``… | head -1``)
+EXIT_PIPE_CLOSED = 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _root_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edgeguard",
         description="Enforce a school trust's information-security policy on this machine.",
@@ -29,25 +59,87 @@ def build_parser() -> argparse.ArgumentParser:
                "(docs/schema/edgeguard-ecs.schema.json).",
     )
     parser.add_argument("--version", action="version", version=f"edgeguard {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        if info.name.startswith("_"):
-            continue
-        module = importlib.import_module(f"{__name__}.{info.name}")
-        module.register(sub)
     return parser
 
 
+def _build(modules: Iterable[str]) -> argparse.ArgumentParser:
+    parser = _root_parser()
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in sorted(set(modules)):
+        importlib.import_module(f"{__name__}.{name}").register(sub)
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command tree (every module imported): for help and generated docs."""
+    return _build(COMMANDS.values())
+
+
+def _command_of(argv: Sequence[str]) -> str | None:
+    """The command word of ``argv`` (the root parser takes no option with a value)."""
+    for word in argv:
+        if word == "--":
+            return None
+        if not word.startswith("-"):
+            return word
+    return None
+
+
+def _parser_for(argv: Sequence[str]) -> argparse.ArgumentParser:
+    command = _command_of(argv)
+    if command in COMMANDS:
+        return _build([COMMANDS[command]])
+    if command is None and any(w in ("--version",) for w in argv) \
+            and not any(w in ("-h", "--help") for w in argv):
+        return _root_parser()
+    return build_parser()
+
+
+def _chosen(parser: argparse.ArgumentParser, args: argparse.Namespace
+            ) -> argparse.ArgumentParser:
+    """The deepest subcommand parser the arguments selected."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            name = getattr(args, action.dest or "", None)
+            child = action.choices.get(name) if isinstance(name, str) else None
+            if child is not None:
+                return _chosen(child, args)
+    return parser
+
+
+def _parse(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:
+    """Like ``parse_args``, but an unknown option is reported with the usage of the
+    subcommand it was given to, not the root's."""
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        _chosen(parser, args).error(f"unrecognized arguments: {' '.join(extras)}")
+    return args
+
+
+def _reader_gone() -> int:
+    """stdout's reader closed the pipe: say nothing, and keep the interpreter's final
+    flush from printing "Exception ignored ... BrokenPipeError"."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+    return EXIT_PIPE_CLOSED
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    parser = _parser_for(words)
+    args = _parse(parser, words)
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return 2
     try:
         code: int = args.func(args)
+        sys.stdout.flush()
     except BrokenPipeError:
-        return 0
+        return _reader_gone()
     except KeyboardInterrupt:
         return 130
     return code

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from edgeguard.clock import SystemClock
-from edgeguard.daemon.control import ControlError, request
 from edgeguard.ecs import iso_timestamp, nest
 from edgeguard.policy.load import PROFILES, default_layers
 
@@ -69,6 +68,9 @@ def add_socket_option(parser: argparse.ArgumentParser) -> None:
 def call_daemon(args: argparse.Namespace, command: str,
                 params: Mapping[str, Any] | None = None) -> Any:
     """Ask the daemon; on failure print the reason and raise SystemExit(2)."""
+    # imported here: the commands that never ask the daemon start without it
+    from edgeguard.daemon.control import ControlError, request  # noqa: PLC0415
+
     try:
         return request(args.socket, command, params)
     except ControlError as exc:

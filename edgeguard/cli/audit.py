@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import orjson
 
-from edgeguard.audit.follow import follow_lines, last_lines, render_line
+from edgeguard.audit.follow import follow_lines, last_lines
 from edgeguard.audit.keys import AuditKeyError, enrol, read_export
 from edgeguard.audit.shipd import ShipDaemon
 from edgeguard.audit.verify import VerifyResult, verify_paths
@@ -23,6 +24,9 @@ from edgeguard.ecs import nest
 from edgeguard.events import Scalar
 from edgeguard.logs import configure
 from edgeguard.policy.load import PolicyError, default_layers, load_policy
+from edgeguard.report.line import LineStyle, render_record, use_colour
+from edgeguard.report.records import TrailRecord, parse_line
+from edgeguard.report.select import SEVERITIES, RecordFilter, TimeSpecError, parse_when
 
 if TYPE_CHECKING:
     from edgeguard.audit.config import AuditConfig
@@ -50,12 +54,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     tail = sub.add_parser(
         "tail", help="print the newest records",
-        description="Print the newest audit records (--json: the records as written). "
-                    "Exit 0, or 2 when the directory or policy cannot be read.")
+        description="Print the newest audit records that match the filters (--json: the "
+                    "records as written, segment headers and checkpoints included), in local "
+                    "time unless --utc; segment headers and checkpoints only with --all. "
+                    "Monitor-mode records say what would have been done. Colour on a "
+                    "terminal unless NO_COLOR is set. Exit 0, or 2 when the directory, "
+                    "policy or a time cannot be read.")
     tail.add_argument("directory", nargs="?", type=Path, metavar="DIR")
     tail.add_argument("-f", "--follow", action="store_true", help="keep printing new records")
     tail.add_argument("-n", "--lines", type=int, default=10, metavar="N")
     tail.add_argument("--json", action="store_true", help="raw records")
+    _filter_options(tail)
     _dir_options(tail)
     tail.set_defaults(func=_tail)
 
@@ -153,6 +162,50 @@ def _report(result: VerifyResult, *, as_json: bool) -> None:
         print(f"BROKEN: first bad sequence {p.sequence}: {p.reason}: {p.detail} ({p.segment})")
 
 
+def _filter_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--since", metavar="WHEN",
+                        help="records at or after WHEN: today, yesterday, an age (30m, 1h, "
+                             "7d) or an ISO date/time (local unless it names a zone)")
+    parser.add_argument("--until", metavar="WHEN", help="records before WHEN (as --since)")
+    parser.add_argument("--kind", action="append", default=[], metavar="KIND",
+                        help="a finding kind (scan, usb, wifi...), an event.kind (alert, "
+                             "event, state, pipeline_error), an action or the first word of "
+                             "one (usb: usb-read-only, usb-removed...) (repeatable)")
+    parser.add_argument("--severity", choices=SEVERITIES, metavar="LEVEL",
+                        help="minor, moderate or severe: that severity and above")
+    parser.add_argument("--outcome", action="append", default=[],
+                        choices=("success", "failure", "unknown"), help="(repeatable)")
+    parser.add_argument("--host", "--address", dest="address", action="append", default=[],
+                        metavar="ADDR", help="a source or destination address, or host.name "
+                                             "(repeatable)")
+    parser.add_argument("--all", action="store_true",
+                        help="also segment headers and checkpoints (always with --json)")
+    parser.add_argument("--utc", action="store_true", help="times in UTC")
+
+
+def _record_filter(args: argparse.Namespace, now: float) -> RecordFilter:
+    return RecordFilter(
+        since=None if args.since is None else parse_when(args.since, now),
+        until=None if args.until is None else parse_when(args.until, now),
+        kinds=frozenset(args.kind), min_severity=args.severity,
+        outcomes=frozenset(args.outcome), addresses=frozenset(args.address),
+        include_internal=args.all or args.json)
+
+
+def _newest(directory: Path, wanted: RecordFilter, count: int) -> list[TrailRecord]:
+    """The newest ``count`` matching records: read back from the end, twice as far each
+    time, until enough match or the whole trail has been read."""
+    if count == 0:
+        return []
+    window = max(64, count * 4)
+    while True:
+        lines = last_lines(directory, window)
+        found = [rec for rec in map(parse_line, lines) if wanted.matches(rec)]
+        if len(found) >= count or len(lines) < window:
+            return found[-count:]
+        window *= 2
+
+
 def _tail(args: argparse.Namespace) -> int:
     directory = _audit_dir(args)
     if directory is None:
@@ -163,16 +216,24 @@ def _tail(args: argparse.Namespace) -> int:
     if args.lines < 0:
         print("edgeguard audit tail: -n must be >= 0", file=sys.stderr)
         return 2
-    for line in last_lines(directory, args.lines):
-        _emit(line, as_json=args.json)
+    try:
+        wanted = _record_filter(args, time.time())
+    except TimeSpecError as exc:
+        print(f"edgeguard audit tail: {exc}", file=sys.stderr)
+        return 2
+    style = LineStyle(utc=args.utc, colour=use_colour(sys.stdout))
+    for rec in _newest(directory, wanted, args.lines):
+        _emit(rec, style, as_json=args.json)
     if args.follow:
         for line in follow_lines(directory):
-            _emit(line, as_json=args.json)
+            rec = parse_line(line)
+            if wanted.matches(rec):
+                _emit(rec, style, as_json=args.json)
     return 0
 
 
-def _emit(line: bytes, *, as_json: bool) -> None:
-    text = line.decode("utf-8", "replace") if as_json else render_line(line)
+def _emit(rec: TrailRecord, style: LineStyle, *, as_json: bool) -> None:
+    text = rec.line.decode("utf-8", "replace") if as_json else render_record(rec, style)
     sys.stdout.write(text + "\n")
     sys.stdout.flush()
 

@@ -24,6 +24,7 @@ from edgeguard.events import Finding, Mode
 from edgeguard.net.pcapfile import CaptureFormatError
 from edgeguard.net.replay import PacketClock, ReplayResult, iter_findings
 from edgeguard.policy import PolicyError, load_policy
+from edgeguard.progress import FrameProgress
 
 __all__ = ["register"]
 
@@ -52,6 +53,14 @@ def _line(finding: Finding) -> str:
             f"count {finding.count}  {finding.message}")
 
 
+def _show(finding: Finding, *, as_json: bool, now: float, host: str) -> None:
+    if as_json:
+        stamp = finding.last_seen or now
+        print_json_lines([nest(record_fields(finding_record(finding), stamp, host))])
+    else:
+        print(_line(finding), flush=True)
+
+
 def _replay(args: argparse.Namespace) -> int:
     try:
         loaded = load_policy(list(args.policy), args.profile)
@@ -75,16 +84,15 @@ def _replay(args: argparse.Namespace) -> int:
     result = ReplayResult()
     count = 0
     try:
-        for finding in iter_findings(args.file, policy.network, clock, result):
+        progress = FrameProgress(args.file.stat().st_size, sys.stderr)  # a TTY only
+        for finding in progress.around(iter_findings(args.file, policy.network, clock,
+                                                     result, watch=progress.watch)):
             count += 1
-            if args.json:
-                record = finding_record(finding)
-                stamp = finding.last_seen or clock.now()
-                print_json_lines([nest(record_fields(record, stamp, host))])
-            else:
-                print(_line(finding), flush=True)
+            _show(finding, as_json=args.json, now=clock.now(), host=host)
             if pipeline is not None:
                 pipeline.submit(finding, "network")
+    except BrokenPipeError:
+        raise  # the reader went away (`| head -1`): main() ends quietly
     except (CaptureFormatError, OSError) as exc:
         print(f"edgeguard replay: {exc}", file=sys.stderr)
         return 2

@@ -32,7 +32,7 @@ from edgeguard.net.config import NetworkConfig
 from edgeguard.net.inspect import Chain, Inspector, build_chain
 from edgeguard.net.linktype import ETHERNET, SUPPORTED, UnsupportedLinkType, to_ethernet
 from edgeguard.net.packet import Packet
-from edgeguard.net.pcapfile import ReaderCounters, read_capture
+from edgeguard.net.pcapfile import Frame, ReaderCounters, read_capture
 
 __all__ = ["BATCH", "GC_YOUNG", "PacketClock", "ReplayResult", "iter_findings",
            "replay_file"]
@@ -64,12 +64,16 @@ class ReplayResult:
 
 
 def iter_findings(path: Path, cfg: NetworkConfig, clock: PacketClock,
-                  result: ReplayResult, chain: Chain | None = None) -> Iterator[Finding]:
+                  result: ReplayResult, chain: Chain | None = None, *,
+                  watch: Callable[[Iterator[Frame]], Iterator[Frame]] | None = None,
+                  ) -> Iterator[Finding]:
     """Findings as the capture produces them (``clock`` follows the packets); counters
     land in ``result`` when the file is done. Raises CaptureFormatError / OSError
     before the first frame for a file that cannot be read, and
     :class:`UnsupportedLinkType` at the end when frames of a link type we cannot
-    decode were skipped (a pcap has one link type: then nothing was read)."""
+    decode were skipped (a pcap has one link type: then nothing was read). ``watch``
+    sees the frames as they are read (a progress line:
+    :class:`edgeguard.progress.FrameProgress`)."""
     reader = ReaderCounters()
     inspector = Inspector.for_replay(cfg, chain if chain is not None
                                      else build_chain(cfg, clock))
@@ -78,7 +82,8 @@ def iter_findings(path: Path, cfg: NetworkConfig, clock: PacketClock,
     batch: list[Packet] = []
     last: float | None = None
     with _fewer_collections():
-        for last, wire_len, raw, linktype in read_capture(path, reader, SUPPORTED):
+        frames = read_capture(path, reader, SUPPORTED)
+        for last, wire_len, raw, linktype in frames if watch is None else watch(frames):
             data = raw if linktype == ETHERNET else to_ethernet(linktype, raw)
             if data is None:
                 result.link_damaged += 1

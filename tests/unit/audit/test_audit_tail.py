@@ -26,7 +26,7 @@ def test_tail_prints_the_last_n_records_across_segments(audit_log: LogFactory) -
     seqs = [orjson.loads(line)["event"]["sequence"] for line in raw.stdout.splitlines()]
     last = seqs[-1]
     assert seqs == list(range(last - 11, last + 1))
-    human = run_edgeguard(["audit", "tail", "-n", "3", "--audit-dir", str(log)])
+    human = run_edgeguard(["audit", "tail", "--all", "-n", "3", "--audit-dir", str(log)])
     lines = human.stdout.splitlines()
     assert len(lines) == 3
     assert lines[-1].split()[1] == f"#{last}"
