@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from edgeguard.audit.config import AuditConfig
+from edgeguard.daemon.control_config import ControlConfig
 from edgeguard.events import ActionKind, Mode, Severity
 from edgeguard.kiosk.config import KioskConfig
 from edgeguard.media.config import MediaConfig
@@ -58,6 +59,8 @@ class DaemonConfig:
         "commands need root. Unset: root only.")
     drop_capabilities: bool = setting(
         True, "After start, keep only the capabilities actions need and set no_new_privs.")
+    control: ControlConfig = setting(None, "Limits of the control socket.",
+                                     factory=ControlConfig)
 
 
 @dataclass(frozen=True, slots=True)
