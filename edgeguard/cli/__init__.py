@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from edgeguard import __version__
+from edgeguard.textsafe import escaped_output
 
 __all__ = ["build_parser", "main"]
 
@@ -45,7 +46,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     try:
-        code: int = args.func(args)
+        # Human-readable output shows control characters (an SSID's ESC sequences)
+        # escaped; --json goes to sys.stdout.buffer and stays exact.
+        with escaped_output():
+            code: int = args.func(args)
     except BrokenPipeError:
         return 0
     except KeyboardInterrupt:

@@ -19,7 +19,7 @@ from edgeguard.audit.sink import AuditSink
 from edgeguard.cli._common import add_policy_options, print_json_lines
 from edgeguard.daemon.pipeline import Pipeline
 from edgeguard.decision import DecisionEngine
-from edgeguard.ecs import finding_record, nest, record_fields
+from edgeguard.ecs import finding_record, nest, record_fields, timestamp_in_range
 from edgeguard.events import Finding, Mode
 from edgeguard.net.pcapfile import CaptureFormatError
 from edgeguard.net.replay import PacketClock, ReplayResult, iter_findings
@@ -73,10 +73,12 @@ def _replay(args: argparse.Namespace) -> int:
         sink: AuditSink = writer
         pipeline = Pipeline(DecisionEngine(monitor, clock, {"network": Mode.MONITOR}), sink)
     result = ReplayResult()
-    count = 0
+    count = clamped = 0
     try:
         for finding in iter_findings(args.file, policy.network, clock, result):
             count += 1
+            clamped += not all(timestamp_in_range(t) for t in (finding.first_seen or 0.0,
+                                                                finding.last_seen or 0.0))
             if args.json:
                 record = finding_record(finding)
                 stamp = finding.last_seen or clock.now()
@@ -91,7 +93,16 @@ def _replay(args: argparse.Namespace) -> int:
     finally:
         if writer is not None:
             writer.close()
-    if args.counters:
-        for key, value in result.counters.items():
-            print(f"{key} {value}", file=sys.stderr)
+    _report(args, result, clamped)
     return 1 if count else 0
+
+
+def _report(args: argparse.Namespace, result: ReplayResult, clamped: int) -> None:
+    """Clamped capture times always (stderr); all counters with ``--counters``."""
+    if clamped:
+        print(f"edgeguard replay: {clamped} finding(s) with capture times outside years "
+              "1..9999 (a damaged or forged header); their timestamps are clamped",
+              file=sys.stderr)
+    if args.counters:
+        for key, value in {**result.counters, "timestamps_clamped": clamped}.items():
+            print(f"{key} {value}", file=sys.stderr)
