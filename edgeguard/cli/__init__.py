@@ -27,7 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
                "where the command says so; 2 usage or input error (bad arguments, an "
                "unreadable file or policy, no daemon to ask). Reporting commands take --json "
                "and then print one ECS JSON object per line "
-               "(docs/schema/edgeguard-ecs.schema.json).",
+               "(docs/schema/edgeguard-ecs.schema.json), exactly; human-readable output "
+               "shows control characters (an SSID's escape sequences) as \\uXXXX.",
     )
     parser.add_argument("--version", action="version", version=f"edgeguard {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -32,7 +32,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser(
         "replay", help="run a pcap/pcapng file through the network detectors",
         description="Apply the capture filter, decoders and detectors to a capture file and "
-                    "print the findings. Exit 1 findings, 0 none, 2 input error.")
+                    "print the findings. Exit 1 findings, 0 none, 2 input error. Capture "
+                    "times outside years 1..9999 (a damaged or forged header) are written "
+                    "clamped and counted (timestamps_clamped).")
     parser.add_argument("file", type=Path, metavar="FILE.pcap[ng]")
     parser.add_argument("--json", action="store_true", help="one ECS JSON object per line")
     parser.add_argument("--audit", type=Path, metavar="DIR",
