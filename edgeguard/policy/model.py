@@ -59,7 +59,7 @@ class DaemonConfig:
         "commands need root. Unset: root only.")
     drop_capabilities: bool = setting(
         True, "After start, keep only the capabilities actions need and set no_new_privs.")
-    control: ControlConfig = setting(None, "Limits of the control socket.",
+    control: ControlConfig = setting(None, "Limits of the control socket (read at start).",
                                      factory=ControlConfig)
 
 
