@@ -20,6 +20,7 @@ __all__ = [
     "iso_timestamp",
     "nest",
     "record_fields",
+    "timestamp_in_range",
 ]
 
 ECS_VERSION = "8.11.0"
@@ -27,10 +28,27 @@ ECS_VERSION = "8.11.0"
 JSONDict = dict[str, Any]
 
 
+#: The times RFC 3339 (and Python's datetime) can write: 0001-01-01T00:00:00Z to
+#: 9999-12-31T23:59:59Z. A time outside (a capture file's forged or damaged header:
+#: pcapng timestamps are 64-bit ticks) is written as the nearest end, never raised on;
+#: callers that take times from input count those with :func:`timestamp_in_range`.
+MIN_EPOCH = -62_135_596_800.0
+MAX_EPOCH = 253_402_300_799.0
+
+
+def timestamp_in_range(epoch: float) -> bool:
+    """Whether ``epoch`` is written as it is (not clamped) by :func:`iso_timestamp`."""
+    return MIN_EPOCH <= epoch <= MAX_EPOCH  # False for NaN too
+
+
 def iso_timestamp(epoch: float) -> str:
-    """``@timestamp``: RFC 3339 UTC with microseconds."""
+    """``@timestamp``: RFC 3339 UTC with microseconds; clamped to the range it can show
+    (NaN as the earliest time)."""
+    if not timestamp_in_range(epoch):
+        epoch = MAX_EPOCH if epoch > MAX_EPOCH else MIN_EPOCH
     stamp = _dt.datetime.fromtimestamp(epoch, tz=_dt.UTC)
-    return stamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat, not strftime("%Y"): glibc writes year 1 as "1", not "0001"
+    return stamp.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def nest(dotted: Mapping[str, Scalar]) -> JSONDict:

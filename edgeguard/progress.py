@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol, TextIO, TypeVar
 
+from edgeguard.textsafe import escape, write_styled
+
 __all__ = ["REDRAW", "SHOW_AFTER", "FrameProgress", "Sized"]
 
 #: seconds a job runs before its progress line first appears
@@ -107,15 +109,13 @@ class FrameProgress:
         if now < self._next_draw:
             return
         self._next_draw = now + REDRAW
-        self.stream.write("\r\x1b[2K" + self.line(now))
-        self.stream.flush()
+        write_styled("\r\x1b[2K" + escape(self.line(now)), self.stream)
         self._drawn = True
 
     def finish(self) -> None:
         """Erase the line (the command's own output follows on a clean line)."""
         if self._drawn:
-            self.stream.write("\r\x1b[2K")
-            self.stream.flush()
+            write_styled("\r\x1b[2K", self.stream)
             self._drawn = False
 
 

@@ -28,7 +28,7 @@ from edgeguard.audit.journald import JournaldTransport
 from edgeguard.audit.shipper import Cursor, Shipper, Transport
 from edgeguard.audit.syslog import SyslogTransport
 from edgeguard.audit.writer import AuditWriter
-from edgeguard.daemon.component import CommandHandler, Component, Context, Peer
+from edgeguard.daemon.component import Command, Component, Context, Peer, read_only
 from edgeguard.policy.model import Policy
 
 if TYPE_CHECKING:  # edgeguard.policy imports audit.config: import it after policy
@@ -180,8 +180,8 @@ class AuditService:
             out[f"{name}.cursor"] = cursor
         return out
 
-    def commands(self) -> Mapping[str, CommandHandler]:
-        return {"audit.status": self.cmd_status}
+    def commands(self) -> Mapping[str, Command]:
+        return {"audit.status": read_only(self.cmd_status)}
 
     async def cmd_status(self, peer: Peer, args: Mapping[str, Any]) -> dict[str, Any]:
         status: dict[str, Any] = dict(self.counters())

@@ -21,6 +21,7 @@ import sys
 from collections.abc import Iterable, Sequence
 
 from edgeguard import __version__
+from edgeguard.textsafe import escaped_output
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
@@ -56,7 +57,8 @@ def _root_parser() -> argparse.ArgumentParser:
                "where the command says so; 2 usage or input error (bad arguments, an "
                "unreadable file or policy, no daemon to ask). Reporting commands take --json "
                "and then print one ECS JSON object per line "
-               "(docs/schema/edgeguard-ecs.schema.json).",
+               "(docs/schema/edgeguard-ecs.schema.json), exactly; human-readable output "
+               "shows control characters (an SSID's escape sequences) as \\uXXXX.",
     )
     parser.add_argument("--version", action="version", version=f"edgeguard {__version__}")
     return parser
@@ -136,8 +138,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     try:
-        code: int = args.func(args)
-        sys.stdout.flush()
+        # Human-readable output shows control characters (an SSID's ESC sequences)
+        # escaped; --json goes to sys.stdout.buffer and stays exact.
+        with escaped_output():
+            code: int = args.func(args)
+            sys.stdout.flush()
     except BrokenPipeError:
         return _reader_gone()
     except KeyboardInterrupt:

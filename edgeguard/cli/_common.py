@@ -13,6 +13,7 @@ import orjson
 from edgeguard.clock import SystemClock
 from edgeguard.ecs import iso_timestamp, nest
 from edgeguard.policy.load import PROFILES, default_layers
+from edgeguard.textsafe import escape
 
 __all__ = [
     "add_policy_options",
@@ -100,7 +101,9 @@ def ecs_row(action: str, fields: Mapping[str, Any], *, kind: str = "state",
 
 
 def print_table(rows: list[Mapping[str, Any]], columns: list[str]) -> None:
-    widths = {c: max([len(c)] + [len(str(r.get(c, ""))) for r in rows]) for c in columns}
+    """Columns sized to the values as printed: control characters escaped."""
+    cells = [{c: escape(str(r.get(c, ""))) for c in columns} for r in rows]
+    widths = {c: max([len(c)] + [len(r[c]) for r in cells]) for c in columns}
     print("  ".join(c.upper().ljust(widths[c]) for c in columns))
-    for row in rows:
-        print("  ".join(str(row.get(c, "")).ljust(widths[c]) for c in columns))
+    for row in cells:
+        print("  ".join(row[c].ljust(widths[c]) for c in columns))

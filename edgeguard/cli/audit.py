@@ -27,6 +27,7 @@ from edgeguard.policy.load import PolicyError, default_layers, load_policy
 from edgeguard.report.line import LineStyle, render_record, use_colour
 from edgeguard.report.records import TrailRecord, parse_line
 from edgeguard.report.select import SEVERITIES, RecordFilter, TimeSpecError, parse_when
+from edgeguard.textsafe import write_styled
 
 if TYPE_CHECKING:
     from edgeguard.audit.config import AuditConfig
@@ -233,9 +234,11 @@ def _tail(args: argparse.Namespace) -> int:
 
 
 def _emit(rec: TrailRecord, style: LineStyle, *, as_json: bool) -> None:
-    text = rec.line.decode("utf-8", "replace") if as_json else render_record(rec, style)
-    sys.stdout.write(text + "\n")
-    sys.stdout.flush()
+    if as_json:
+        sys.stdout.write(rec.line.decode("utf-8", "replace") + "\n")
+        sys.stdout.flush()
+    else:  # every field escaped by render_record; the colour codes are ours
+        write_styled(render_record(rec, style) + "\n")
 
 
 def _init(args: argparse.Namespace) -> int:

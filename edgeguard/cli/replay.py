@@ -19,7 +19,7 @@ from edgeguard.audit.sink import AuditSink
 from edgeguard.cli._common import add_policy_options, print_json_lines
 from edgeguard.daemon.pipeline import Pipeline
 from edgeguard.decision import DecisionEngine
-from edgeguard.ecs import finding_record, nest, record_fields
+from edgeguard.ecs import finding_record, nest, record_fields, timestamp_in_range
 from edgeguard.events import Finding, Mode
 from edgeguard.net.pcapfile import CaptureFormatError
 from edgeguard.net.replay import PacketClock, ReplayResult, iter_findings
@@ -33,7 +33,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser(
         "replay", help="run a pcap/pcapng file through the network detectors",
         description="Apply the capture filter, decoders and detectors to a capture file and "
-                    "print the findings. Exit 1 findings, 0 none, 2 input error.")
+                    "print the findings. Exit 1 findings, 0 none, 2 input error. Capture "
+                    "times outside years 1..9999 (a damaged or forged header) are written "
+                    "clamped and counted (timestamps_clamped).")
     parser.add_argument("file", type=Path, metavar="FILE.pcap[ng]")
     parser.add_argument("--json", action="store_true", help="one ECS JSON object per line")
     parser.add_argument("--audit", type=Path, metavar="DIR",
@@ -82,12 +84,14 @@ def _replay(args: argparse.Namespace) -> int:
         sink: AuditSink = writer
         pipeline = Pipeline(DecisionEngine(monitor, clock, {"network": Mode.MONITOR}), sink)
     result = ReplayResult()
-    count = 0
+    count = clamped = 0
     try:
         progress = FrameProgress(args.file.stat().st_size, sys.stderr)  # a TTY only
         for finding in progress.around(iter_findings(args.file, policy.network, clock,
                                                      result, watch=progress.watch)):
             count += 1
+            clamped += not all(timestamp_in_range(t) for t in (finding.first_seen or 0.0,
+                                                                finding.last_seen or 0.0))
             _show(finding, as_json=args.json, now=clock.now(), host=host)
             if pipeline is not None:
                 pipeline.submit(finding, "network")
@@ -99,7 +103,16 @@ def _replay(args: argparse.Namespace) -> int:
     finally:
         if writer is not None:
             writer.close()
-    if args.counters:
-        for key, value in result.counters.items():
-            print(f"{key} {value}", file=sys.stderr)
+    _report(args, result, clamped)
     return 1 if count else 0
+
+
+def _report(args: argparse.Namespace, result: ReplayResult, clamped: int) -> None:
+    """Clamped capture times always (stderr); all counters with ``--counters``."""
+    if clamped:
+        print(f"edgeguard replay: {clamped} finding(s) with capture times outside years "
+              "1..9999 (a damaged or forged header); their timestamps are clamped",
+              file=sys.stderr)
+    if args.counters:
+        for key, value in {**result.counters, "timestamps_clamped": clamped}.items():
+            print(f"{key} {value}", file=sys.stderr)

@@ -21,6 +21,7 @@ from edgeguard.cli._common import (
 )
 from edgeguard.ecs import iso_timestamp, nest
 from edgeguard.events import Scalar
+from edgeguard.textsafe import escape
 from edgeguard.wifi.survey import SurveyedBss
 from edgeguard.wifi.verdict import bss_fields
 
@@ -177,7 +178,7 @@ def _classify(args: argparse.Namespace) -> int:
     else:
         print(f"{'BSSID':17}  {'SSID':32} {'CH':>3}  {'SECURITY':19} {'VERDICT':7} EVIDENCE")
         for s in found:
-            name = "(hidden)" if s.hidden and not s.bss.ssid else ssid_text(s.bss.ssid)
+            name = "(hidden)" if s.hidden and not s.bss.ssid else escape(ssid_text(s.bss.ssid))
             verdict = "allow" if s.assessment.allowed else "refuse"
             print(f"{s.bss.bssid}  {name[:32]:32} {s.channel or '?':>3}  "
                   f"{s.bss.classification.security.value:19} {verdict:7} {_evidence(s)}")

@@ -9,6 +9,7 @@ listed in :mod:`edgeguard.daemon.registry`.
 from __future__ import annotations
 
 import asyncio
+import enum
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,8 @@ from edgeguard.clock import Clock
 from edgeguard.events import Decision, Finding
 from edgeguard.policy.model import Policy
 
-__all__ = ["CommandHandler", "Component", "Context", "Peer"]
+__all__ = ["Command", "CommandHandler", "Component", "Context", "Peer", "Privilege",
+           "changing", "read_only"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +42,38 @@ class Peer:
 #: A control command: takes the peer and the request's arguments, returns a JSON-able
 #: mapping (or a list of them for commands that report many rows).
 CommandHandler = Callable[[Peer, Mapping[str, Any]], Awaitable[Any]]
+
+
+class Privilege(enum.Enum):
+    """Who may run a control command."""
+
+    #: root and members of ``daemon.admin_group``.
+    ADMIN_GROUP = "admin-group"
+    #: uid 0 only.
+    ROOT = "root"
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A control command as it is registered: its handler, who may run it, and whether
+    it changes state (then every run, allowed or refused, is audited as a change)."""
+
+    handler: CommandHandler
+    privilege: Privilege
+    changes_state: bool
+
+    def __call__(self, peer: Peer, args: Mapping[str, Any]) -> Awaitable[Any]:
+        return self.handler(peer, args)
+
+
+def read_only(handler: CommandHandler) -> Command:
+    """A command that only reads: open to the admin group, not audited as a change."""
+    return Command(handler, Privilege.ADMIN_GROUP, changes_state=False)
+
+
+def changing(handler: CommandHandler) -> Command:
+    """A command that changes state: root only, audited with the peer's credentials."""
+    return Command(handler, Privilege.ROOT, changes_state=True)
 
 
 @dataclass(slots=True)
@@ -71,5 +105,6 @@ class Component(Protocol):
     def counters(self) -> Mapping[str, int]:
         """Per-source counters for ``edgeguard status`` (events, malformed, dropped)."""
 
-    def commands(self) -> Mapping[str, CommandHandler]:
-        """Control-socket commands this component serves, e.g. ``{"media.list": ...}``."""
+    def commands(self) -> Mapping[str, Command]:
+        """Control-socket commands this component serves, each declaring its privilege,
+        e.g. ``{"media.list": read_only(self.cmd_list)}``."""

@@ -2,10 +2,19 @@
 
 Request ``{"command": "status", "args": {}}``; response ``{"ok": true, "result": ...}``
 or ``{"ok": false, "error": "..."}``. Every peer's credentials are read with
-``SO_PEERCRED`` and its groups with ``SO_PEERGROUPS``: read-only commands are open to
-root and the admin group (the socket is then 0660 root:group, otherwise 0600); commands
-that change anything need uid 0, and each one is reported to ``on_change`` (the daemon
-audits it with the peer's uid, pid and command line).
+``SO_PEERCRED`` and its groups with ``SO_PEERGROUPS``. Each command declares where it
+is registered (:class:`~edgeguard.daemon.component.Command`) who may run it and whether
+it changes state: read-only commands are open to root and the admin group (the socket
+is then 0660 root:group, otherwise 0600); commands that change anything need uid 0, and
+each one is reported to ``on_change`` (the daemon audits it with the peer's uid, pid and
+command line).
+
+No peer can starve the others (``daemon.control``, :mod:`edgeguard.daemon.control_limits`):
+connections are capped globally and per peer uid with slots kept for root, an idle
+connection is closed after ``idle_timeout``, a request line over ``max_request`` is
+refused with an error. Refusals are counted per uid and window and reported to
+``on_refusals`` as one summary; only the first refusal of each changing command per uid
+and window also goes to ``on_change``.
 
 Nothing here needs ``/proc/<pid>`` of the peer: the hardened unit mounts ``/proc`` with
 ``hidepid=invisible``, where the daemon, without CAP_SYS_PTRACE, sees no process but its
@@ -29,37 +38,76 @@ import shlex
 import socket
 import struct
 import sys
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from edgeguard.daemon.component import CommandHandler, Peer
+from edgeguard.clock import Clock, SystemClock
+from edgeguard.daemon.component import Command, Peer, Privilege
+from edgeguard.daemon.control_limits import ConnectionGate, Refusal, RefusalSummary, RefusalTally
+from edgeguard.policy.control import ControlConfig
 
 __all__ = [
-    "READ_ONLY_COMMANDS",
+    "BadRequest",
     "ChangeHook",
     "ControlError",
     "ControlServer",
+    "RefusalHook",
+    "Request",
+    "parse_request",
     "peer_command_line",
     "peer_groups",
     "peer_of",
     "request",
 ]
 
-MAX_REQUEST = 64 * 1024
 #: ``SO_PEERGROUPS`` (Linux 4.13; not named by Python 3.11's socket module).
 SO_PEERGROUPS = getattr(socket, "SO_PEERGROUPS", 59)
 _GID = struct.Struct("=I")
 #: NGROUPS_MAX: the kernel answers ERANGE to a buffer too small for the peer's groups.
 _MAX_GROUPS = 65536
-#: Commands any peer allowed to connect may run; everything else needs root.
-READ_ONLY_COMMANDS = frozenset({"status", "media.list", "wifi.status", "net.blocks"})
+#: The client's wait between connect attempts while the listen backlog is full.
+_CONNECT_RETRY = 0.02
+#: How often the server looks for refusal windows that have passed.
+_FLUSH_INTERVAL = 5.0
 
 
 class ControlError(Exception):
     """The daemon is unreachable or refused the command."""
+
+
+class BadRequest(ValueError):
+    """A request line the server cannot take; the message is sent back to the peer."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Request:
+    command: str
+    args: dict[str, Any]
+    #: The client's own words for its command line (audited when /proc is hidden).
+    command_line: str = ""
+
+
+def parse_request(line: bytes, max_size: int) -> Request:
+    """One request line, or :class:`BadRequest` saying what is wrong with it."""
+    if len(line) > max_size:
+        raise BadRequest(f"request line over {max_size} bytes refused")
+    if not line.endswith(b"\n"):
+        raise BadRequest("request is not a line")
+    try:
+        raw = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"bad request: {exc}") from None
+    if not isinstance(raw, dict):
+        raise BadRequest("bad request: not a JSON object")
+    command, args = raw.get("command"), raw.get("args", {})
+    if not isinstance(command, str) or not isinstance(args, dict):
+        raise BadRequest("bad request: command must be a string and args an object")
+    claimed = raw.get("command_line")
+    return Request(command, args, claimed[:4096] if isinstance(claimed, str) else "")
 
 
 def peer_of(sock: socket.socket) -> Peer:
@@ -90,30 +138,47 @@ def peer_command_line(pid: int) -> str:
         return ""
 
 
-def _with_command_line(peer: Peer, claimed: object) -> Peer:
+def _with_command_line(peer: Peer, claimed: str) -> Peer:
     seen = peer_command_line(peer.pid)
     if seen:
         return dataclasses.replace(peer, command_line=seen, command_line_source="proc")
-    text = claimed[:4096] if isinstance(claimed, str) else ""
-    return dataclasses.replace(peer, command_line=text, command_line_source="client")
+    return dataclasses.replace(peer, command_line=claimed, command_line_source="client")
 
 
 #: Called after a changing command: (peer, command, args, ok, error).
 ChangeHook = Callable[[Peer, str, Mapping[str, Any], bool, str], None]
+#: Called with one uid's refusals once their window has passed.
+RefusalHook = Callable[[RefusalSummary], None]
 
 
 class ControlServer:
-    def __init__(self, path: Path, handlers: Mapping[str, CommandHandler],
-                 admin_gid: int | None = None, on_change: ChangeHook | None = None) -> None:
+    def __init__(self, path: Path, commands: Mapping[str, Command], *,
+                 admin_gid: int | None = None, on_change: ChangeHook | None = None,
+                 config: ControlConfig | None = None, on_refusals: RefusalHook | None = None,
+                 clock: Clock | None = None) -> None:
         self.path = path
-        self.handlers = dict(handlers)
+        self.commands = dict(commands)
         self.admin_gid = admin_gid
         self.on_change = on_change
+        self.on_refusals = on_refusals
+        self.config = config or ControlConfig()
+        self.gate = ConnectionGate(self.config)
+        self.tally = RefusalTally(clock or SystemClock(), self.config.audit_window)
         self.requests = 0
         self.refused = 0
+        self.connections_refused = 0
+        self.bad_requests = 0
+        self.idle_closed = 0
         #: Why the admin group cannot use the socket ("" when it can, or has none).
         self.problem = ""
         self._server: asyncio.AbstractServer | None = None
+        self._flusher: asyncio.TimerHandle | None = None
+
+    def counters(self) -> dict[str, int]:
+        return {"requests": self.requests, "refused": self.refused,
+                "connections_active": self.gate.active,
+                "connections_refused": self.connections_refused,
+                "bad_requests": self.bad_requests, "idle_closed": self.idle_closed}
 
     async def start(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
@@ -121,10 +186,13 @@ class ControlServer:
             self.path.unlink()
         old = os.umask(0o177)
         try:
-            self._server = await asyncio.start_unix_server(self._serve, path=str(self.path))
+            # limit: readuntil() refuses a longer line instead of buffering it.
+            self._server = await asyncio.start_unix_server(
+                self._serve, path=str(self.path), limit=self.config.max_request)
         finally:
             os.umask(old)
         os.chmod(self.path, 0o660 if self._give_to_admins() else 0o600)
+        self._schedule_flush()
 
     def _give_to_admins(self) -> bool:
         """root:<admin group>: from the set-group-ID directory, or by chown when we may."""
@@ -142,67 +210,141 @@ class ControlServer:
         return True
 
     async def close(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+            self._flusher = None
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
+        self.flush(force=True)
+
+    def flush(self, *, force: bool = False) -> None:
+        """Report the refusal summaries whose window has passed."""
+        for summary in self.tally.flush(force=force):
+            if self.on_refusals is not None and summary.total > summary.audited:
+                self.on_refusals(summary)
+
+    def _schedule_flush(self) -> None:
+        def tick() -> None:
+            self.flush()
+            self._schedule_flush()
+        interval = min(_FLUSH_INTERVAL, self.config.audit_window)
+        self._flusher = asyncio.get_running_loop().call_later(interval, tick)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sock = writer.get_extra_info("socket")
         try:
-            line = await asyncio.wait_for(reader.readline(), timeout=10)
-            response = await self._answer(line, writer)
-            writer.write(orjson.dumps(response) + b"\n")
-            await writer.drain()
-        except (TimeoutError, ConnectionError, asyncio.IncompleteReadError):
+            peer = peer_of(sock) if sock is not None else Peer(-1, -1, -1)
+        except OSError:
+            writer.close()
+            return
+        refusal = self.gate.admit(peer.uid)
+        if refusal is not None:
+            # Answered and closed at once: the descriptor is free again right away.
+            self.connections_refused += 1
+            self.tally.add(peer.uid, Refusal.CONNECTIONS)
+            with contextlib.suppress(OSError):
+                writer.write(_error(refusal))
+            writer.close()
+            return
+        try:
+            response = await self._exchange(reader, peer)
+            if response is not None:
+                writer.write(orjson.dumps(response) + b"\n")
+                await asyncio.wait_for(writer.drain(), self.config.idle_timeout)
+        except (TimeoutError, ConnectionError, OSError):
             pass
         finally:
+            self.gate.release(peer.uid)
             writer.close()
 
-    async def _answer(self, line: bytes, writer: asyncio.StreamWriter) -> dict[str, Any]:
-        self.requests += 1
-        sock = writer.get_extra_info("socket")
-        peer = peer_of(sock) if sock is not None else Peer(-1, -1, -1)
-        if len(line) > MAX_REQUEST or not line.endswith(b"\n"):
-            return {"ok": False, "error": "request too long or not a line"}
+    async def _exchange(self, reader: asyncio.StreamReader, peer: Peer,
+                        ) -> dict[str, Any] | None:
         try:
-            request = orjson.loads(line)
-            command = request["command"]
-            args = request.get("args", {})
-            if not isinstance(command, str) or not isinstance(args, dict):
-                raise TypeError("command must be a string and args an object")
-        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
-            return {"ok": False, "error": f"bad request: {exc}"}
-        peer = _with_command_line(peer, request.get("command_line"))
-        handler = self.handlers.get(command)
-        if handler is None:
-            return {"ok": False, "error": f"unknown command {command!r}"}
-        changing = command not in READ_ONLY_COMMANDS
-        refusal = self._refusal(peer, command, changing)
+            line = await asyncio.wait_for(reader.readuntil(b"\n"), self.config.idle_timeout)
+        except TimeoutError:
+            self.idle_closed += 1
+            return {"ok": False, "error": "idle: no request within "
+                    f"{self.config.idle_timeout:g}s"}
+        except asyncio.LimitOverrunError:
+            line = b"x" * (self.config.max_request + 1)
+        except asyncio.IncompleteReadError as exc:
+            if not exc.partial:
+                return None
+            line = exc.partial
+        self.requests += 1
+        try:
+            req = parse_request(line, self.config.max_request)
+        except BadRequest as exc:
+            self.bad_requests += 1
+            self.tally.add(peer.uid, Refusal.BAD_REQUEST)
+            return {"ok": False, "error": str(exc)}
+        return await self.answer(req, peer)
+
+    async def answer(self, req: Request, peer: Peer) -> dict[str, Any]:
+        """The response to one parsed request from ``peer``."""
+        command = self.commands.get(req.command)
+        if command is None:
+            self.bad_requests += 1
+            self.tally.add(peer.uid, Refusal.BAD_REQUEST, req.command[:64])
+            return {"ok": False, "error": f"unknown command {req.command[:64]!r}"}
+        refusal = self._refusal(peer, req.command, command)
         if refusal is not None:
             self.refused += 1
-            if changing and self.on_change is not None:
-                self.on_change(peer, command, args, False, refusal)
+            first = self.tally.add(peer.uid, Refusal.PRIVILEGE, req.command,
+                                   individually=command.changes_state)
+            if first and self.on_change is not None:
+                self.on_change(_with_command_line(peer, req.command_line), req.command,
+                               req.args, False, refusal)
             return {"ok": False, "error": refusal}
+        peer = _with_command_line(peer, req.command_line)
         try:
-            result = await handler(peer, args)
+            result = await command.handler(peer, req.args)
         except Exception as exc:  # noqa: BLE001 - report, never kill the daemon
             error = f"{type(exc).__name__}: {exc}"
-            if changing and self.on_change is not None:
-                self.on_change(peer, command, args, False, error)
+            self._audit(command, peer, req, False, error)
             return {"ok": False, "error": error}
-        if changing and self.on_change is not None:
-            self.on_change(peer, command, args, True, "")
+        self._audit(command, peer, req, True, "")
         return {"ok": True, "result": result}
 
-    def _refusal(self, peer: Peer, command: str, changing: bool) -> str | None:
+    def _audit(self, command: Command, peer: Peer, req: Request, ok: bool, error: str) -> None:
+        if command.changes_state and self.on_change is not None:
+            self.on_change(peer, req.command, req.args, ok, error)
+
+    def _refusal(self, peer: Peer, name: str, command: Command) -> str | None:
         if peer.uid == 0:
             return None
-        if changing:
-            return f"{command} needs root"
+        if command.privilege is Privilege.ROOT:
+            return f"{name} needs root"
         if self.admin_gid is not None and self.admin_gid in peer.groups | {peer.gid}:
             return None
-        return f"{command} needs root or the admin group"
+        return f"{name} needs root or the admin group"
+
+
+def _error(message: str) -> bytes:
+    return orjson.dumps({"ok": False, "error": message}) + b"\n"
+
+
+def _connect(path: Path | str, timeout: float) -> socket.socket:
+    """Connect, trying again while the listen backlog is full (EAGAIN) until ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        sock.settimeout(timeout)
+        try:
+            sock.connect(str(path))
+        except BlockingIOError:
+            sock.close()
+            if time.monotonic() + _CONNECT_RETRY >= deadline:
+                raise
+            time.sleep(_CONNECT_RETRY)
+            continue
+        except BaseException:
+            sock.close()
+            raise
+        return sock
 
 
 def request(path: Path | str, command: str, args: Mapping[str, Any] | None = None,
@@ -211,9 +353,7 @@ def request(path: Path | str, command: str, args: Mapping[str, Any] | None = Non
     payload = orjson.dumps({"command": command, "args": dict(args or {}),
                             "command_line": shlex.join(sys.argv)}) + b"\n"
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC) as sock:
-            sock.settimeout(timeout)
-            sock.connect(str(path))
+        with _connect(path, timeout) as sock:
             sock.sendall(payload)
             chunks = []
             while True:
@@ -227,6 +367,8 @@ def request(path: Path | str, command: str, args: Mapping[str, Any] | None = Non
         response = orjson.loads(b"".join(chunks))
     except orjson.JSONDecodeError:
         raise ControlError("the daemon sent no valid answer") from None
+    if not isinstance(response, dict):
+        raise ControlError("the daemon sent no valid answer")
     if not response.get("ok"):
         raise ControlError(str(response.get("error")))
     return response.get("result")

@@ -26,13 +26,15 @@ from edgeguard import __version__
 from edgeguard.audit.aggregate import Aggregator
 from edgeguard.audit.writer import AuditWriter
 from edgeguard.clock import Clock, SystemClock
-from edgeguard.daemon.component import Component, Context, Peer
+from edgeguard.daemon.component import Command, Component, Context, Peer, changing, read_only
 from edgeguard.daemon.control import ControlServer
+from edgeguard.daemon.control_limits import RefusalSummary
 from edgeguard.daemon.notify import Notifier, watchdog_interval
 from edgeguard.daemon.pipeline import Pipeline
 from edgeguard.daemon.privileges import drop_capabilities, set_no_new_privs
 from edgeguard.daemon.registry import build_components
 from edgeguard.decision import DecisionEngine
+from edgeguard.ecs import iso_timestamp
 from edgeguard.events import AuditRecord, EventKind, Finding, Outcome, Scalar
 from edgeguard.policy import LoadedPolicy, PolicyError, load_policy
 from edgeguard.policy.model import Policy
@@ -80,6 +82,7 @@ class Daemon:
         self.components: list[Component] = []
         self.component_errors: dict[str, str] = {}
         self._stop = asyncio.Event()
+        self.control: ControlServer | None = None
         self.writer = AuditWriter(
             self.audit_dir, clock=self.clock, host=self.host,
             segment_size=policy.audit.segment_size, fsync_interval=policy.audit.fsync_interval,
@@ -121,7 +124,10 @@ class Daemon:
             self._start_component(comp, ctx)
         control = ControlServer(self.socket_path, self._handlers(),
                                 admin_gid=_group_id(self.loaded.policy.daemon.admin_group),
-                                on_change=self._audit_command)
+                                on_change=self._audit_command,
+                                config=self.loaded.policy.daemon.control,
+                                on_refusals=self._audit_refusals, clock=self.clock)
+        self.control = control
         await control.start()
         if control.problem:
             self.record("control-socket-restricted", control.problem, outcome=Outcome.FAILURE,
@@ -194,6 +200,22 @@ class Daemon:
                     + ("" if ok else f" refused or failed: {error}"),
                     outcome=Outcome.SUCCESS if ok else Outcome.FAILURE, fields=fields)
 
+    def _audit_refusals(self, summary: RefusalSummary) -> None:
+        """One record per peer uid and window for a flood of refusals (issue 16 §2)."""
+        fields: dict[str, Scalar] = {
+            "user.id": str(summary.uid),
+            "event.start": iso_timestamp(summary.start),
+            "event.end": iso_timestamp(summary.end),
+            "edgeguard.control.refused": summary.total,
+            "edgeguard.control.audited_individually": summary.audited,
+            "edgeguard.control.commands": tuple(
+                f"{name}={count}" for name, count in sorted(summary.commands.items())),
+        }
+        for what, count in summary.counts.items():
+            fields[f"edgeguard.control.{what.value.replace('-', '_')}"] = count
+        self.record("control-refusals", f"{summary.total} control requests from uid "
+                    f"{summary.uid} refused", outcome=Outcome.FAILURE, fields=fields)
+
     def _submit(self, finding: Finding, section: str) -> Any:
         return self.pipeline.submit(finding, section)
 
@@ -246,8 +268,8 @@ class Daemon:
         return True
 
     # -- control ------------------------------------------------------------------
-    def _handlers(self) -> dict[str, Any]:
-        handlers: dict[str, Any] = {"status": self._status, "reload": self._reload_cmd}
+    def _handlers(self) -> dict[str, Command]:
+        handlers = {"status": read_only(self._status), "reload": changing(self._reload_cmd)}
         for comp in self.components:
             if comp.name not in self.component_errors:
                 handlers.update(comp.commands())
@@ -291,6 +313,7 @@ class Daemon:
                          "repeats_summarised": self.aggregator.summarised,
                          "repeats_pending": self.aggregator.pending},
             "sources": sources,
+            "control": self.control.counters() if self.control is not None else {},
         }
 
 

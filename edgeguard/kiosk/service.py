@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 import pyudev
 
-from edgeguard.daemon.component import CommandHandler, Component, Context, Peer
+from edgeguard.daemon.component import Command, Component, Context, Peer, read_only
 from edgeguard.events import ActionKind, Mode
 from edgeguard.kiosk.bootset import read_boot_id
 from edgeguard.kiosk.guard import DeauthorizeAction, UsbGuard
@@ -154,8 +154,8 @@ class KioskComponent:
             out.update(self.radio.counter_map())
         return out
 
-    def commands(self) -> Mapping[str, CommandHandler]:
-        return {"kiosk.devices": self.cmd_devices}
+    def commands(self) -> Mapping[str, Command]:
+        return {"kiosk.devices": read_only(self.cmd_devices)}
 
     def actions(self) -> Mapping[ActionKind, DeauthorizeAction]:
         """Offered to the pipeline: ``deauthorize`` for kiosk findings."""

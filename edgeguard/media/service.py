@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from edgeguard.daemon.component import CommandHandler, Component, Context, Peer
+from edgeguard.daemon.component import Command, Component, Context, Peer, changing, read_only
 from edgeguard.events import Mode
 from edgeguard.media.allow import AllowError, AllowStore
 from edgeguard.media.block import BlockLayer, KernelBlockLayer
@@ -111,8 +111,9 @@ class MediaComponent:
             counters["mount_failures"] = self._mounter.failures
         return counters
 
-    def commands(self) -> Mapping[str, CommandHandler]:
-        return {"media.list": self.cmd_list, "media.allow": self.cmd_allow}
+    def commands(self) -> Mapping[str, Command]:
+        return {"media.list": read_only(self.cmd_list),
+                "media.allow": changing(self.cmd_allow)}
 
     # -- event loop callbacks ----------------------------------------------------------
     def poll(self) -> None:

@@ -89,7 +89,7 @@ def load_recording(path: Path) -> list[list[dict[str, str]]]:
     Values are kept as the JSON gave them; the engine validates (and counts) them.
     """
     data = json.loads(path.read_text(encoding="utf-8"))
-    bursts = data["bursts"] if isinstance(data, dict) else None
+    bursts = data.get("bursts") if isinstance(data, dict) else None
     if not isinstance(bursts, list) or not all(isinstance(b, list) for b in bursts):
         raise ValueError(f"{path}: expected {{'bursts': [[uevent, ...], ...]}}")
     return bursts

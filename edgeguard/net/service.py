@@ -24,7 +24,7 @@ from typing import Any
 
 import structlog
 
-from edgeguard.daemon.component import CommandHandler, Component, Context, Peer
+from edgeguard.daemon.component import Command, Component, Context, Peer, read_only
 from edgeguard.events import AuditRecord, EventKind, Outcome, Scalar
 from edgeguard.net.config import NetworkConfig
 from edgeguard.net.worker import MAX_MESSAGE, Reconfigure, WorkerReport, WorkerSpec
@@ -225,8 +225,8 @@ class NetworkComponent(Component):
         out["findings_submitted"] = self.findings_submitted
         return out
 
-    def commands(self) -> Mapping[str, CommandHandler]:
-        return {"network.capture": self._cmd_capture}
+    def commands(self) -> Mapping[str, Command]:
+        return {"network.capture": read_only(self._cmd_capture)}
 
     async def _cmd_capture(self, peer: Peer, args: Mapping[str, Any]) -> list[dict[str, Any]]:
         del peer, args

@@ -9,6 +9,7 @@ from edgeguard.events import ActionKind, Mode, Severity
 from edgeguard.kiosk.config import KioskConfig
 from edgeguard.media.config import MediaConfig
 from edgeguard.net.config import NetworkConfig
+from edgeguard.policy.control import ControlConfig
 from edgeguard.policy.types import Duration, setting
 from edgeguard.wifi.config import WifiConfig
 
@@ -58,6 +59,8 @@ class DaemonConfig:
         "commands need root. Unset: root only.")
     drop_capabilities: bool = setting(
         True, "After start, keep only the capabilities actions need and set no_new_privs.")
+    control: ControlConfig = setting(None, "Limits of the control socket (read at start).",
+                                     factory=ControlConfig)
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,9 +13,9 @@ from __future__ import annotations
 import html
 from collections import Counter
 
-from edgeguard.report._escape import printable
 from edgeguard.report.summary import TOP_N, Summary
 from edgeguard.report.text import health_line, local_time, verdict_list
+from edgeguard.textsafe import escape as printable
 
 __all__ = ["render_html"]
 

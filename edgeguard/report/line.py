@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TextIO
 
-from edgeguard.report._escape import printable
 from edgeguard.report.records import TrailRecord
+from edgeguard.textsafe import escape as printable
 
 __all__ = ["LineStyle", "render_record", "use_colour"]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime as _dt
 from collections import Counter
 
-from edgeguard.report._escape import printable
 from edgeguard.report.summary import TOP_N, AuditHealth, Summary
+from edgeguard.textsafe import escape as printable
 
 __all__ = ["health_line", "local_time", "render_text", "verdict_list"]
 

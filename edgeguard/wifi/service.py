@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from edgeguard.actions.base import Action, audited
-from edgeguard.daemon.component import CommandHandler, Component, Context, Peer
+from edgeguard.daemon.component import Command, Component, Context, Peer, read_only
 from edgeguard.ecs import decision_record
 from edgeguard.events import (
     ActionKind,
@@ -157,8 +157,8 @@ class WifiComponent:
                        rtnl_foreign=self._rtnl.foreign, rtnl_restarts=self._rtnl.restarts)
         return out
 
-    def commands(self) -> Mapping[str, CommandHandler]:
-        return {"wifi.status": self._status_cmd}
+    def commands(self) -> Mapping[str, Command]:
+        return {"wifi.status": read_only(self._status_cmd)}
 
     def actions(self) -> Mapping[ActionKind, Action]:
         return {ActionKind.DISCONNECT: DisconnectAction(lambda: self.refuser)}

@@ -16,7 +16,7 @@ from typing import Any
 from edgeguard.actions.nftables.actions import NftAction, nft_actions
 from edgeguard.actions.nftables.enforcer import Enforcer, entry_fields
 from edgeguard.actions.nftables.runner import Nft, NftError
-from edgeguard.daemon.component import CommandHandler, Component, Context, Peer
+from edgeguard.daemon.component import Command, Component, Context, Peer, changing, read_only
 from edgeguard.events import ActionKind, Mode
 from edgeguard.net.config import NetworkConfig
 from edgeguard.policy.model import Policy
@@ -114,8 +114,9 @@ class EnforcementComponent:
         out["nft_active"] = len(self.enforcer.known)
         return out
 
-    def commands(self) -> Mapping[str, CommandHandler]:
-        return {"net.blocks": self.cmd_blocks, "net.unblock": self.cmd_unblock}
+    def commands(self) -> Mapping[str, Command]:
+        return {"net.blocks": read_only(self.cmd_blocks),
+                "net.unblock": changing(self.cmd_unblock)}
 
     async def cmd_blocks(self, peer: Peer, args: Mapping[str, Any]) -> list[dict[str, Any]]:
         """Active blocks read back from the kernel sets, with reason, finding and expiry."""

@@ -114,7 +114,7 @@ def test_hostile_text_is_escaped(week: Week) -> None:
     public = [x for x in lines if "public" in x]
     assert public
     assert all("\x1b" not in x for x in lines)
-    assert all("\\x1b[2J" in x for x in public)
+    assert all("\\u001b[2J" in x for x in public)
     assert HOSTILE_SSID not in "\n".join(lines)
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from edgeguard.daemon.component import Peer
-from edgeguard.daemon.control import _with_command_line, peer_of
+from edgeguard.daemon.control import _with_command_line, parse_request, peer_of
 from edgeguard.daemon.privileges import last_cap
 from edgeguard.kiosk.bootset import BOOT_ID, BOOT_ID_ENV, read_boot_id
 
@@ -32,10 +32,13 @@ def test_command_line_from_proc_when_readable_else_as_the_client_sent_it() -> No
         b"\0", b" ").decode().strip()
     gone = _with_command_line(Peer(2**22 + 7, 0, 0), "edgeguard reload")  # no such pid
     assert (gone.command_line, gone.command_line_source) == ("edgeguard reload", "client")
-    odd = _with_command_line(Peer(2**22 + 7, 0, 0), {"not": "text"})
-    assert (odd.command_line, odd.command_line_source) == ("", "client")
-    long = _with_command_line(Peer(2**22 + 7, 0, 0), "x" * 10_000)
-    assert len(long.command_line) == 4096
+    # the client's words are taken from the request only when they are text, cut short
+    odd = parse_request(b'{"command": "status", "command_line": {"not": "text"}}\n', 4096)
+    assert odd.command_line == ""
+    long = parse_request(b'{"command": "status", "command_line": "' + b"x" * 10_000 + b'"}\n',
+                         65536)
+    assert len(_with_command_line(Peer(2**22 + 7, 0, 0), long.command_line).command_line) \
+        == 4096
 
 
 def test_boot_id_from_systemd_when_proc_sys_is_hidden(monkeypatch: pytest.MonkeyPatch,
