@@ -67,14 +67,19 @@ class FindingType:
     area: Area
     #: ``rule.id`` recorded when no policy rule matches (``default-<kind>`` if unset).
     default_rule: str | None = None
+    #: Act again on a suppressed repeat (Zeek's per-type suppression): a refused Wi-Fi
+    #: network or USB device that comes back must be refused again, even though its
+    #: alert is not repeated.
+    reapply_on_repeat: bool = False
 
     @property
     def actions(self) -> frozenset[ActionKind]:
         return AREA_ACTIONS[self.area]
 
 
-def _of(area: Area, kind: str, subtypes: tuple[str, ...]) -> tuple[FindingType, ...]:
-    return tuple(FindingType(kind, s, area) for s in subtypes)
+def _of(area: Area, kind: str, subtypes: tuple[str, ...], *,
+        reapply: bool = False) -> tuple[FindingType, ...]:
+    return tuple(FindingType(kind, s, area, reapply_on_repeat=reapply) for s in subtypes)
 
 
 _SCAN_LABELS = ("syn", "fin", "null", "xmas", "maimon", "ack", "connect", "udp", "masscan",
@@ -107,10 +112,10 @@ FINDING_TYPES: tuple[FindingType, ...] = (
                                      "mac-claims-many-ips", "gratuitous-storm")),
     *_of(Area.NETWORK, "flood", ("syn-flood", "udp-flood", "spoofed-syn-flood",
                                  "spoofed-udp-flood")),
-    *_of(Area.WIFI, "wifi", WIFI_REFUSALS),
+    *_of(Area.WIFI, "wifi", WIFI_REFUSALS, reapply=True),
     *_of(Area.WIFI, "wifi-rogue", WIFI_ROGUE),
     *(FindingType(MEDIA_KIND, s, Area.MEDIA, rule) for s, rule in MEDIA_SUBTYPES.items()),
-    *_of(Area.KIOSK, "usb-device", ("hid-flagged", *_KIOSK_REFUSALS)),
+    *_of(Area.KIOSK, "usb-device", ("hid-flagged", *_KIOSK_REFUSALS), reapply=True),
     *_of(Area.KIOSK, "radio", tuple(f"{r}-{w}" for r in _RADIOS for w in ("radio", "unblocked"))),
 )
 

@@ -27,7 +27,9 @@ from edgeguard.cli._common import (
     print_table,
 )
 from edgeguard.clock import SystemClock
+from edgeguard.decision import effective_mode
 from edgeguard.ecs import nest, record_fields
+from edgeguard.findings import Area
 from edgeguard.policy.load import PolicyError, load_policy
 from edgeguard.policy.types import Duration
 
@@ -122,7 +124,9 @@ def _replay(args: argparse.Namespace) -> int:
     kernel = SimulatedKernel()
     with tempfile.TemporaryDirectory() as state:
         allows = AllowStore(Path(state) / "allows.json", SystemClock())
-        engine = MediaEngine(config=policy.media, mode=policy.media.mode or policy.mode,
+        # a replay never acts: monitor mode whatever the policy says
+        mode = effective_mode(policy, Area.MEDIA, force_monitor=True)
+        engine = MediaEngine(config=policy.media, mode=mode,
                              catalogue=catalogue, allows=allows, block=kernel, audit=sink,
                              clock=SystemClock())
         replay(engine, kernel, bursts)

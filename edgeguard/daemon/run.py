@@ -23,6 +23,8 @@ import orjson
 import structlog
 
 from edgeguard import __version__
+from edgeguard.actions.base import ActionProvider
+from edgeguard.actions.worker import ActionWorker, InlineRunner
 from edgeguard.audit.aggregate import Aggregator
 from edgeguard.audit.writer import AuditWriter
 from edgeguard.clock import Clock, SystemClock
@@ -33,7 +35,7 @@ from edgeguard.daemon.pipeline import Pipeline
 from edgeguard.daemon.privileges import drop_capabilities, set_no_new_privs
 from edgeguard.daemon.registry import build_components
 from edgeguard.decision import DecisionEngine
-from edgeguard.events import AuditRecord, EventKind, Finding, Outcome, Scalar
+from edgeguard.events import AuditRecord, Decision, EventKind, Finding, Outcome, Scalar
 from edgeguard.policy import LoadedPolicy, PolicyError, load_policy
 from edgeguard.policy.model import Policy
 
@@ -92,6 +94,7 @@ class Daemon:
                                      window=policy.audit.aggregate_window,
                                      max_keys=policy.audit.aggregate_max_keys)
         self.pipeline = Pipeline(self.engine, self.writer, summariser=self.aggregator)
+        self.worker: ActionWorker | None = None
 
     # -- records ------------------------------------------------------------------
     def record(self, action: str, message: str, *, outcome: Outcome = Outcome.SUCCESS,
@@ -113,9 +116,13 @@ class Daemon:
             "edgeguard.policy.sources": self.loaded.sources,
             "process.pid": os.getpid(),
         })
+        # Actions that wait on the system (nft, sysfs) run on the worker thread.
+        self.worker = worker = ActionWorker(loop)
+        self.pipeline.runner = worker
+        worker.start()
         ctx = Context(loop=loop, clock=self.clock, audit=self.writer, policy=self.loaded.policy,
                       state_dir=self.state_dir, submit=self._submit,
-                      ship_remote=self.options.ship_remote)
+                      ship_remote=self.options.ship_remote, worker=worker)
         self.components = build_components(self.loaded.policy)
         for comp in self.components:
             self._start_component(comp, ctx)
@@ -140,6 +147,11 @@ class Daemon:
         await self._stop.wait()
         self.notifier.stopping()
         await control.close()
+        # Finish (or record as not done) the queued actions before the components that
+        # carry them out stop; anything submitted from here on runs inline.
+        for job, _done in worker.stop():
+            self.pipeline.abandon(job, "the daemon stopped before it ran")
+        self.pipeline.runner = InlineRunner()
         for comp in reversed(self.components):
             try:
                 comp.stop()
@@ -164,9 +176,8 @@ class Daemon:
                         outcome=Outcome.FAILURE, kind=EventKind.PIPELINE_ERROR,
                         fields={"edgeguard.component": comp.name, "error.message": str(exc)})
             return
-        provider = getattr(comp, "actions", None)
-        if callable(provider):
-            self.pipeline.add_actions(provider())
+        if isinstance(comp, ActionProvider):
+            self.pipeline.add_actions(comp.actions())
 
     def _drop_privileges(self) -> None:
         try:
@@ -194,8 +205,8 @@ class Daemon:
                     + ("" if ok else f" refused or failed: {error}"),
                     outcome=Outcome.SUCCESS if ok else Outcome.FAILURE, fields=fields)
 
-    def _submit(self, finding: Finding, section: str) -> Any:
-        return self.pipeline.submit(finding, section)
+    def _submit(self, finding: Finding) -> Decision:
+        return self.pipeline.submit(finding)
 
     def _flush_summaries(self, loop: asyncio.AbstractEventLoop) -> None:
         try:
@@ -288,6 +299,7 @@ class Daemon:
                 "write_errors": self.writer.write_errors,
             },
             "pipeline": {**self.pipeline.counters(),
+                         **(self.worker.counters() if self.worker is not None else {}),
                          "repeats_summarised": self.aggregator.summarised,
                          "repeats_pending": self.aggregator.pending},
             "sources": sources,

@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from edgeguard.daemon.component import CommandHandler, Component, Context, Peer
+from edgeguard.decision import effective_mode
 from edgeguard.events import Mode
+from edgeguard.findings import Area
 from edgeguard.media.allow import AllowError, AllowStore
 from edgeguard.media.block import BlockLayer, KernelBlockLayer
 from edgeguard.media.catalogue import CatalogueError, HardwareCatalogue, shipped_catalogue_path
@@ -45,7 +47,7 @@ def load_catalogue(config: MediaConfig) -> tuple[HardwareCatalogue, str | None]:
 
 
 def _mode(policy: Policy) -> Mode:
-    return policy.media.mode or policy.mode
+    return effective_mode(policy, Area.MEDIA)
 
 
 class MediaComponent:

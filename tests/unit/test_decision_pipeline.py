@@ -59,17 +59,17 @@ def test_rule_overrides_severity_mode_and_actions(tmp_path: Path) -> None:
                          "  - {id: syn-scans, kind: scan, subtype: syn, severity: severe,"
                          " mode: enforce, actions: [log, block]}\n")
     engine = DecisionEngine(policy, FakeClock())
-    d = engine.decide(finding(), "network")
+    d = engine.decide(finding())
     assert (d.rule_id, d.severity, d.mode) == ("syn-scans", Severity.SEVERE, Mode.ENFORCE)
     assert d.actions == (ActionKind.LOG, ActionKind.BLOCK)
-    other = engine.decide(finding(subtype="fin", identifier="10.0.0.8"), "network")
+    other = engine.decide(finding(subtype="fin", identifier="10.0.0.8"))
     assert other.rule_id == "port-scan"  # the default's rule: rules merge by id
     assert other.mode is Mode.MONITOR
 
 
 def test_section_mode_applies_without_rule_mode(tmp_path: Path) -> None:
     policy = policy_from(tmp_path, "mode: monitor\nnetwork:\n  mode: enforce\n")
-    d = DecisionEngine(policy, FakeClock()).decide(finding(kind="flood"), "network")
+    d = DecisionEngine(policy, FakeClock()).decide(finding(kind="flood"))
     assert d.mode is Mode.ENFORCE
 
 
@@ -98,7 +98,7 @@ def test_pipeline_monitor_records_would_be_action(tmp_path: Path) -> None:
     block = FakeBlock()
     policy = policy_from(tmp_path, "mode: monitor\n")
     pipe = Pipeline(DecisionEngine(policy, FakeClock()), sink, {ActionKind.BLOCK: block})
-    pipe.submit(finding(severity=Severity.SEVERE), "network")
+    pipe.submit(finding(severity=Severity.SEVERE))
     assert block.calls == 0
     [alert] = sink.records
     assert alert.kind is EventKind.ALERT
@@ -112,8 +112,8 @@ def test_pipeline_enforce_audits_action_outcome(tmp_path: Path, works: bool) -> 
     block = FakeBlock(ok=works)
     policy = policy_from(tmp_path, "mode: enforce\n")
     pipe = Pipeline(DecisionEngine(policy, FakeClock()), sink, {ActionKind.BLOCK: block})
-    pipe.submit(finding(severity=Severity.SEVERE), "network")
-    pipe.submit(finding(severity=Severity.SEVERE), "network")  # a repeat: not re-acted
+    pipe.submit(finding(severity=Severity.SEVERE))
+    pipe.submit(finding(severity=Severity.SEVERE))  # a repeat: not re-acted
     assert block.calls == 1
     alert, action = sink.records
     assert alert.kind is EventKind.ALERT
@@ -129,7 +129,7 @@ def test_pipeline_enforce_audits_action_outcome(tmp_path: Path, works: bool) -> 
 def test_enforce_without_provider_is_a_recorded_failure(tmp_path: Path) -> None:
     sink = MemorySink()
     pipe = Pipeline(DecisionEngine(policy_from(tmp_path, "mode: enforce\n"), FakeClock()), sink)
-    pipe.submit(finding(severity=Severity.SEVERE), "network")
+    pipe.submit(finding(severity=Severity.SEVERE))
     assert sink.records[-1].outcome is Outcome.FAILURE
     assert "no component provides 'block'" in str(sink.records[-1].fields["error.message"])
 
@@ -152,7 +152,7 @@ def test_monitor_records_describe_the_would_be_change(tmp_path: Path) -> None:
     sink = MemorySink()
     pipe = Pipeline(DecisionEngine(policy_from(tmp_path, "mode: monitor\n"), FakeClock()), sink,
                     {ActionKind.BLOCK: Describing()})
-    pipe.submit(finding(severity=Severity.SEVERE), "network")
+    pipe.submit(finding(severity=Severity.SEVERE))
     assert sink.records[0].fields["edgeguard.would_change"] == (
         "drop traffic of 10.0.0.7 for 3600 s",)
 
@@ -166,7 +166,7 @@ def test_a_flood_of_repeats_becomes_one_summary(tmp_path: Path) -> None:
     pipe = Pipeline(DecisionEngine(policy_from(tmp_path, "mode: monitor\n"), clock), sink,
                     summariser=aggregator)
     for _ in range(500):
-        pipe.submit(finding(), "network")
+        pipe.submit(finding())
     assert len(sink.records) == 1  # the first alert; the repeats are pending
     assert aggregator.pending == 499 * 25  # every attempt the repeats counted (25 each)
     clock.advance(61)
