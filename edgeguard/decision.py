@@ -19,7 +19,7 @@ from collections import OrderedDict
 
 from edgeguard.clock import Clock
 from edgeguard.events import ActionKind, Decision, Finding, Mode
-from edgeguard.findings import AREA_ACTIONS, Area, area_of, finding_type
+from edgeguard.findings import AREA_ACTIONS, Area, area_of, default_rule_id
 from edgeguard.policy.model import Policy, RuleConfig
 
 __all__ = ["DEFAULT_SUPPRESS_FOR", "MAX_SUPPRESSION_ENTRIES", "DecisionEngine", "area_mode",
@@ -118,12 +118,7 @@ class DecisionEngine:
 
     @staticmethod
     def _rule_id(finding: Finding, rule: RuleConfig | None) -> str:
-        if rule is not None:
-            return rule.id
-        known = finding_type(finding.kind, finding.subtype)
-        if known is not None and known.default_rule is not None:
-            return known.default_rule
-        return f"default-{finding.kind}"
+        return rule.id if rule is not None else default_rule_id(finding.kind, finding.subtype)
 
     def _repeat(self, finding: Finding, rule: RuleConfig | None) -> bool:
         window = rule.suppress_for if rule is not None else DEFAULT_SUPPRESS_FOR

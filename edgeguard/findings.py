@@ -34,6 +34,7 @@ __all__ = [
     "FindingType",
     "area_of",
     "catalogue_markdown",
+    "default_rule_id",
     "finding_type",
     "kinds",
     "suggest",
@@ -133,6 +134,14 @@ def kinds() -> dict[str, tuple[str, ...]]:
 
 def finding_type(kind: str, subtype: str) -> FindingType | None:
     return _BY_PAIR.get((kind, subtype))
+
+
+def default_rule_id(kind: str, subtype: str) -> str:
+    """``rule.id`` of a finding no policy rule matches."""
+    known = _BY_PAIR.get((kind, subtype))
+    if known is not None and known.default_rule is not None:
+        return known.default_rule
+    return f"default-{kind}"
 
 
 def area_of(kind: str) -> Area | None:

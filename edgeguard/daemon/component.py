@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from edgeguard.actions.worker import ActionWorker
 from edgeguard.audit.sink import AuditSink
 from edgeguard.clock import Clock
-from edgeguard.events import Decision, Finding
+from edgeguard.events import Decider, Decision, Finding
 from edgeguard.policy.model import Policy
 
 __all__ = ["CommandHandler", "Component", "Context", "Peer"]
@@ -59,6 +59,9 @@ class Context:
     #: The action worker thread: work that waits on the system (nft, sysfs) goes here,
     #: never on ``loop``. None outside the daemon (tests, replay): run it inline.
     worker: ActionWorker | None = None
+    #: The decision engine, for areas that propose state changes recorded every time
+    #: (media verdicts) rather than findings: it matches ``rules:`` and picks the mode.
+    decider: Decider | None = None
 
 
 class Component(Protocol):

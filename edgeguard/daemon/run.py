@@ -122,7 +122,8 @@ class Daemon:
         worker.start()
         ctx = Context(loop=loop, clock=self.clock, audit=self.writer, policy=self.loaded.policy,
                       state_dir=self.state_dir, submit=self._submit,
-                      ship_remote=self.options.ship_remote, worker=worker)
+                      ship_remote=self.options.ship_remote, worker=worker,
+                      decider=self.engine)
         self.components = build_components(self.loaded.policy)
         for comp in self.components:
             self._start_component(comp, ctx)

@@ -74,7 +74,8 @@ class MediaComponent:
             config=config, mode=_mode(ctx.policy), catalogue=catalogue,
             allows=AllowStore(ctx.state_dir / ALLOW_FILE, ctx.clock), block=self._block,
             audit=ctx.audit, clock=ctx.clock,
-            mount=mounter.mount, unmount=mounter.unmount, revoke=mounter.revoke)
+            mount=mounter.mount, unmount=mounter.unmount, revoke=mounter.revoke,
+            decisions=ctx.decider, submit=ctx.submit)
         self._source = self._source_factory()
         fd = self._source.fileno()
         if fd is not None:
@@ -153,6 +154,8 @@ class MediaComponent:
             except OSError:
                 writable = False
             rows.append(dict(MediaEvidence(assessment, writable).ecs_fields()))
+        # devices whose uevents were refused: listed with what is known, escaped
+        rows.extend(dict(m.ecs_fields()) for m in self.engine.malformed_devices())
         return rows
 
     async def cmd_allow(self, peer: Peer, args: Mapping[str, Any]) -> dict[str, Any]:
