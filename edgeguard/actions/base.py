@@ -13,6 +13,7 @@ from typing import Protocol, runtime_checkable
 
 from edgeguard.audit.sink import AuditSink
 from edgeguard.events import ActionKind, ActionResult, AuditRecord, Decision, Outcome
+from edgeguard.findings import Area
 
 __all__ = [
     "Action",
@@ -58,7 +59,11 @@ class BatchAction(Protocol):
 
 @runtime_checkable
 class ActionProvider(Protocol):
-    """A component that carries out actions (nftables, USB de-authorisation) offers them."""
+    """A component that carries out actions (nftables, USB de-authorisation) offers them
+    for the findings of its ``area``: media and kiosk both de-authorise, each its own
+    devices, so the pipeline looks an action up by the finding's area first."""
+
+    area: Area
 
     def actions(self) -> Mapping[ActionKind, Action]: ...
 

@@ -32,7 +32,7 @@ from edgeguard.events import (
     Mode,
     Outcome,
 )
-from edgeguard.findings import finding_type
+from edgeguard.findings import Area, area_of, finding_type
 
 __all__ = ["Pipeline", "RepeatSummariser", "action_record"]
 
@@ -63,7 +63,8 @@ class Pipeline:
                  runner: ActionRunner | None = None) -> None:
         self.engine = engine
         self.audit = audit
-        self.actions: dict[ActionKind, Action] = dict(actions or {})
+        self.actions: dict[ActionKind, Action] = dict(actions or {})  # any area's
+        self._area_actions: dict[Area, dict[ActionKind, Action]] = {}
         self.summariser = summariser
         self.runner: ActionRunner = runner if runner is not None else InlineRunner()
         self.findings = 0
@@ -71,8 +72,19 @@ class Pipeline:
         self.actions_failed = 0
         self.audit_errors = 0
 
-    def add_actions(self, actions: Mapping[ActionKind, Action]) -> None:
-        self.actions.update(actions)
+    def add_actions(self, actions: Mapping[ActionKind, Action], area: Area | None = None) -> None:
+        """Actions for the findings of ``area`` (None: of any area without its own)."""
+        if area is None:
+            self.actions.update(actions)
+        else:
+            self._area_actions.setdefault(area, {}).update(actions)
+
+    def action_for(self, finding: Finding, kind: ActionKind) -> Action | None:
+        area = area_of(finding.kind)
+        own = self._area_actions.get(area) if area is not None else None
+        if own is not None and kind in own:
+            return own[kind]
+        return self.actions.get(kind)
 
     def submit(self, finding: Finding) -> Decision:
         """Decide about ``finding`` (its area's mode applies), record it, queue its actions."""
@@ -104,11 +116,11 @@ class Pipeline:
         if decision.mode is not Mode.ENFORCE:
             return
         for kind in wanted:
-            self._queue(ActionJob(decision, kind, self.actions.get(kind),
+            self._queue(ActionJob(decision, kind, self.action_for(decision.finding, kind),
                                   action_record(decision, kind, base)))
 
     def _describe(self, decision: Decision, kind: ActionKind) -> str:
-        action: object = self.actions.get(kind)
+        action: object = self.action_for(decision.finding, kind)
         if not isinstance(action, Describes):
             return ""
         try:

@@ -178,7 +178,7 @@ class Daemon:
                         fields={"edgeguard.component": comp.name, "error.message": str(exc)})
             return
         if isinstance(comp, ActionProvider):
-            self.pipeline.add_actions(comp.actions())
+            self.pipeline.add_actions(comp.actions(), comp.area)
 
     def _drop_privileges(self) -> None:
         try:

@@ -80,6 +80,7 @@ def _mode(policy: Policy) -> Mode:
 
 class KioskComponent:
     name = "kiosk"
+    area = Area.KIOSK
 
     def __init__(self, source_factory: Callable[[], UsbSource] | None = None,
                  rfkill: RfkillDevice | None = None, boot_id: str | None = None) -> None:

@@ -15,10 +15,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from edgeguard.actions.base import Action
 from edgeguard.daemon.component import CommandHandler, Component, Context, Peer
 from edgeguard.decision import effective_mode
-from edgeguard.events import Mode
+from edgeguard.events import ActionKind, Mode
 from edgeguard.findings import Area
+from edgeguard.media.actions import media_actions
 from edgeguard.media.allow import AllowError, AllowStore
 from edgeguard.media.block import BlockLayer, KernelBlockLayer
 from edgeguard.media.catalogue import CatalogueError, HardwareCatalogue, shipped_catalogue_path
@@ -52,6 +54,7 @@ def _mode(policy: Policy) -> Mode:
 
 class MediaComponent:
     name = "media"
+    area = Area.MEDIA
 
     def __init__(self, source_factory: Callable[[], MediaSource] = UdevSource,
                  block: BlockLayer | None = None) -> None:
@@ -116,6 +119,10 @@ class MediaComponent:
 
     def commands(self) -> Mapping[str, CommandHandler]:
         return {"media.list": self.cmd_list, "media.allow": self.cmd_allow}
+
+    def actions(self) -> Mapping[ActionKind, Action]:
+        """``read-only`` and ``deauthorize`` for rules on ``usb`` findings (ActionProvider)."""
+        return media_actions(self._block)
 
     # -- event loop callbacks ----------------------------------------------------------
     def poll(self) -> None:

@@ -74,6 +74,7 @@ class Association:
 
 class WifiComponent:
     name = "wifi"
+    area = Area.WIFI
 
     def __init__(self, policy: Policy, backend: Nl80211Backend | None = None,
                  killswitch: KillSwitch | None = None, watch_links: bool = True,

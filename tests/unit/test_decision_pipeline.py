@@ -289,3 +289,17 @@ def test_a_suppressed_refusal_is_refused_again_without_a_second_alert(tmp_path: 
     assert block.calls == 1
     alerts = [r for r in sink.records if r.kind is EventKind.ALERT]
     assert len(alerts) == 2
+
+
+def test_an_action_is_looked_up_in_the_findings_area_first(tmp_path: Path) -> None:
+    """Media and kiosk both de-authorise, each its own devices: a kiosk finding must
+    reach the kiosk's action even when media registered one after it."""
+    sink = MemorySink()
+    kiosk, media = FakeBlock(kind=ActionKind.DEAUTHORIZE), FakeBlock(kind=ActionKind.DEAUTHORIZE)
+    policy = policy_from(tmp_path, "mode: enforce\nrules:\n"
+                         "  - {id: refuse, kind: usb-device, actions: [log, deauthorize]}\n")
+    pipe = Pipeline(DecisionEngine(policy, FakeClock()), sink)
+    pipe.add_actions({ActionKind.DEAUTHORIZE: kiosk}, Area.KIOSK)
+    pipe.add_actions({ActionKind.DEAUTHORIZE: media}, Area.MEDIA)
+    pipe.submit(finding("dev", kind="usb-device", subtype="late-hid"))
+    assert (kiosk.calls, media.calls) == (1, 0)

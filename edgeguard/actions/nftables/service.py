@@ -42,6 +42,7 @@ def can_enforce(policy: Policy) -> bool:
 
 class EnforcementComponent:
     name = "net-enforce"
+    area = Area.NETWORK
 
     def __init__(self, policy: Policy, nft: Nft | None = None):
         self.policy = policy

@@ -21,6 +21,7 @@ from edgeguard.daemon.component import Peer
 from edgeguard.daemon.pipeline import Pipeline
 from edgeguard.decision import DecisionEngine
 from edgeguard.events import Mode
+from edgeguard.findings import Area
 from edgeguard.media.replay import replay
 from edgeguard.media.service import MediaComponent
 from edgeguard.media.source import load_recording
@@ -141,3 +142,21 @@ def test_the_engine_mode_is_only_a_fallback(tmp_path: Path) -> None:
     h.engine.decisions = DecisionEngine(policy, FakeClock())
     replay(h.engine, h.kernel, load_recording(UEVENTS / "02-trust-luks-partition.json"))
     assert not h.kernel.read_only("loop0p2")  # lifted: the policy enforces
+
+
+def test_a_rule_naming_a_media_action_is_carried_out(tmp_path: Path) -> None:
+    """The catalogue says media provides read-only and deauthorize; a rule using them must
+    not fail with "no component provides" (the old main had no media action provider)."""
+    policy = _policy(tmp_path, "rules:\n  - {id: pull-plaintext-trust, kind: usb, "
+                               "subtype: not-encrypted, actions: [log, read-only, deauthorize]}\n")
+    h, pipeline = _wired(tmp_path, policy)
+    pipeline.add_actions(MediaComponent(block=h.kernel).actions(), Area.MEDIA)
+    replay(h.engine, h.kernel, load_recording(UEVENTS / "03-trust-plaintext.json"))
+    (ro,) = [f for f in h.fields() if f["event.action"] == "read-only"]
+    assert ro["event.outcome"] == "success", ro
+    assert ro["rule.id"] == "pull-plaintext-trust"
+    assert ro["edgeguard.action.changed"] is False  # the verdict had it read-only already
+    # the recorded sticks are loop devices: nothing to de-authorise, and the record says so
+    (deauth,) = [f for f in h.fields() if f["event.action"] == "deauthorize"]
+    assert deauth["event.outcome"] == "failure"
+    assert deauth["error.message"] == "no USB interface to de-authorise"
