@@ -24,6 +24,7 @@ __all__ = [
     "ActionKind",
     "ActionResult",
     "AuditRecord",
+    "Decider",
     "Decision",
     "Endpoint",
     "EventKind",
@@ -146,6 +147,14 @@ class Decision:
     @property
     def enforcing(self) -> bool:
         return self.mode is Mode.ENFORCE
+
+
+class Decider(Protocol):
+    """The decision engine as a proposing area sees it: match the policy on a finding.
+    ``suppress=False`` for a proposal that is a state change recorded every time (a media
+    node's verdict), not a notice whose repeats are suppressed."""
+
+    def decide(self, finding: Finding, *, suppress: bool = True) -> Decision: ...
 
 
 @dataclass(frozen=True, slots=True)

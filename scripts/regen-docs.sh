@@ -11,6 +11,7 @@ export PYTHONPATH=$PWD COLUMNS=90
 tmp=$(mktemp)
 trap 'rm -f "$tmp"' EXIT
 "$py" -m edgeguard check --reference > "$tmp" && cp "$tmp" docs/policy.md
+"$py" -c 'import sys; from edgeguard.findings import with_catalogue; sys.stdout.write(with_catalogue(open("docs/findings.md").read()))' > "$tmp" && cp "$tmp" docs/findings.md
 "$py" -m edgeguard manpage --markdown > "$tmp" && cp "$tmp" docs/cli.md
 for f in tests/data/policies/bad/*.yaml; do
   rc=0

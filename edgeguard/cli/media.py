@@ -27,7 +27,9 @@ from edgeguard.cli._common import (
     print_table,
 )
 from edgeguard.clock import SystemClock
+from edgeguard.decision import DecisionEngine, effective_mode
 from edgeguard.ecs import nest, record_fields
+from edgeguard.findings import Area
 from edgeguard.policy.load import PolicyError, load_policy
 from edgeguard.policy.types import Duration
 
@@ -122,9 +124,12 @@ def _replay(args: argparse.Namespace) -> int:
     kernel = SimulatedKernel()
     with tempfile.TemporaryDirectory() as state:
         allows = AllowStore(Path(state) / "allows.json", SystemClock())
-        engine = MediaEngine(config=policy.media, mode=policy.media.mode or policy.mode,
+        # a replay never acts: monitor mode whatever the policy's sections and rules say
+        mode = effective_mode(policy, Area.MEDIA, force_monitor=True)
+        decisions = DecisionEngine(policy, SystemClock(), force_monitor=True)
+        engine = MediaEngine(config=policy.media, mode=mode,
                              catalogue=catalogue, allows=allows, block=kernel, audit=sink,
-                             clock=SystemClock())
+                             clock=SystemClock(), decisions=decisions)
         replay(engine, kernel, bursts)
     records = [record_fields(r, r.timestamp or 0.0, "replay") for r in sink.records]
     if args.json:

@@ -10,7 +10,6 @@ are findings, 0 when there are none, 2 for a file or policy that cannot be read.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import socket
 import sys
 from pathlib import Path
@@ -20,7 +19,7 @@ from edgeguard.cli._common import add_policy_options, print_json_lines
 from edgeguard.daemon.pipeline import Pipeline
 from edgeguard.decision import DecisionEngine
 from edgeguard.ecs import finding_record, nest, record_fields, timestamp_in_range
-from edgeguard.events import Finding, Mode
+from edgeguard.events import Finding
 from edgeguard.net.pcapfile import CaptureFormatError
 from edgeguard.net.replay import PacketClock, ReplayResult, iter_findings
 from edgeguard.policy import PolicyError, load_policy
@@ -79,10 +78,10 @@ def _replay(args: argparse.Namespace) -> int:
         from edgeguard.audit.writer import AuditWriter  # noqa: PLC0415 - only with --audit
 
         writer = AuditWriter(args.audit, clock=clock, host=host)
-        # replay decides and records, it never changes the system
-        monitor = dataclasses.replace(policy, mode=Mode.MONITOR)
+        # replay decides and records, it never changes the system: every decision is in
+        # monitor mode whatever the policy's rules and sections say, and no action runs
         sink: AuditSink = writer
-        pipeline = Pipeline(DecisionEngine(monitor, clock, {"network": Mode.MONITOR}), sink)
+        pipeline = Pipeline(DecisionEngine(policy, clock, force_monitor=True), sink)
     result = ReplayResult()
     count = clamped = 0
     try:
@@ -94,7 +93,7 @@ def _replay(args: argparse.Namespace) -> int:
                                                                 finding.last_seen or 0.0))
             _show(finding, as_json=args.json, now=clock.now(), host=host)
             if pipeline is not None:
-                pipeline.submit(finding, "network")
+                pipeline.submit(finding)
     except BrokenPipeError:
         raise  # the reader went away (`| head -1`): main() ends quietly
     except (CaptureFormatError, OSError) as exc:

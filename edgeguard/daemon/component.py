@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from edgeguard.actions.worker import ActionWorker
 from edgeguard.audit.sink import AuditSink
 from edgeguard.clock import Clock
-from edgeguard.events import Decision, Finding
+from edgeguard.events import Decider, Decision, Finding
 from edgeguard.policy.model import Policy
 
 __all__ = ["Command", "CommandHandler", "Component", "Context", "Peer", "Privilege",
@@ -83,11 +84,18 @@ class Context:
     audit: AuditSink
     policy: Policy
     state_dir: Path
-    #: Decide about a finding, act on it per policy and audit it. ``section`` is the
-    #: policy section whose ``mode`` applies ("network", "media", "wifi").
-    submit: Callable[[Finding, str], Decision]
+    #: Propose a finding: the decision engine matches the policy (the mode is that of
+    #: the finding type's area in :mod:`edgeguard.findings`), the actions run (off the
+    #: event loop) and everything is audited.
+    submit: Callable[[Finding], Decision]
     #: False under the hardened unit: ``edgeguard audit ship`` ships to remote receivers.
     ship_remote: bool = True
+    #: The action worker thread: work that waits on the system (nft, sysfs) goes here,
+    #: never on ``loop``. None outside the daemon (tests, replay): run it inline.
+    worker: ActionWorker | None = None
+    #: The decision engine, for areas that propose state changes recorded every time
+    #: (media verdicts) rather than findings: it matches ``rules:`` and picks the mode.
+    decider: Decider | None = None
 
 
 class Component(Protocol):

@@ -1,10 +1,12 @@
-"""finding -> decision -> actions -> audit, in one place.
+"""finding -> decision -> actions -> audit, in one place, for every area.
 
 Every finding that is not a suppressed repeat gets an alert record. In enforce mode
-each action the decision names (other than ``log``) runs through :func:`audited`, so
-its record says *failure* unless the action reports success. In monitor mode the
-would-be actions are written into the alert record and nothing changes. Suppressed
-repeats are counted (and summarised by the audit layer where it offers that).
+each action the decision names (other than ``log``) is queued to the action runner
+with its record opened as *failure*; the record is written with the outcome the action
+reports when it has run (off the event loop in the daemon:
+:class:`~edgeguard.actions.worker.ActionWorker`). In monitor mode the would-be actions
+are written into the alert record and nothing changes. Suppressed repeats are counted
+(and summarised by the audit layer where it offers that).
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from typing import Protocol
 
 import structlog
 
-from edgeguard.actions.base import Action, audited
+from edgeguard.actions.base import Action, Describes, settle
+from edgeguard.actions.worker import ActionJob, ActionRunner, InlineRunner
 from edgeguard.audit.sink import AuditSink
 from edgeguard.decision import DecisionEngine
 from edgeguard.ecs import decision_record
@@ -29,16 +32,11 @@ from edgeguard.events import (
     Mode,
     Outcome,
 )
+from edgeguard.findings import Area, area_of, finding_type
 
-__all__ = ["ActionProvider", "Pipeline", "RepeatSummariser"]
+__all__ = ["Pipeline", "RepeatSummariser", "action_record"]
 
 log = structlog.get_logger("edgeguard.pipeline")
-
-
-class ActionProvider(Protocol):
-    """A component that carries out actions (e.g. nftables blocks) offers them here."""
-
-    def actions(self) -> Mapping[ActionKind, Action]: ...
 
 
 class RepeatSummariser(Protocol):
@@ -47,31 +45,61 @@ class RepeatSummariser(Protocol):
     def add(self, decision: Decision) -> None: ...
 
 
+def action_record(decision: Decision, kind: ActionKind,
+                  base: AuditRecord | None = None) -> AuditRecord:
+    """The record of one action on a decision, opened as a failure. ``base``: the
+    decision's record (:func:`decision_record`), when the caller has it already."""
+    if base is None:
+        base = decision_record(decision)
+    event_type = ("change",) if kind is ActionKind.RATE_LIMIT else ("denied",)
+    return dataclasses.replace(base, action=kind.value, kind=EventKind.EVENT,
+                               event_type=event_type, outcome=Outcome.FAILURE)
+
+
 class Pipeline:
     def __init__(self, engine: DecisionEngine, audit: AuditSink,
                  actions: Mapping[ActionKind, Action] | None = None,
-                 summariser: RepeatSummariser | None = None) -> None:
+                 summariser: RepeatSummariser | None = None,
+                 runner: ActionRunner | None = None) -> None:
         self.engine = engine
         self.audit = audit
-        self.actions: dict[ActionKind, Action] = dict(actions or {})
+        self.actions: dict[ActionKind, Action] = dict(actions or {})  # any area's
+        self._area_actions: dict[Area, dict[ActionKind, Action]] = {}
         self.summariser = summariser
+        self.runner: ActionRunner = runner if runner is not None else InlineRunner()
         self.findings = 0
         self.suppressed = 0
         self.actions_failed = 0
         self.audit_errors = 0
 
-    def add_actions(self, actions: Mapping[ActionKind, Action]) -> None:
-        self.actions.update(actions)
+    def add_actions(self, actions: Mapping[ActionKind, Action], area: Area | None = None) -> None:
+        """Actions for the findings of ``area`` (None: of any area without its own)."""
+        if area is None:
+            self.actions.update(actions)
+        else:
+            self._area_actions.setdefault(area, {}).update(actions)
 
-    def submit(self, finding: Finding, section: str = "network") -> Decision:
+    def action_for(self, finding: Finding, kind: ActionKind) -> Action | None:
+        area = area_of(finding.kind)
+        own = self._area_actions.get(area) if area is not None else None
+        if own is not None and kind in own:
+            return own[kind]
+        return self.actions.get(kind)
+
+    def submit(self, finding: Finding) -> Decision:
+        """Decide about ``finding`` (its area's mode applies), record it, queue its actions."""
         self.findings += 1
-        decision = self.engine.decide(finding, section)
+        decision = self.engine.decide(finding)
+        wanted = tuple(a for a in decision.actions if a is not ActionKind.LOG)
         if decision.suppressed:
             self.suppressed += 1
             if self.summariser is not None:
                 self.summariser.add(decision)
+            known = finding_type(finding.kind, finding.subtype)
+            if known is not None and known.reapply_on_repeat:
+                # refused again; the alert is not repeated
+                self._act(decision, wanted, decision_record(decision))
             return decision
-        wanted = tuple(a for a in decision.actions if a is not ActionKind.LOG)
         alert = decision_record(decision)
         fields = dict(alert.fields)
         if wanted and decision.mode is Mode.MONITOR:
@@ -80,39 +108,45 @@ class Pipeline:
             if any(details):
                 fields["edgeguard.would_change"] = details
         self._write(dataclasses.replace(alert, outcome=Outcome.SUCCESS, fields=fields))
-        if decision.mode is Mode.ENFORCE:
-            for kind in wanted:
-                self._act(decision, kind)
+        self._act(decision, wanted, alert)
         return decision
 
+    def _act(self, decision: Decision, wanted: tuple[ActionKind, ...],
+             base: AuditRecord) -> None:
+        if decision.mode is not Mode.ENFORCE:
+            return
+        for kind in wanted:
+            self._queue(ActionJob(decision, kind, self.action_for(decision.finding, kind),
+                                  action_record(decision, kind, base)))
+
     def _describe(self, decision: Decision, kind: ActionKind) -> str:
-        describe = getattr(self.actions.get(kind), "describe", None)
-        if not callable(describe):
+        action: object = self.action_for(decision.finding, kind)
+        if not isinstance(action, Describes):
             return ""
         try:
-            return str(describe(decision))
+            return str(action.describe(decision))
         except Exception as exc:  # noqa: BLE001 - a description must never stop the record
             return f"({type(exc).__name__}: {exc})"
 
-    def _act(self, decision: Decision, kind: ActionKind) -> None:
-        base = decision_record(decision, action=f"{kind.value}")
-        event_type = ("change",) if kind is ActionKind.RATE_LIMIT else ("denied",)
-        record = dataclasses.replace(base, kind=EventKind.EVENT, event_type=event_type)
-        action = self.actions.get(kind)
+    def _queue(self, job: ActionJob) -> None:
+        if not self.runner.put(job, self._settled):
+            self._settled(job, ActionResult(job.kind, ok=False, changed=False,
+                                            detail="not carried out: the action queue is full"))
 
-        def run() -> ActionResult:
-            if action is None:
-                return ActionResult(kind, ok=False, detail=f"no component provides {kind.value!r}")
-            return action.apply(decision)
-
-        try:
-            result = audited(self.audit, record, run)
-        except OSError as exc:
-            self.audit_errors += 1
-            log.error("audit write failed", action=kind.value, error=str(exc))
-            return
+    def _settled(self, job: ActionJob, result: ActionResult) -> None:
+        """On the loop: write the job's record with the outcome the action reported."""
         if not result.ok:
             self.actions_failed += 1
+        try:
+            self.audit.write(settle(job.record, result))
+        except OSError as exc:
+            self.audit_errors += 1
+            log.error("audit write failed", action=job.kind.value, error=str(exc))
+
+    def abandon(self, job: ActionJob, why: str) -> None:
+        """A queued job that will not run (the daemon is stopping): a failure on record."""
+        self._settled(job, ActionResult(job.kind, ok=False, changed=False,
+                                        detail=f"not carried out: {why}"))
 
     def _write(self, record: AuditRecord) -> None:
         try:

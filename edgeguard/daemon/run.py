@@ -23,6 +23,8 @@ import orjson
 import structlog
 
 from edgeguard import __version__
+from edgeguard.actions.base import ActionProvider
+from edgeguard.actions.worker import ActionWorker, InlineRunner
 from edgeguard.audit.aggregate import Aggregator
 from edgeguard.audit.writer import AuditWriter
 from edgeguard.clock import Clock, SystemClock
@@ -35,7 +37,7 @@ from edgeguard.daemon.privileges import drop_capabilities, set_no_new_privs
 from edgeguard.daemon.registry import build_components
 from edgeguard.decision import DecisionEngine
 from edgeguard.ecs import iso_timestamp
-from edgeguard.events import AuditRecord, EventKind, Finding, Outcome, Scalar
+from edgeguard.events import AuditRecord, Decision, EventKind, Finding, Outcome, Scalar
 from edgeguard.policy import LoadedPolicy, PolicyError, load_policy
 from edgeguard.policy.model import Policy
 
@@ -95,6 +97,7 @@ class Daemon:
                                      window=policy.audit.aggregate_window,
                                      max_keys=policy.audit.aggregate_max_keys)
         self.pipeline = Pipeline(self.engine, self.writer, summariser=self.aggregator)
+        self.worker: ActionWorker | None = None
 
     # -- records ------------------------------------------------------------------
     def record(self, action: str, message: str, *, outcome: Outcome = Outcome.SUCCESS,
@@ -116,9 +119,14 @@ class Daemon:
             "edgeguard.policy.sources": self.loaded.sources,
             "process.pid": os.getpid(),
         })
+        # Actions that wait on the system (nft, sysfs) run on the worker thread.
+        self.worker = worker = ActionWorker(loop)
+        self.pipeline.runner = worker
+        worker.start()
         ctx = Context(loop=loop, clock=self.clock, audit=self.writer, policy=self.loaded.policy,
                       state_dir=self.state_dir, submit=self._submit,
-                      ship_remote=self.options.ship_remote)
+                      ship_remote=self.options.ship_remote, worker=worker,
+                      decider=self.engine)
         self.components = build_components(self.loaded.policy)
         for comp in self.components:
             self._start_component(comp, ctx)
@@ -146,6 +154,11 @@ class Daemon:
         await self._stop.wait()
         self.notifier.stopping()
         await control.close()
+        # Finish (or record as not done) the queued actions before the components that
+        # carry them out stop; anything submitted from here on runs inline.
+        for job, _done in worker.stop():
+            self.pipeline.abandon(job, "the daemon stopped before it ran")
+        self.pipeline.runner = InlineRunner()
         for comp in reversed(self.components):
             try:
                 comp.stop()
@@ -170,9 +183,8 @@ class Daemon:
                         outcome=Outcome.FAILURE, kind=EventKind.PIPELINE_ERROR,
                         fields={"edgeguard.component": comp.name, "error.message": str(exc)})
             return
-        provider = getattr(comp, "actions", None)
-        if callable(provider):
-            self.pipeline.add_actions(provider())
+        if isinstance(comp, ActionProvider):
+            self.pipeline.add_actions(comp.actions(), comp.area)
 
     def _drop_privileges(self) -> None:
         try:
@@ -216,8 +228,8 @@ class Daemon:
         self.record("control-refusals", f"{summary.total} control requests from uid "
                     f"{summary.uid} refused", outcome=Outcome.FAILURE, fields=fields)
 
-    def _submit(self, finding: Finding, section: str) -> Any:
-        return self.pipeline.submit(finding, section)
+    def _submit(self, finding: Finding) -> Decision:
+        return self.pipeline.submit(finding)
 
     def _flush_summaries(self, loop: asyncio.AbstractEventLoop) -> None:
         try:
@@ -310,6 +322,7 @@ class Daemon:
                 "write_errors": self.writer.write_errors,
             },
             "pipeline": {**self.pipeline.counters(),
+                         **(self.worker.counters() if self.worker is not None else {}),
                          "repeats_summarised": self.aggregator.summarised,
                          "repeats_pending": self.aggregator.pending},
             "sources": sources,

@@ -20,13 +20,11 @@ from pathlib import Path
 from edgeguard.actions.base import audited
 from edgeguard.audit.sink import AuditSink
 from edgeguard.clock import Clock
-from edgeguard.ecs import decision_record
 from edgeguard.events import (
     ActionKind,
     ActionResult,
     AuditRecord,
     Decision,
-    EventKind,
     Finding,
     Mode,
     Scalar,
@@ -71,7 +69,7 @@ class UsbGuard:
     sysfs: UsbSysfs
     audit: AuditSink
     clock: Clock
-    submit: Callable[[Finding, str], Decision]
+    submit: Callable[[Finding], Decision]
     state_dir: Path
     boot_id: str
     boot: BootSet | None = None
@@ -207,11 +205,9 @@ class UsbGuard:
             severity=reason.severity, category=("host", "intrusion_detection"),
             event_type=("info",) if flagged else ("denied",), first_seen=now, last_seen=now,
             evidence=evidence)
-        decision = self.submit(finding, "kiosk")
-        if decision.suppressed and decision.enforcing and \
-                ActionKind.DEAUTHORIZE in decision.actions:
-            # The pipeline does not act on repeats; refusing must not depend on that.
-            self._audited(_action_record(decision), lambda: deauthorize(self.sysfs, evidence))
+        # The pipeline de-authorises (DeauthorizeAction), on a repeat too: the catalogue
+        # marks refusals "reapply on repeat".
+        self.submit(finding)
 
     def _audited(self, record: AuditRecord, act: Callable[[], ActionResult]) -> None:
         try:
@@ -228,14 +224,6 @@ class UsbGuard:
 
     def counter_map(self) -> Mapping[str, int]:
         return self.counters.as_dict()
-
-
-def _action_record(decision: Decision) -> AuditRecord:
-    base = decision_record(decision, action=ActionKind.DEAUTHORIZE.value)
-    return AuditRecord(action=base.action, message=base.message, kind=EventKind.EVENT,
-                       category=base.category, event_type=("denied",),
-                       severity=base.severity, rule_id=base.rule_id, mode=base.mode,
-                       fields=base.fields)
 
 
 def deauthorize(sysfs: UsbSysfs, evidence: UsbEvidence) -> ActionResult:

@@ -47,7 +47,7 @@ class RadioGuard:
     device: RfkillDevice
     audit: AuditSink
     clock: Clock
-    submit: Callable[[Finding, str], Decision]
+    submit: Callable[[Finding], Decision]
     events: int = 0
     reverted: int = 0
     errors: int = 0
@@ -112,7 +112,7 @@ class RadioGuard:
                     f"{name} off", identifier=f"rfkill{event.idx}",
             severity=Severity.MODERATE, category=("host", "intrusion_detection"),
             event_type=("change",), first_seen=now, last_seen=now, evidence=evidence)
-        decision = self.submit(finding, "kiosk")
+        decision = self.submit(finding)
         if decision.mode is not Mode.ENFORCE:
             return
         record = AuditRecord(

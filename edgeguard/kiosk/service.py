@@ -16,7 +16,9 @@ from typing import Any, Protocol
 import pyudev
 
 from edgeguard.daemon.component import Command, Component, Context, Peer, read_only
+from edgeguard.decision import effective_mode
 from edgeguard.events import ActionKind, Mode
+from edgeguard.findings import Area
 from edgeguard.kiosk.bootset import read_boot_id
 from edgeguard.kiosk.guard import DeauthorizeAction, UsbGuard
 from edgeguard.kiosk.radio import RadioGuard
@@ -73,11 +75,12 @@ class NoSource:
 
 
 def _mode(policy: Policy) -> Mode:
-    return policy.kiosk.mode or policy.mode
+    return effective_mode(policy, Area.KIOSK)
 
 
 class KioskComponent:
     name = "kiosk"
+    area = Area.KIOSK
 
     def __init__(self, source_factory: Callable[[], UsbSource] | None = None,
                  rfkill: RfkillDevice | None = None, boot_id: str | None = None) -> None:

@@ -24,13 +24,26 @@ from edgeguard.actions.base import audited
 from edgeguard.audit.sink import AuditSink
 from edgeguard.clock import Clock
 from edgeguard.ecs import finding_record
-from edgeguard.events import ActionKind, ActionResult, Mode
+from edgeguard.events import ActionKind, ActionResult, Decider, Decision, Finding, Mode
+from edgeguard.findings import default_rule_id
 from edgeguard.media.allow import AllowStore
 from edgeguard.media.block import BlockLayer, DeviceGone
 from edgeguard.media.catalogue import HardwareCatalogue
 from edgeguard.media.classify import Assessment, TrustMatch, Verdict, evaluate
 from edgeguard.media.config import MediaConfig
-from edgeguard.media.evidence import not_encrypted_finding, removal_record, verdict_record
+from edgeguard.media.evidence import (
+    not_encrypted_finding,
+    removal_record,
+    verdict_finding,
+    verdict_record,
+)
+from edgeguard.media.malformed import (
+    MalformedDevice,
+    escape,
+    malformed_device,
+    malformed_finding,
+    malformed_record,
+)
 from edgeguard.media.uevent import Action, BlockDevice, MalformedUevent, Uevent, parse_uevent
 
 __all__ = ["MediaCounters", "MediaEngine"]
@@ -63,12 +76,19 @@ MountHook = Callable[[BlockDevice], None]
 
 
 class MediaEngine:
+    """``mode`` is the media area's mode, used as is when no ``decisions`` engine is given
+    (tests); the daemon passes its decision engine, which matches ``rules:`` on each
+    verdict, and ``submit`` (the pipeline) for the ``not-encrypted`` alert."""
+
     def __init__(self, *, config: MediaConfig, mode: Mode, catalogue: HardwareCatalogue,
                  allows: AllowStore, block: BlockLayer, audit: AuditSink, clock: Clock,
                  mount: MountHook | None = None, unmount: MountHook | None = None,
-                 revoke: MountHook | None = None) -> None:
+                 revoke: MountHook | None = None, decisions: Decider | None = None,
+                 submit: Callable[[Finding], Decision] | None = None) -> None:
         self.config = config
         self.mode = mode
+        self.decisions = decisions
+        self._submit = submit
         self.catalogue = catalogue
         self.allows = allows
         self.block = block
@@ -79,6 +99,7 @@ class MediaEngine:
         self._revoke = revoke
         self.counters = MediaCounters()
         self._nodes: OrderedDict[str, _Node] = OrderedDict()
+        self._malformed: OrderedDict[str, MalformedDevice] = OrderedDict()
 
     # -- input -------------------------------------------------------------------------
     def handle_properties(self, props: object) -> None:
@@ -86,9 +107,10 @@ class MediaEngine:
         self.counters.events += 1
         try:
             event = parse_uevent(props)
-        except MalformedUevent:
+        except MalformedUevent as exc:
             self.counters.malformed += 1
             self._distrust(props)
+            self._refused(props, str(exc))
             return
         self.handle(event)
 
@@ -135,6 +157,10 @@ class MediaEngine:
         return len(gone)
 
     # -- queries -----------------------------------------------------------------------
+    def malformed_devices(self) -> Iterator[MalformedDevice]:
+        """USB storage devices whose uevents were refused, as far as they are known."""
+        yield from self._malformed.values()
+
     def devices(self) -> Iterator[Assessment]:
         for node in self._nodes.values():
             if node.assessment is not None:
@@ -155,6 +181,20 @@ class MediaEngine:
         return parts[0], parts[1:]
 
     # -- internals ---------------------------------------------------------------------
+    def _refused(self, props: object, reason: str) -> None:
+        """Audit a refused USB storage uevent once per device, and list it until removed."""
+        if isinstance(props, Mapping) and props.get("ACTION") == "remove":
+            self._malformed.pop(escape(props.get("DEVPATH", "")), None)
+            return
+        device = malformed_device(props, reason, self.clock.now())
+        if device is None or device.key in self._malformed:
+            return
+        if len(self._malformed) >= self.config.max_devices:
+            self.counters.dropped += 1
+            return
+        self._malformed[device.key] = device
+        self.audit.write(malformed_record(device, self._decide(malformed_finding(device))))
+
     def _distrust(self, props: object) -> None:
         """A malformed event about a node we track: make it read-only again (fail closed)."""
         devpath = props.get("DEVPATH") if isinstance(props, Mapping) else None
@@ -168,6 +208,8 @@ class MediaEngine:
         self._apply([assessment], force=True)
 
     def _remove(self, name: str) -> None:
+        for key in [k for k, m in self._malformed.items() if k.rsplit("/", 1)[-1] == name]:
+            del self._malformed[key]
         node = self._nodes.pop(name, None)
         if node is None:
             return
@@ -189,6 +231,14 @@ class MediaEngine:
         allow = self.allows.active(head.identity)
         self._apply(evaluate(head, parts, self.config, self.catalogue, allow), force)
 
+    def _decide(self, finding: Finding) -> Decision:
+        """What the policy says about a node's verdict (a state change recorded every
+        time, so never suppressed): rule id and mode."""
+        if self.decisions is not None:
+            return self.decisions.decide(finding, suppress=False)
+        return Decision(finding, default_rule_id(finding.kind, finding.subtype),
+                        finding.severity, self.mode, ())
+
     def _apply(self, assessments: list[Assessment], force: bool) -> None:
         # Tighten before loosening; loosen the disk before its partitions.
         ordered = ([a for a in assessments if not a.verdict.writable]
@@ -201,10 +251,11 @@ class MediaEngine:
             changed = previous is None or (previous.verdict, previous.reason, previous.allow) != (
                 assessment.verdict, assessment.reason, assessment.allow)
             node.assessment = assessment
+            decision = self._decide(verdict_finding(assessment, self.clock.now()))
             if changed or force:
-                self._act(node, assessment, audit=changed)
+                self._act(node, assessment, decision, audit=changed)
             if (self._revoke is not None and previous is not None and previous.verdict.writable
-                    and not assessment.verdict.writable and self.mode is Mode.ENFORCE):
+                    and not assessment.verdict.writable and decision.enforcing):
                 self._revoke(assessment.device)
 
     def _enforce(self, assessment: Assessment) -> ActionResult:
@@ -231,8 +282,9 @@ class MediaEngine:
         return ActionResult(ActionKind.LOG, ok=True, changed=False,
                             detail="monitor mode: kernel state left as the udev rule set it")
 
-    def _act(self, node: _Node, assessment: Assessment, audit: bool) -> None:
-        enforce = self.mode is Mode.ENFORCE
+    def _act(self, node: _Node, assessment: Assessment, decision: Decision,
+             audit: bool) -> None:
+        enforce = decision.enforcing
         step = self._enforce if enforce else self._observe
 
         def act() -> ActionResult:
@@ -258,19 +310,23 @@ class MediaEngine:
                 writable = not self.block.read_only(assessment.device.name)
             except OSError:
                 writable = False
-        result = audited(self.audit, verdict_record(assessment, self.mode, writable), act)
+        result = audited(self.audit, verdict_record(assessment, decision, writable), act)
         if not result.ok:
             self.counters.action_failures += 1
-        self._after(node, assessment, result.ok)
+        self._after(node, assessment, result.ok, decision)
 
-    def _after(self, node: _Node, assessment: Assessment, ok: bool) -> None:
+    def _after(self, node: _Node, assessment: Assessment, ok: bool,
+               decision: Decision) -> None:
         dev = assessment.device
         head = dev.devtype == "disk" or dev.parent not in self._nodes
         if (assessment.verdict is Verdict.NOT_ENCRYPTED and head
                 and "not-encrypted" not in node.findings):
             node.findings.add("not-encrypted")
             finding = not_encrypted_finding(assessment, self.clock.now())
-            self.audit.write(finding_record(finding, action="usb-not-encrypted"))
-        if (ok and self._mount is not None and self.mode is Mode.ENFORCE
+            if self._submit is not None:
+                self._submit(finding)  # rules, mode and repeat suppression: the pipeline's
+            else:
+                self.audit.write(finding_record(finding, action="usb-not-encrypted"))
+        if (ok and self._mount is not None and decision.enforcing
                 and assessment.verdict in (Verdict.READ_ONLY, Verdict.NOT_ENCRYPTED)):
             self._mount(dev)

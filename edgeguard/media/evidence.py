@@ -16,30 +16,32 @@ from dataclasses import dataclass
 from edgeguard.ecs import iso_timestamp
 from edgeguard.events import (
     AuditRecord,
+    Decision,
     EventKind,
     Finding,
-    Mode,
     Outcome,
     Scalar,
     Severity,
 )
 from edgeguard.media.classify import Assessment, Verdict
 
-__all__ = ["FINDING_KIND", "SUBTYPES", "MediaEvidence", "not_encrypted_finding",
-           "removal_record", "verdict_record"]
+__all__ = ["FINDING_KIND", "MALFORMED", "SUBTYPES", "VERDICT_SUBTYPES", "MediaEvidence",
+           "not_encrypted_finding", "removal_record", "verdict_finding", "verdict_record"]
 
 FINDING_KIND = "usb"
 NOT_ENCRYPTED = "not-encrypted"
-SUBTYPES = (NOT_ENCRYPTED,)
-
-#: rule.id per verdict, so a SIEM can count by policy row.
-RULE_IDS = {
-    Verdict.READ_ONLY: "media-non-trust-read-only",
-    Verdict.NOT_ENCRYPTED: "media-trust-not-encrypted",
-    Verdict.WRITE_ALLOWED: "media-trust-encrypted",
-    Verdict.TEMPORARY_ALLOW: "media-temporary-allow",
-    Verdict.BLOCKED: "media-non-trust-blocked",
+MALFORMED = "malformed"
+#: The finding subtype a node's verdict is proposed as; the decision engine matches the
+#: policy's rules on it (the rule id recorded is the matched rule's, or the catalogue's
+#: default for the subtype: edgeguard.findings.MEDIA_SUBTYPES).
+VERDICT_SUBTYPES = {
+    Verdict.READ_ONLY: "non-trust",
+    Verdict.NOT_ENCRYPTED: NOT_ENCRYPTED,
+    Verdict.WRITE_ALLOWED: "trust-encrypted",
+    Verdict.TEMPORARY_ALLOW: "temporary-allow",
+    Verdict.BLOCKED: "blocked",
 }
+SUBTYPES = (*VERDICT_SUBTYPES.values(), MALFORMED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,8 +85,27 @@ class MediaEvidence:
         return {k: v for k, v in fields.items() if v is not None and v != ()}
 
 
-def verdict_record(assessment: Assessment, mode: Mode, writable: bool) -> AuditRecord:
-    """The record for one node's verdict; written through ``audited`` (failure by default)."""
+def verdict_finding(assessment: Assessment, now: float) -> Finding:
+    """A node's verdict as a proposal to the decision engine (``usb``/<verdict subtype>):
+    the engine picks the rule, the mode and the severity; the verdict stays the
+    classifier's."""
+    dev = assessment.device
+    return Finding(
+        kind=FINDING_KIND,
+        subtype=VERDICT_SUBTYPES[assessment.verdict],
+        message=f"{dev.devnode}: {assessment.reason}",
+        identifier=f"{dev.vendor_id}:{dev.product_id}:{dev.serial}:{dev.name}",
+        severity=Severity.MINOR,
+        category=("host", "configuration"),
+        event_type=("change",),
+        first_seen=now,
+        last_seen=now,
+    )
+
+
+def verdict_record(assessment: Assessment, decision: Decision, writable: bool) -> AuditRecord:
+    """The record for one node's verdict; written through ``audited`` (failure by default).
+    ``decision``: what the policy said about the verdict (rule id, mode)."""
     dev = assessment.device
     verb = {True: "writable", False: "read-only"}[assessment.verdict.writable]
     if assessment.verdict is Verdict.BLOCKED:
@@ -95,8 +116,8 @@ def verdict_record(assessment: Assessment, mode: Mode, writable: bool) -> AuditR
         kind=EventKind.EVENT,
         category=("host", "configuration"),
         event_type=("change",),
-        rule_id=RULE_IDS[assessment.verdict],
-        mode=mode,
+        rule_id=decision.rule_id,
+        mode=decision.mode,
         fields=MediaEvidence(assessment, writable).ecs_fields(),
     )
 

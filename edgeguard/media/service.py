@@ -15,8 +15,19 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from edgeguard.daemon.component import Command, Component, Context, Peer, changing, read_only
-from edgeguard.events import Mode
+from edgeguard.actions.base import Action
+from edgeguard.daemon.component import (
+    Command,
+    Component,
+    Context,
+    Peer,
+    changing,
+    read_only,
+)
+from edgeguard.decision import effective_mode
+from edgeguard.events import ActionKind, Mode
+from edgeguard.findings import Area
+from edgeguard.media.actions import media_actions
 from edgeguard.media.allow import AllowError, AllowStore
 from edgeguard.media.block import BlockLayer, KernelBlockLayer
 from edgeguard.media.catalogue import CatalogueError, HardwareCatalogue, shipped_catalogue_path
@@ -45,11 +56,12 @@ def load_catalogue(config: MediaConfig) -> tuple[HardwareCatalogue, str | None]:
 
 
 def _mode(policy: Policy) -> Mode:
-    return policy.media.mode or policy.mode
+    return effective_mode(policy, Area.MEDIA)
 
 
 class MediaComponent:
     name = "media"
+    area = Area.MEDIA
 
     def __init__(self, source_factory: Callable[[], MediaSource] = UdevSource,
                  block: BlockLayer | None = None) -> None:
@@ -72,7 +84,8 @@ class MediaComponent:
             config=config, mode=_mode(ctx.policy), catalogue=catalogue,
             allows=AllowStore(ctx.state_dir / ALLOW_FILE, ctx.clock), block=self._block,
             audit=ctx.audit, clock=ctx.clock,
-            mount=mounter.mount, unmount=mounter.unmount, revoke=mounter.revoke)
+            mount=mounter.mount, unmount=mounter.unmount, revoke=mounter.revoke,
+            decisions=ctx.decider, submit=ctx.submit)
         self._source = self._source_factory()
         fd = self._source.fileno()
         if fd is not None:
@@ -115,6 +128,10 @@ class MediaComponent:
         return {"media.list": read_only(self.cmd_list),
                 "media.allow": changing(self.cmd_allow)}
 
+    def actions(self) -> Mapping[ActionKind, Action]:
+        """``read-only`` and ``deauthorize`` for rules on ``usb`` findings (ActionProvider)."""
+        return media_actions(self._block)
+
     # -- event loop callbacks ----------------------------------------------------------
     def poll(self) -> None:
         """Drain the monitor; called by the loop when its descriptor is readable."""
@@ -152,6 +169,8 @@ class MediaComponent:
             except OSError:
                 writable = False
             rows.append(dict(MediaEvidence(assessment, writable).ecs_fields()))
+        # devices whose uevents were refused: listed with what is known, escaped
+        rows.extend(dict(m.ecs_fields()) for m in self.engine.malformed_devices())
         return rows
 
     async def cmd_allow(self, peer: Peer, args: Mapping[str, Any]) -> dict[str, Any]:

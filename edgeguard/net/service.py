@@ -3,8 +3,8 @@
 Each watched interface gets ``capture_workers`` worker processes
 (:mod:`edgeguard.net.worker`; with more than one they share a ``PACKET_FANOUT_HASH``
 group so the kernel spreads flows over them). A worker's reports arrive on a socket
-pair registered with ``loop.add_reader``: findings go to ``ctx.submit(finding,
-"network")``, counters (kernel drops included) feed :meth:`counters` (shown by
+pair registered with ``loop.add_reader``: findings go to ``ctx.submit(finding)``,
+counters (kernel drops included) feed :meth:`counters` (shown by
 ``edgeguard status``) and a periodic ``capture-stats`` audit record. A worker that
 dies is restarted after a pause and counted.
 """
@@ -184,7 +184,7 @@ class NetworkComponent(Component):
             log.error("capture worker failed", worker=handle.name, error=report.error)
         for finding in report.findings:
             self.findings_submitted += 1
-            self.ctx.submit(finding, "network")
+            self.ctx.submit(finding)
 
     def _died(self, handle: WorkerHandle) -> None:
         if self._stopping or self.ctx is None:

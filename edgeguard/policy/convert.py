@@ -16,9 +16,10 @@ import typing
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from edgeguard.findings import AREA_ACTIONS, area_of, kinds, suggest
 from edgeguard.policy.yamltree import Mark, Node
 
-__all__ = ["PolicyIssue", "convert_section"]
+__all__ = ["PolicyIssue", "check_rules", "convert_section"]
 
 T = TypeVar("T")
 
@@ -241,3 +242,51 @@ def convert_section(cls: type[T], node: Node, path: str = "") -> tuple[T | None,
     except _Invalid:
         result = None
     return result, conv.issues
+
+
+def check_rules(tree: Node) -> list[PolicyIssue]:
+    """Check every ``rules:`` entry against the finding catalogue (:mod:`edgeguard.findings`).
+
+    A rule whose kind or subtype is not in the catalogue would silently never match; an
+    action that no component of the finding's area provides (``read-only`` for a network
+    finding) would only fail when the rule fires. Each is an issue at the value's own
+    file and line, with the closest known name as a suggestion. Shape errors (a rule that
+    is not a mapping, a kind that is not a string) are left to :func:`convert_section`.
+    """
+    if not isinstance(tree.value, dict):
+        return []
+    rules = tree.value.get("rules")
+    if rules is None or not isinstance(rules.value, list):
+        return []
+    known = kinds()
+    issues: list[PolicyIssue] = []
+    for index, rule in enumerate(rules.value):
+        if not isinstance(rule.value, dict):
+            continue
+        path = f"rules[{_item_name(rule, index)}]"
+        kind_node = rule.value.get("kind")
+        if kind_node is None or not isinstance(kind_node.value, str):
+            continue
+        kind = kind_node.value
+        if kind not in known:
+            issues.append(PolicyIssue(kind_node.mark, f"{path}.kind", (
+                f"unknown finding kind {kind!r}{suggest(kind, list(known))} "
+                "(docs/findings.md lists every kind)")))
+            continue
+        sub_node = rule.value.get("subtype")
+        if sub_node is not None and isinstance(sub_node.value, str) \
+                and sub_node.value not in known[kind]:
+            issues.append(PolicyIssue(sub_node.mark, f"{path}.subtype", (
+                f"{kind!r} has no subtype {sub_node.value!r}"
+                f"{suggest(sub_node.value, list(known[kind]))}")))
+        area = area_of(kind)
+        actions = rule.value.get("actions")
+        if area is None or actions is None or not isinstance(actions.value, list):
+            continue
+        provided = sorted(a.value for a in AREA_ACTIONS[area])
+        for item in actions.value:
+            if isinstance(item.value, str) and item.value not in provided:
+                issues.append(PolicyIssue(item.mark, f"{path}.actions", (
+                    f"no {area.value} component provides {item.value!r} for {kind!r} "
+                    f"findings (it can: {', '.join(provided)})")))
+    return issues

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgeguard.fsutil import unsafe_reason
-from edgeguard.policy.convert import PolicyIssue, convert_section
+from edgeguard.policy.convert import PolicyIssue, check_rules, convert_section
 from edgeguard.policy.model import Policy
 from edgeguard.policy.yamltree import Mark, Node, PolicySyntaxError, merge, parse_yaml
 
@@ -103,6 +103,7 @@ def load_policy(files: Sequence[Path] = (), profile: str | None = None,
         raise PolicyError(issues)
     assert tree is not None
     policy, more = convert_section(Policy, tree)
+    more.extend(check_rules(tree))
     if more or policy is None:
         raise PolicyError(more)
     digest = hashlib.sha256()

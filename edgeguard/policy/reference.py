@@ -13,6 +13,7 @@ import types
 import typing
 from typing import Any
 
+from edgeguard.findings import catalogue_markdown
 from edgeguard.policy.model import Policy
 
 __all__ = ["render_reference"]
@@ -129,4 +130,8 @@ def render_reference() -> str:
         nested: list[tuple[type, str]] = []
         _section(cls, path, out, nested)
         queue = nested + queue
+    out += ["## Finding kinds a rule may match", "",
+            "`rules[].kind`/`subtype` must name a finding in this table (docs/findings.md",
+            "says what each means), and `rules[].actions` only actions its area provides.",
+            "", catalogue_markdown()]
     return "\n".join(out).rstrip() + "\n"

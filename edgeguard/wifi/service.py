@@ -19,16 +19,16 @@ import socket
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from edgeguard.actions.base import Action, audited
+from edgeguard.actions.base import Action
 from edgeguard.daemon.component import Command, Component, Context, Peer, read_only
-from edgeguard.ecs import decision_record
+from edgeguard.decision import effective_mode
 from edgeguard.events import (
     ActionKind,
-    EventKind,
     Finding,
     Mode,
     Severity,
 )
+from edgeguard.findings import Area
 from edgeguard.policy.model import Policy
 from edgeguard.wifi import nl80211
 from edgeguard.wifi.backend import BackendError, LiveBackend, Nl80211Backend
@@ -74,6 +74,7 @@ class Association:
 
 class WifiComponent:
     name = "wifi"
+    area = Area.WIFI
 
     def __init__(self, policy: Policy, backend: Nl80211Backend | None = None,
                  killswitch: KillSwitch | None = None, watch_links: bool = True,
@@ -102,7 +103,7 @@ class WifiComponent:
     # -- lifecycle ----------------------------------------------------------------------
     @property
     def mode(self) -> Mode:
-        return self.config.mode or self.policy.mode
+        return effective_mode(self.policy, Area.WIFI)
 
     def start(self, ctx: Context) -> None:
         self.ctx = ctx
@@ -318,16 +319,12 @@ class WifiComponent:
             category=("network",), event_type=("connection", "denied"),
             first_seen=now, last_seen=now, evidence=evidence,
         )
-        decision = self.ctx.submit(finding, "wifi")
-        wants = decision.enforcing and ActionKind.DISCONNECT in decision.actions
-        if wants and decision.suppressed:
-            # A repeat the pipeline does not act on again; refusing it is still the policy.
+        # The pipeline disconnects (DisconnectAction), on a repeat too: the catalogue
+        # marks Wi-Fi refusals "reapply on repeat".
+        decision = self.ctx.submit(finding)
+        if decision.suppressed and decision.enforcing and \
+                ActionKind.DISCONNECT in decision.actions:
             self.stats["backoff_refusals"] += 1
-            record = dataclasses.replace(decision_record(decision, "disconnect"),
-                                         kind=EventKind.EVENT, event_type=("denied",))
-            refuser = self.refuser
-            assert refuser is not None
-            audited(self.ctx.audit, record, lambda: refuser.refuse(assoc.ifname, assoc.bss.bssid))
 
     async def scan_results(self, ifindex: int) -> None:
         assert self.ctx is not None
@@ -349,7 +346,7 @@ class WifiComponent:
                         f" at {bss.bssid}: {verdict.reason}",
                 identifier=f"{ifname}/{bss.bssid}", category=("network", "threat"),
                 event_type=("indicator",), first_seen=now, last_seen=now, evidence=evidence,
-            ), "wifi")
+            ))
 
     # -- kill switch and audit ----------------------------------------------------------
     def _update_vpn(self, reason: str) -> None:

@@ -5,12 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import orjson
 import pytest
 
 from edgeguard.audit.sink import MemorySink
 from edgeguard.clock import FakeClock
 from edgeguard.daemon.pipeline import Pipeline
-from edgeguard.decision import MAX_SUPPRESSION_ENTRIES, DecisionEngine
+from edgeguard.decision import MAX_SUPPRESSION_ENTRIES, DecisionEngine, effective_mode
 from edgeguard.ecs import flatten, nest
 from edgeguard.events import (
     ActionKind,
@@ -23,7 +24,10 @@ from edgeguard.events import (
     Outcome,
     Severity,
 )
+from edgeguard.findings import Area
 from edgeguard.policy import load_policy
+from tests.conftest import ROOT, run_edgeguard
+from tests.unit.net.netdata import CORPUS
 
 
 def finding(identifier: str = "10.0.0.7", kind: str = "scan", subtype: str = "syn",
@@ -59,17 +63,17 @@ def test_rule_overrides_severity_mode_and_actions(tmp_path: Path) -> None:
                          "  - {id: syn-scans, kind: scan, subtype: syn, severity: severe,"
                          " mode: enforce, actions: [log, block]}\n")
     engine = DecisionEngine(policy, FakeClock())
-    d = engine.decide(finding(), "network")
+    d = engine.decide(finding())
     assert (d.rule_id, d.severity, d.mode) == ("syn-scans", Severity.SEVERE, Mode.ENFORCE)
     assert d.actions == (ActionKind.LOG, ActionKind.BLOCK)
-    other = engine.decide(finding(subtype="fin", identifier="10.0.0.8"), "network")
+    other = engine.decide(finding(subtype="fin", identifier="10.0.0.8"))
     assert other.rule_id == "port-scan"  # the default's rule: rules merge by id
     assert other.mode is Mode.MONITOR
 
 
 def test_section_mode_applies_without_rule_mode(tmp_path: Path) -> None:
     policy = policy_from(tmp_path, "mode: monitor\nnetwork:\n  mode: enforce\n")
-    d = DecisionEngine(policy, FakeClock()).decide(finding(kind="flood"), "network")
+    d = DecisionEngine(policy, FakeClock()).decide(finding(kind="flood"))
     assert d.mode is Mode.ENFORCE
 
 
@@ -98,7 +102,7 @@ def test_pipeline_monitor_records_would_be_action(tmp_path: Path) -> None:
     block = FakeBlock()
     policy = policy_from(tmp_path, "mode: monitor\n")
     pipe = Pipeline(DecisionEngine(policy, FakeClock()), sink, {ActionKind.BLOCK: block})
-    pipe.submit(finding(severity=Severity.SEVERE), "network")
+    pipe.submit(finding(severity=Severity.SEVERE))
     assert block.calls == 0
     [alert] = sink.records
     assert alert.kind is EventKind.ALERT
@@ -112,8 +116,8 @@ def test_pipeline_enforce_audits_action_outcome(tmp_path: Path, works: bool) -> 
     block = FakeBlock(ok=works)
     policy = policy_from(tmp_path, "mode: enforce\n")
     pipe = Pipeline(DecisionEngine(policy, FakeClock()), sink, {ActionKind.BLOCK: block})
-    pipe.submit(finding(severity=Severity.SEVERE), "network")
-    pipe.submit(finding(severity=Severity.SEVERE), "network")  # a repeat: not re-acted
+    pipe.submit(finding(severity=Severity.SEVERE))
+    pipe.submit(finding(severity=Severity.SEVERE))  # a repeat: not re-acted
     assert block.calls == 1
     alert, action = sink.records
     assert alert.kind is EventKind.ALERT
@@ -129,7 +133,7 @@ def test_pipeline_enforce_audits_action_outcome(tmp_path: Path, works: bool) -> 
 def test_enforce_without_provider_is_a_recorded_failure(tmp_path: Path) -> None:
     sink = MemorySink()
     pipe = Pipeline(DecisionEngine(policy_from(tmp_path, "mode: enforce\n"), FakeClock()), sink)
-    pipe.submit(finding(severity=Severity.SEVERE), "network")
+    pipe.submit(finding(severity=Severity.SEVERE))
     assert sink.records[-1].outcome is Outcome.FAILURE
     assert "no component provides 'block'" in str(sink.records[-1].fields["error.message"])
 
@@ -152,7 +156,7 @@ def test_monitor_records_describe_the_would_be_change(tmp_path: Path) -> None:
     sink = MemorySink()
     pipe = Pipeline(DecisionEngine(policy_from(tmp_path, "mode: monitor\n"), FakeClock()), sink,
                     {ActionKind.BLOCK: Describing()})
-    pipe.submit(finding(severity=Severity.SEVERE), "network")
+    pipe.submit(finding(severity=Severity.SEVERE))
     assert sink.records[0].fields["edgeguard.would_change"] == (
         "drop traffic of 10.0.0.7 for 3600 s",)
 
@@ -166,7 +170,7 @@ def test_a_flood_of_repeats_becomes_one_summary(tmp_path: Path) -> None:
     pipe = Pipeline(DecisionEngine(policy_from(tmp_path, "mode: monitor\n"), clock), sink,
                     summariser=aggregator)
     for _ in range(500):
-        pipe.submit(finding(), "network")
+        pipe.submit(finding())
     assert len(sink.records) == 1  # the first alert; the repeats are pending
     assert aggregator.pending == 499 * 25  # every attempt the repeats counted (25 each)
     clock.advance(61)
@@ -193,3 +197,109 @@ def test_a_summary_of_many_actors_names_no_single_source(tmp_path: Path) -> None
     summary = sink.records[-1]
     assert summary.fields["edgeguard.repeats.sources"] == ("10.0.0.7", "10.0.0.8")
     assert summary.source is None
+
+
+# -- one mode function; replays never act (issue 17) ------------------------------------
+ENFORCING = ("mode: enforce\nnetwork:\n  mode: enforce\nrules:\n"
+             "  - {id: scans-enforced, kind: scan, mode: enforce, actions: [log, block]}\n")
+
+
+@pytest.mark.parametrize(("text", "area", "want"), [
+    ("mode: monitor\nmedia:\n  mode: monitor\n", Area.MEDIA, Mode.MONITOR),
+    ("mode: monitor\nmedia:\n  mode: enforce\n", Area.MEDIA, Mode.ENFORCE),
+    ("mode: monitor\n", Area.NETWORK, Mode.MONITOR),
+    ("mode: enforce\nkiosk:\n  mode: monitor\n", Area.KIOSK, Mode.MONITOR),
+    ("mode: enforce\n", Area.WIFI, Mode.ENFORCE),
+])
+def test_effective_mode_section_then_global(tmp_path: Path, text: str, area: Area,
+                                            want: Mode) -> None:
+    policy = policy_from(tmp_path, text)
+    assert effective_mode(policy, area) is want
+    assert effective_mode(policy, area, force_monitor=True) is Mode.MONITOR
+
+
+def test_the_section_mode_comes_from_the_findings_area(tmp_path: Path) -> None:
+    """Nobody passes "network" any more: a kiosk finding takes the kiosk section's mode."""
+    policy = policy_from(tmp_path, "mode: monitor\nkiosk:\n  mode: enforce\n")
+    engine = DecisionEngine(policy, FakeClock())
+    assert engine.decide(finding()).mode is Mode.MONITOR
+    kiosk = engine.decide(finding(kind="usb-device", subtype="late-hid"))
+    assert kiosk.mode is Mode.ENFORCE
+    # a severity default the area cannot carry out (block, for a kiosk) is not asked for
+    severe = engine.decide(finding("x", kind="usb-device", subtype="late-hid",
+                                   severity=Severity.SEVERE))
+    assert ActionKind.BLOCK not in severe.actions
+
+
+def test_forced_monitor_wins_over_rule_and_section(tmp_path: Path) -> None:
+    policy = policy_from(tmp_path, ENFORCING)
+    assert DecisionEngine(policy, FakeClock()).decide(finding()).mode is Mode.ENFORCE
+    forced = DecisionEngine(policy, FakeClock(), force_monitor=True).decide(finding())
+    assert forced.mode is Mode.MONITOR
+
+
+def test_replay_audit_with_an_enforce_policy_writes_no_enforce_or_action_record(
+        tmp_path: Path) -> None:
+    """Old main: `section_modes` was never read, so a replay under this policy wrote
+    failed `block` records in `mode: enforce` into a trail the help says never acts."""
+    pcap = CORPUS / "masscan.pcap"
+    if not pcap.exists():
+        pytest.skip("capture corpus not present")
+    policy = tmp_path / "p.yaml"
+    policy.write_text(ENFORCING)
+    audit = tmp_path / "audit"
+    result = run_edgeguard(["replay", str(pcap), "--policy", str(policy), "--audit",
+                            str(audit)], timeout=300)
+    assert result.returncode == 1, result.stderr  # findings were made
+    records = [orjson.loads(line) for line in (audit / "audit.jsonl").read_bytes().splitlines()]
+    alerts = [r for r in records if r.get("event", {}).get("kind") == "alert"]
+    assert alerts
+    assert all(r["edgeguard"]["mode"] == "monitor" for r in alerts)
+    assert all(r["edgeguard"]["would_act"] == ["block"] for r in alerts)
+    assert not [r for r in records if r.get("edgeguard", {}).get("mode") == "enforce"]
+    assert not [r for r in records if r.get("event", {}).get("action") == "block"]
+
+
+def test_media_replay_never_enforces(tmp_path: Path) -> None:
+    policy = tmp_path / "p.yaml"
+    policy.write_text("mode: enforce\nmedia:\n  mode: enforce\n")
+    recording = ROOT / "tests" / "data" / "uevents" / "01-non-trust-add-remove.json"
+    result = run_edgeguard(["media", "replay", str(recording), "--policy", str(policy),
+                            "--json"], timeout=120)
+    assert result.returncode == 0, result.stderr
+    records = [orjson.loads(line) for line in result.stdout.splitlines()]
+    modes = {r["edgeguard"]["mode"] for r in records if "mode" in r.get("edgeguard", {})}
+    assert modes == {"monitor"}
+
+
+def test_a_suppressed_refusal_is_refused_again_without_a_second_alert(tmp_path: Path) -> None:
+    """Zeek-style per-type suppression: the catalogue marks Wi-Fi/kiosk refusals
+    "reapply on repeat", so the pipeline acts again; a network repeat is not re-acted."""
+    sink = MemorySink()
+    deauth = FakeBlock(kind=ActionKind.DEAUTHORIZE)
+    block = FakeBlock()
+    policy = policy_from(tmp_path, "mode: enforce\nrules:\n"
+                         "  - {id: refuse, kind: usb-device, actions: [log, deauthorize]}\n")
+    pipe = Pipeline(DecisionEngine(policy, FakeClock()), sink,
+                    {ActionKind.DEAUTHORIZE: deauth, ActionKind.BLOCK: block})
+    for _ in range(3):
+        pipe.submit(finding("dev", kind="usb-device", subtype="late-hid"))
+        pipe.submit(finding(severity=Severity.SEVERE))
+    assert deauth.calls == 3
+    assert block.calls == 1
+    alerts = [r for r in sink.records if r.kind is EventKind.ALERT]
+    assert len(alerts) == 2
+
+
+def test_an_action_is_looked_up_in_the_findings_area_first(tmp_path: Path) -> None:
+    """Media and kiosk both de-authorise, each its own devices: a kiosk finding must
+    reach the kiosk's action even when media registered one after it."""
+    sink = MemorySink()
+    kiosk, media = FakeBlock(kind=ActionKind.DEAUTHORIZE), FakeBlock(kind=ActionKind.DEAUTHORIZE)
+    policy = policy_from(tmp_path, "mode: enforce\nrules:\n"
+                         "  - {id: refuse, kind: usb-device, actions: [log, deauthorize]}\n")
+    pipe = Pipeline(DecisionEngine(policy, FakeClock()), sink)
+    pipe.add_actions({ActionKind.DEAUTHORIZE: kiosk}, Area.KIOSK)
+    pipe.add_actions({ActionKind.DEAUTHORIZE: media}, Area.MEDIA)
+    pipe.submit(finding("dev", kind="usb-device", subtype="late-hid"))
+    assert (kiosk.calls, media.calls) == (1, 0)

@@ -1,7 +1,9 @@
 """Every (kind, subtype) the code can raise is registered in edgeguard/findings.py and
-documented in docs/findings.md; nothing documented there is stale.
+documented in docs/findings.md; nothing documented there is stale; the policy checker
+refuses rules the catalogue does not know.
 
-The registry is built from the producers' own constants (``KIND``/``SUBTYPES``). Here
+The catalogue is a leaf module; the producers' own constants (``KIND``/``SUBTYPES``) must
+agree with it. Here
 the code is read as well: every ``Finding(...)`` whose kind or subtype is spelled
 literally, and every Wi-Fi refusal (``Assessment(False, "<subtype>", ...)``), must be in
 the registry, and the corpus replays and the kiosk/radio enumerations must only produce
@@ -12,15 +14,28 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from edgeguard.findings import FINDING_TYPES, WIFI_REFUSALS, kinds
+from edgeguard.findings import (
+    FINDING_TYPES,
+    WIFI_REFUSALS,
+    Area,
+    area_of,
+    catalogue_markdown,
+    kinds,
+)
+from edgeguard.kiosk import guard as kiosk_usb
+from edgeguard.kiosk import radio as kiosk_radio
 from edgeguard.kiosk.config import RadioKind
 from edgeguard.kiosk.rfkill import RadioType
+from edgeguard.media import evidence as media
+from edgeguard.net.detect import arp, bittorrent, flood, scan, sweep
 from edgeguard.net.replay import PacketClock, ReplayResult, iter_findings
-from edgeguard.policy import load_policy
+from edgeguard.policy import PolicyError, load_policy
 from tests.conftest import ROOT
 from tests.unit.net.netdata import CORPUS, PCAPS
 
@@ -140,3 +155,71 @@ def test_replayed_findings_are_registered(capture: Path) -> None:
                                                          ReplayResult())}
     assert bool(seen) == (capture.name != "benign.pcap")
     assert seen <= REGISTERED
+
+
+@pytest.mark.parametrize(("kind", "subtypes", "area"), [
+    (scan.KIND, scan.SUBTYPES, Area.NETWORK),
+    (sweep.KIND, sweep.SUBTYPES, Area.NETWORK),
+    (bittorrent.KIND, bittorrent.SUBTYPES, Area.NETWORK),
+    (arp.KIND, arp.SUBTYPES, Area.NETWORK),
+    (flood.KIND, flood.SUBTYPES, Area.NETWORK),
+    (media.FINDING_KIND, media.SUBTYPES, Area.MEDIA),
+    (kiosk_usb.FINDING_KIND, kiosk_usb.SUBTYPES, Area.KIOSK),
+    (kiosk_radio.FINDING_KIND, kiosk_radio.SUBTYPES, Area.KIOSK),
+], ids=lambda v: v if isinstance(v, str) else "")
+def test_producers_agree_with_the_catalogue(kind: str, subtypes: tuple[str, ...],
+                                            area: Area) -> None:
+    assert area_of(kind) is area
+    assert set(subtypes) <= set(kinds()[kind])
+
+
+def test_findings_doc_carries_the_generated_catalogue() -> None:
+    assert catalogue_markdown() in DOC.read_text(), "run scripts/regen-docs.sh"
+
+
+def _check(tmp_path: Path, text: str) -> list[str]:
+    path = tmp_path / "policy.yaml"
+    path.write_text(text)
+    with pytest.raises(PolicyError) as exc:
+        load_policy([path], require_safe=False)
+    return [str(issue).replace(str(path), "FILE") for issue in exc.value.issues]
+
+
+def test_a_misspelt_kind_is_refused_with_a_suggestion(tmp_path: Path) -> None:
+    issues = _check(tmp_path, "rules:\n  - id: p2p\n    kind: bitorrent\n")
+    assert issues == ["FILE:3:11: rules[p2p].kind: unknown finding kind 'bitorrent' (did you "
+                      "mean 'bittorrent'?) (docs/findings.md lists every kind)"]
+
+
+def test_a_misspelt_subtype_is_refused(tmp_path: Path) -> None:
+    issues = _check(tmp_path, "rules:\n  - id: nm\n    kind: scan\n    subtype: nmap-synn\n")
+    assert len(issues) == 1
+    assert issues[0].startswith("FILE:4:14: rules[nm].subtype: 'scan' has no subtype "
+                                "'nmap-synn' (did you mean")
+
+
+def test_an_action_the_area_cannot_carry_out_is_refused(tmp_path: Path) -> None:
+    issues = _check(tmp_path, "rules:\n  - id: ro\n    kind: scan\n"
+                              "    actions: [log, read-only]\n")
+    assert issues == ["FILE:4:20: rules[ro].actions: no network component provides "
+                      "'read-only' for 'scan' findings (it can: block, drop-flow, log, "
+                      "rate-limit)"]
+
+
+def test_edgeguard_check_exits_2_naming_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text("rules:\n  - id: p2p\n    kind: bitorrent\n")
+    proc = subprocess.run([sys.executable, "-m", "edgeguard", "check", str(path)],
+                          capture_output=True, text=True, check=False, cwd=ROOT)
+    assert proc.returncode == 2
+    assert f"{path}:3:11: rules[p2p].kind" in proc.stdout + proc.stderr
+
+
+def test_valid_rules_for_every_area_pass(tmp_path: Path) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text("rules:\n"
+                    "  - {id: a, kind: usb, subtype: non-trust, actions: [read-only]}\n"
+                    "  - {id: b, kind: wifi, subtype: public, actions: [disconnect]}\n"
+                    "  - {id: c, kind: usb-device, actions: [deauthorize]}\n"
+                    "  - {id: d, kind: flood, subtype: syn-flood, actions: [rate-limit]}\n")
+    assert len(load_policy([path], require_safe=False).policy.rules) >= 4

@@ -10,7 +10,7 @@ and rule) and finds these actions through :meth:`EnforcementComponent.actions`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from edgeguard.actions.nftables.enforcer import Enforcer
 from edgeguard.actions.nftables.plan import ENFORCED_KINDS, Change, Refusal, plan
@@ -46,14 +46,29 @@ class NftAction:
         return would_be(decision, self.kind, self._network())
 
     def apply(self, decision: Decision) -> ActionResult:
-        change = self.plan(decision)
-        if isinstance(change, Refusal):
-            self._enforcer.counts["refused"] += 1
-            return ActionResult(self.kind, ok=False, changed=False, detail=change.reason)
-        if decision.mode is not Mode.ENFORCE:
-            return ActionResult(self.kind, ok=True, changed=False,
-                                detail=f"monitor mode, not installed: would {change.describe()}")
-        return self._enforcer.apply(change)
+        (result,) = self.apply_batch([decision])
+        return result
+
+    def apply_batch(self, decisions: Sequence[Decision]) -> list[ActionResult]:
+        """Apply many decisions; the changes they make go to the kernel in one
+        transaction (the action worker hands over everything queued in one tick)."""
+        results: list[ActionResult | None] = []
+        changes: list[Change] = []
+        for decision in decisions:
+            change = self.plan(decision)
+            if isinstance(change, Refusal):
+                self._enforcer.counts["refused"] += 1
+                results.append(ActionResult(self.kind, ok=False, changed=False,
+                                            detail=change.reason))
+            elif decision.mode is not Mode.ENFORCE:
+                results.append(ActionResult(
+                    self.kind, ok=True, changed=False,
+                    detail=f"monitor mode, not installed: would {change.describe()}"))
+            else:
+                results.append(None)
+                changes.append(change)
+        applied = iter(self._enforcer.apply_many(changes) if changes else [])
+        return [r if r is not None else next(applied) for r in results]
 
 
 def nft_actions(enforcer: Enforcer,

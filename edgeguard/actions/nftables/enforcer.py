@@ -12,7 +12,7 @@ from __future__ import annotations
 import errno
 import ipaddress
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from edgeguard.actions.nftables.plan import Change
@@ -185,6 +185,27 @@ class Enforcer:
                 return self._failed(change, again)
         self.counts["added"] += 1
         return ActionResult(change.action, ok=True, detail=change.describe())
+
+    def apply_many(self, changes: Sequence[Change]) -> list[ActionResult]:
+        """Add every change's elements in one transaction; when that fails (an element
+        already there, a full set), fall back to :meth:`apply` change by change so each
+        gets its own result."""
+        if len(changes) == 1:
+            return [self.apply(changes[0])]
+        try:
+            self.nft.run([element_command("create", c.set, c.keys, c.timeout, c.tag)
+                          for c in changes])
+        except NftError:
+            self.counts["batch_fallbacks"] += 1
+            return [self.apply(change) for change in changes]
+        out = []
+        for change in changes:
+            self._remember([Entry(change.set, key, change.timeout, change.timeout, change.tag)
+                            for key in change.keys], refresh=False)
+            self.counts["added"] += 1
+            out.append(ActionResult(change.action, ok=True, detail=change.describe()))
+        self.counts["batches"] += 1
+        return out
 
     def _add(self, change: Change, op: str) -> None:
         self.nft.run([element_command(op, change.set, change.keys, change.timeout,

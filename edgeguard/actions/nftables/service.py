@@ -10,18 +10,32 @@ monitor, it removes any table a previous enforcing run left, so monitor changes 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
+from typing import Any, TypeVar
 
 from edgeguard.actions.nftables.actions import NftAction, nft_actions
 from edgeguard.actions.nftables.enforcer import Enforcer, entry_fields
 from edgeguard.actions.nftables.runner import Nft, NftError
-from edgeguard.daemon.component import Command, Component, Context, Peer, changing, read_only
-from edgeguard.events import ActionKind, Mode
+from edgeguard.actions.worker import LoopSink
+from edgeguard.daemon.component import (
+    Command,
+    Component,
+    Context,
+    Peer,
+    changing,
+    read_only,
+)
+from edgeguard.decision import can_enforce as area_can_enforce
+from edgeguard.events import ActionKind
+from edgeguard.findings import Area
 from edgeguard.net.config import NetworkConfig
 from edgeguard.policy.model import Policy
 
 __all__ = ["EnforcementComponent", "PermissionDenied", "can_enforce", "components"]
+
+
+T = TypeVar("T")
 
 
 class PermissionDenied(Exception):
@@ -30,15 +44,12 @@ class PermissionDenied(Exception):
 
 def can_enforce(policy: Policy) -> bool:
     """Whether any network decision under ``policy`` can be in enforce mode."""
-    if policy.network.mode is Mode.ENFORCE:
-        return True
-    if policy.network.mode is None and policy.mode is Mode.ENFORCE:
-        return True
-    return any(rule.mode is Mode.ENFORCE for rule in policy.rules)
+    return area_can_enforce(policy, Area.NETWORK)
 
 
 class EnforcementComponent:
     name = "net-enforce"
+    area = Area.NETWORK
 
     def __init__(self, policy: Policy, nft: Nft | None = None):
         self.policy = policy
@@ -56,7 +67,10 @@ class EnforcementComponent:
     def start(self, ctx: Context) -> None:
         self._ctx = ctx
         self.policy = ctx.policy
-        self.enforcer = Enforcer(self.nft, self.network, ctx.audit, ctx.clock)
+        # With the daemon's worker, the expiry poll runs on its thread: its records are
+        # handed back to the loop.
+        audit = ctx.audit if ctx.worker is None else LoopSink(ctx.loop, ctx.audit)
+        self.enforcer = Enforcer(self.nft, self.network, audit, ctx.clock)
         self._actions = nft_actions(self.enforcer, lambda: self.network)
         self._apply_policy()
         self._schedule()
@@ -70,7 +84,11 @@ class EnforcementComponent:
 
     def reload(self, policy: Policy) -> None:
         self.policy = policy
-        if self.enforcer is not None:
+        if self.enforcer is None:
+            return
+        if self._ctx is not None and self._ctx.worker is not None:
+            self._ctx.worker.call(self._apply_policy)  # after the actions already queued
+        else:
             self._apply_policy()
 
     def stop(self) -> None:
@@ -92,6 +110,27 @@ class EnforcementComponent:
         self._timer = self._ctx.loop.call_later(delay, self._tick)
 
     def _tick(self) -> None:
+        """Run :meth:`_poll` on the action worker (never on the loop: it forks nft), in
+        order with the actions queued before it; re-arm the timer."""
+        assert self._ctx is not None
+        if self._ctx.worker is None:
+            self._poll()
+            self._schedule()
+            return
+        self._ctx.worker.call(self._poll).add_done_callback(self._polled)
+
+    def _polled(self, _future: Future[None]) -> None:
+        """On the worker thread: the poll is done; re-arm the timer on the loop."""
+        if self._ctx is not None:
+            self._ctx.loop.call_soon_threadsafe(self._schedule)
+
+    async def _on_worker(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` (it forks nft) on the action worker, in order with the actions."""
+        if self._ctx is None or self._ctx.worker is None:
+            return fn()
+        return await asyncio.wrap_future(self._ctx.worker.call(fn))
+
+    def _poll(self) -> None:
         """Read the sets back when an expiry is due or a reconcile is; else only report."""
         assert self.enforcer is not None
         assert self._ctx is not None
@@ -104,7 +143,6 @@ class EnforcementComponent:
             self.enforcer.report_full()
         except NftError:
             self.enforcer.counts["poll_errors"] += 1
-        self._schedule()
 
     def counters(self) -> Mapping[str, int]:
         if self.enforcer is None:
@@ -124,7 +162,7 @@ class EnforcementComponent:
         if self.enforcer is None:
             return []
         now = self._ctx.clock.now() if self._ctx else 0.0
-        return [entry_fields(e, now) for e in self.enforcer.entries()]
+        return [entry_fields(e, now) for e in await self._on_worker(self.enforcer.entries)]
 
     async def cmd_unblock(self, peer: Peer, args: Mapping[str, Any]) -> dict[str, Any]:
         """Remove every block naming ``args["address"]``; root only, audited."""
@@ -133,7 +171,9 @@ class EnforcementComponent:
         address = str(args.get("address", "")).strip()
         if not address or self.enforcer is None:
             raise ValueError("net.unblock needs an address (IPv4, IPv6 or MAC)")
-        gone = self.enforcer.unblock(address, user=f"uid={peer.uid} pid={peer.pid}")
+        enforcer = self.enforcer
+        gone = await self._on_worker(
+            lambda: enforcer.unblock(address, user=f"uid={peer.uid} pid={peer.pid}"))
         return {"edgeguard.unblocked": len(gone),
                 "edgeguard.block.targets": [e.describe() for e in gone]}
 

@@ -91,7 +91,7 @@ def test_full_disk_during_a_flood_loses_nothing_silently(small_fs: Path,
         finding = Finding(kind="scan", subtype="syn", message=f"probe {i}",
                           identifier=f"10.{i // 250}.{i % 250}.1", severity=Severity.SEVERE,
                           source=Endpoint(ip=f"10.{i // 250}.{i % 250}.1"))
-        pipeline.submit(finding, "network")
+        pipeline.submit(finding)
     assert block.applied == FLOOD  # enforcement never waited for the disk
     assert pipeline.audit_errors == 0  # nothing raised into the pipeline
     assert writer.lost_total > 0, "the filesystem did not fill: the test proves nothing"

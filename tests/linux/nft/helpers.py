@@ -73,7 +73,7 @@ class Pipeline:
     def submit(self, finding: Finding) -> list[ActionResult]:
         """Submit like a detector does; return what each action reported, from its record."""
         seen = len(self.sink.records)
-        self.pipeline.submit(finding, "network")
+        self.pipeline.submit(finding)
         return [_result(r) for r in self.sink.records[seen:] if r.kind is EventKind.EVENT]
 
     def records(self, action: str) -> list[Any]:

@@ -95,7 +95,7 @@ def test_monitor_mode_installs_nothing(lab: Lab) -> None:
     assert alert.mode is Mode.MONITOR
     assert alert.fields["edgeguard.would_act"] == ("block",)
     # Defence in depth: the action itself refuses to install in monitor mode.
-    decision = pipe.engine.decide(scan_finding(lab.scan_ip, n=1), "network")
+    decision = pipe.engine.decide(scan_finding(lab.scan_ip, n=1))
     result = pipe.actions[ActionKind.BLOCK].apply(decision)
     assert result.ok
     assert not result.changed
@@ -193,7 +193,7 @@ def test_multi_peer_change_is_one_transaction_and_idempotent(lab: Lab) -> None:
     pipe = Pipeline(nft, policy(network(), actions=(ActionKind.DROP_FLOW,)))
     pipe.enforcer.start()
     action = pipe.actions[ActionKind.DROP_FLOW]
-    one = pipe.engine.decide(scan_finding(lab.scan_ip, kind="bittorrent"), "network")
+    one = pipe.engine.decide(scan_finding(lab.scan_ip, kind="bittorrent"))
     assert action.apply(one).changed
     two = dataclasses.replace(one, finding=dataclasses.replace(
         one.finding, destinations=(Endpoint(ip=lab.target_ip), Endpoint(ip="10.77.2.99"))))
@@ -262,7 +262,7 @@ def test_set_size_cap_under_a_flood_of_sources(lab: Lab) -> None:
 def test_repeated_apply_is_idempotent(lab: Lab) -> None:
     pipe = Pipeline(Nft(lab.nft_prefix()), policy(network(block=60)))
     pipe.enforcer.start()
-    decision = pipe.engine.decide(scan_finding(lab.scan_ip), "network")
+    decision = pipe.engine.decide(scan_finding(lab.scan_ip))
     first = pipe.actions[ActionKind.BLOCK].apply(decision)
     second = pipe.actions[ActionKind.BLOCK].apply(decision)
     assert first.changed

@@ -62,8 +62,8 @@ def _start(tmp_path: Path, clock: FakeClock, sink: MemorySink, loop: asyncio.Abs
         kernel.uevent(props)
     comp = MediaComponent(source_factory=lambda: ReplaySource(kernel, stick), block=kernel)
 
-    def submit(finding: Finding, section: str) -> Decision:
-        raise AssertionError("media writes its own records")
+    def submit(finding: Finding) -> Decision:
+        raise AssertionError("this stick raises no finding, only verdict records")
 
     comp.start(Context(loop=loop, clock=clock, audit=sink, policy=media_policy(),
                        state_dir=tmp_path, submit=submit))

@@ -35,11 +35,11 @@ def test_reports_become_submissions_counters_and_audit(tmp_path: Path) -> None:
     async def scenario() -> tuple[list[tuple[Finding, str]], NetworkComponent, MemorySink,
                                   list[object]]:
         loop = asyncio.get_running_loop()
-        submitted: list[tuple[Finding, str]] = []
+        submitted: list[Finding] = []
         sink = MemorySink()
 
-        def submit(finding: Finding, section: str) -> object:
-            submitted.append((finding, section))
+        def submit(finding: Finding) -> object:
+            submitted.append(finding)
             return None
 
         cfg = NetworkConfig(enabled=True, interfaces=("lo",), stats_interval=Duration(3600))
@@ -66,7 +66,7 @@ def test_reports_become_submissions_counters_and_audit(tmp_path: Path) -> None:
         return submitted, comp, sink, rows
 
     submitted, comp, sink, rows = asyncio.run(scenario())
-    assert submitted == [(FINDING, "network")]
+    assert submitted == [FINDING]
     counters = comp.counters()
     assert counters["kernel_drops"] == 0  # the dead worker's handle is gone
     assert counters["worker_restarts"] == 1
