@@ -144,8 +144,16 @@ def test_every_radio_the_policy_can_keep_off_has_its_subtypes() -> None:
         assert {("radio", f"{name}-radio"), ("radio", f"{name}-unblocked")} <= REGISTERED
 
 
+#: captures of normal traffic that must give no finding (issue 19's false-alarm classes)
+QUIET = {"benign.pcap", "close.pcap", "lone_probes.pcap", "oneway.pcap", "oneway_scan.pcap",
+         "p2p.pcap", "success.pcap", "tls_odd_ports.pcap"}
+#: a link type replay refuses (tested in tests/unit/net/test_replay_issue19.py)
+UNREADABLE = {"link_user0.pcap"}
+
+
 def _captures() -> list[Path]:
-    return sorted([*CORPUS.glob("*.pcap"), *PCAPS.glob("*.pcap")])
+    return sorted(p for p in [*CORPUS.glob("*.pcap"), *PCAPS.glob("*.pcap")]
+                  if p.name not in UNREADABLE)
 
 
 @pytest.mark.parametrize("capture", _captures(), ids=lambda p: p.name)
@@ -153,7 +161,7 @@ def test_replayed_findings_are_registered(capture: Path) -> None:
     network = load_policy([]).policy.network  # the embedded default, as `edgeguard replay`
     seen = {(f.kind, f.subtype) for f in iter_findings(capture, network, PacketClock(),
                                                          ReplayResult())}
-    assert bool(seen) == (capture.name != "benign.pcap")
+    assert bool(seen) == (capture.name not in QUIET)
     assert seen <= REGISTERED
 
 
