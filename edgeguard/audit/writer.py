@@ -95,6 +95,7 @@ class AuditWriter:
         self._next_retry = 0.0
         self._aside_reported = False
         self._ownership_problem = ""
+        self._keys_started = False  # the next checkpoint is the first with a newly opened key
         directory.mkdir(parents=True, exist_ok=True, mode=DIRECTORY_MODE)
         with self._lock:
             self.discarded = seg.set_aside_headless(directory / ACTIVE_NAME)
@@ -311,7 +312,10 @@ class AuditWriter:
         now = self.clock.now()
         record = checkpoint_record(chain_id=self.chain_id, head_sequence=self._seq,
                                    head_hash=self._hash, segment_bytes=self._size, now=now,
-                                   reason=reason, keys=self.keys)
+                                   reason=reason, keys=self.keys,
+                                   interval=self.checkpoint_interval,
+                                   started=self._keys_started)
+        self._keys_started = False
         self._append(record)
         self._sync_locked()
         self.checkpoints += 1
@@ -362,6 +366,7 @@ class AuditWriter:
             return
         try:
             self.keys = KeyStore(key_file)
+            self._keys_started = True
         except (OSError, AuditKeyError) as exc:
             if self.key_problem != str(exc):
                 self.key_problem = str(exc)
