@@ -5,7 +5,8 @@ A checkpoint is an ordinary chained record (``event.action: audit-checkpoint``) 
 and hash), the bytes of the active segment, the wall time, the epoch and the key id, and
 carry ``mac = HMAC(K(epoch), canonical(signed fields))``. Since format 2 the MAC also
 covers ``version``, ``interval`` (the longest wall time the writer lets pass between
-two checkpoints) and ``started`` (the first checkpoint since the writer opened the key).
+two checkpoints) and ``started`` (the first checkpoint since the writer opened the key,
+or since a sealed checkpoint could not be written before the head moved on).
 
 The verifier, holding K0, derives K(epoch) by evolving forward and requires, for a chain
 that starts at sequence 1 (nothing pruned), that the sealed checkpoints show *every*
@@ -60,6 +61,7 @@ def checkpoint_record(*, chain_id: str, head_sequence: int, head_hash: str,
                       started: bool = False) -> AuditRecord:
     """The record to append right after ``head_sequence`` (already fdatasync'ed)."""
     time = iso_timestamp(now)
+    interval = float(interval)  # a policy Duration is a float subclass JSON cannot encode
     fields: dict[str, Scalar] = {
         "edgeguard.checkpoint.head_sequence": head_sequence,
         "edgeguard.checkpoint.head_hash": head_hash,
@@ -213,9 +215,11 @@ class CheckpointChecker:
         # The writer marks its first checkpoint after a start (format 2); legacy
         # checkpoints had no mark: one lost epoch is allowed there and reported too.
         if epoch == expected + 1 and (started or version < FORMAT):
-            why = "the writer restarted" if started else "legacy checkpoint, no restart mark"
+            why = ("a crash while sealing, or a sealed checkpoint the writer could not write"
+                   if started else "legacy checkpoint without restart mark: a crash while "
+                   "sealing?")
             self.report.lost_epochs.append(f"epoch {expected} is missing before the checkpoint "
-                                           f"at sequence {seq} ({why}: a crash while sealing)")
+                                           f"at sequence {seq} ({why})")
             return None
         if last is None:
             return CheckpointFailure("checkpoint-epoch", f"the first sealed checkpoint has "

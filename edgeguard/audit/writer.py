@@ -28,6 +28,7 @@ import os
 import threading
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,26 @@ __all__ = [
 ]
 
 _SPACE_ERRORS = (errno.ENOSPC, errno.EDQUOT)
+# Errors that say nothing about the segment: hold the records and retry, never close the
+# segment as suspect (a descriptor flood, memory pressure, a full disk).
+TRANSIENT_ERRORS = frozenset({*_SPACE_ERRORS, errno.EMFILE, errno.ENFILE, errno.ENOMEM,
+                              errno.EAGAIN, errno.EINTR})
+
+
+class SegmentUnavailable(OSError):
+    """The next segment could not be opened; the chain head is unchanged, retried later."""
+
+
+@dataclass(slots=True)
+class _Reopen:
+    """A segment to open (after a rotation, an I/O error or a recovery) and, if the
+    active file still has to be moved out of the way first, its rotated name."""
+
+    reason: str
+    previous: str | None
+    unclean_tail: int = 0
+    rename_active: str | None = None
+
 
 class AuditWriter:
     """Thread-safe; ``write`` returns the record's sequence (0: held in memory, disk full)."""
@@ -95,7 +116,11 @@ class AuditWriter:
         self._next_retry = 0.0
         self._aside_reported = False
         self._ownership_problem = ""
-        self._keys_started = False  # the next checkpoint is the first with a newly opened key
+        # The next checkpoint may follow a lost epoch: the key was (re)opened, or a sealed
+        # checkpoint could not be written and its head moved on.
+        self._keys_started = False
+        self._unwritten: tuple[AuditRecord, int, str] | None = None  # sealed, not on disk
+        self._reopen_plan: _Reopen | None = None
         directory.mkdir(parents=True, exist_ok=True, mode=DIRECTORY_MODE)
         with self._lock:
             self.discarded = seg.set_aside_headless(directory / ACTIVE_NAME)
@@ -150,7 +175,7 @@ class AuditWriter:
             if self.keys is None:
                 self._open_keys(key_file)
             if checkpoint_interval is not None:
-                self.checkpoint_interval = checkpoint_interval
+                self.checkpoint_interval = float(checkpoint_interval)
                 self._next_checkpoint = min(self._next_checkpoint,
                                             self.clock.monotonic() + checkpoint_interval)
             if checkpoint_records is not None:
@@ -244,11 +269,15 @@ class AuditWriter:
         self.write_errors += 1
         if record is not None:
             self.held.push_front(record)
-        if exc.errno in _SPACE_ERRORS:
-            if self.retention is not None:
+        if exc.errno in _SPACE_ERRORS and self.retention is not None:
+            with contextlib.suppress(OSError):
                 self._prune_locked()
-            return
+        if isinstance(exc, SegmentUnavailable) or exc.errno in TRANSIENT_ERRORS:
+            return  # hold and retry
         self._suspect(exc)
+
+    def _pending(self) -> bool:
+        return self.held.pending() or self._unwritten is not None
 
     def _suspect(self, exc: OSError) -> None:
         """EIO and friends: close the segment as suspect, start a new one, say why."""
@@ -262,11 +291,9 @@ class AuditWriter:
         with contextlib.suppress(OSError):
             os.close(self._fd)
         self._fd = None
-        try:
-            os.rename(self.directory / ACTIVE_NAME, self.directory / old)
-            self._open_segment(reason="io-error", previous=old, unclean_tail=tail)
-        except OSError:
-            self._fd = None  # retried from the queue later
+        self._reopen_plan = _Reopen("io-error", old, tail, rename_active=old)
+        with contextlib.suppress(OSError):
+            self._reopen()  # else retried from the queue later
         note = rec.io_error_record(exc, old, self.clock.now())
         self.held.push_front(note)
         self._retry_locked()
@@ -274,14 +301,17 @@ class AuditWriter:
     def _retry_locked(self) -> None:
         """Write held records in order; then the count of those that did not fit."""
         held = self.held
-        if not held.pending():
+        if not self._pending():
             return
         try:
             if self._fd is None:
-                if (self.directory / ACTIVE_NAME).exists():
-                    os.rename(self.directory / ACTIVE_NAME,
-                              self.directory / segment_name(self._first_seq))
-                self._open_segment(reason="recovery", previous=None)
+                if self._reopen_plan is None:
+                    active = (self.directory / ACTIVE_NAME).exists()
+                    self._reopen_plan = _Reopen("recovery", None, rename_active=segment_name(
+                        self._first_seq) if active else None)
+                self._reopen()
+            if self._unwritten is not None:
+                self._checkpoint("retry")  # the sealed one, before anything moves the head
             while held.records:
                 self._rotate_if_full()
                 self._append(held.records[0])
@@ -292,12 +322,12 @@ class AuditWriter:
                 held.loss_written()
         except OSError as exc:
             self.write_errors += 1
-            if exc.errno not in _SPACE_ERRORS:
+            if not isinstance(exc, SegmentUnavailable) and exc.errno not in TRANSIENT_ERRORS:
                 self._suspect(exc)
 
     # -- checkpoints and retention ---------------------------------------------------
     def _checkpoint_safely(self, reason: str) -> None:
-        if self._fd is not None and not self.held:
+        if self._fd is not None and not self.held.pending():
             try:
                 self._checkpoint(reason)
                 return
@@ -308,15 +338,25 @@ class AuditWriter:
                                                              self.checkpoint_interval)
 
     def _checkpoint(self, reason: str) -> None:
+        """Seal the head and write the checkpoint. A sealed checkpoint that could not be
+        written is written verbatim by the next try while the head has not moved (the
+        key has evolved: sealing again would lose its epoch); if the head moved, its
+        epoch is lost and the next checkpoint says so (``started``)."""
         self._sync_locked()  # the sealed head must already be on disk
-        now = self.clock.now()
-        record = checkpoint_record(chain_id=self.chain_id, head_sequence=self._seq,
-                                   head_hash=self._hash, segment_bytes=self._size, now=now,
-                                   reason=reason, keys=self.keys,
-                                   interval=self.checkpoint_interval,
-                                   started=self._keys_started)
-        self._keys_started = False
-        self._append(record)
+        unwritten = self._unwritten
+        if unwritten is not None and unwritten[1:] != (self._seq, self._hash):
+            self._unwritten = unwritten = None
+            self._keys_started = self.keys is not None
+        if unwritten is None:
+            record = checkpoint_record(chain_id=self.chain_id, head_sequence=self._seq,
+                                       head_hash=self._hash, segment_bytes=self._size,
+                                       now=self.clock.now(), reason=reason, keys=self.keys,
+                                       interval=self.checkpoint_interval,
+                                       started=self._keys_started)
+            self._keys_started = False
+            unwritten = self._unwritten = (record, self._seq, self._hash)
+        self._append(unwritten[0])
+        self._unwritten = None
         self._sync_locked()
         self.checkpoints += 1
         self._since_checkpoint = 0
@@ -328,7 +368,8 @@ class AuditWriter:
         now = self.clock.now()
         for end in list(rec.prunable(self.directory, now, self.retention, self.shipped)):
             end.path.unlink()
-            fsync_directory(self.directory)
+            with contextlib.suppress(OSError):  # the unlink is done; the next sync persists it
+                fsync_directory(self.directory)
             self.pruned += 1
             note = rec.pruned_record(end, now)
             self._note(note)
@@ -389,9 +430,24 @@ class AuditWriter:
         return canonical(body) + b"\n", digest
 
     def _append(self, record: AuditRecord, extra: dict[str, Scalar] | None = None) -> int:
-        seq = self._seq + 1
+        line, digest = self._render_safely(record, extra)
+        assert self._fd is not None
+        write_whole(self._fd, line, self._size)
+        self._size += len(line)
+        return self._advance(digest)
+
+    def _advance(self, digest: str) -> int:
+        self._seq, self._hash = self._seq + 1, digest
+        self.records_written += 1
+        if self._dirty_since is None:
+            self._dirty_since = self.clock.monotonic()
+            self._lock.notify_all()
+        return self._seq
+
+    def _render_safely(self, record: AuditRecord,
+                       extra: dict[str, Scalar] | None) -> tuple[bytes, str]:
         try:
-            line, digest = self._render(record, extra)
+            return self._render(record, extra)
         except ValueError as exc:  # CanonicalError, or colliding dotted names: keep a trace
             self.unrenderable += 1
             substitute = rec.internal_record("audit-record-unrenderable",
@@ -399,22 +455,14 @@ class AuditWriter:
                                    EventKind.PIPELINE_ERROR,
                                    {"edgeguard.audit.original_action": record.action[:128]},
                                    self.clock.now())
-            line, digest = self._render(substitute, None)
-        assert self._fd is not None
-        write_whole(self._fd, line, self._size)
-        self._seq, self._hash = seq, digest
-        self._size += len(line)
-        self.records_written += 1
-        if self._dirty_since is None:
-            self._dirty_since = self.clock.monotonic()
-            self._lock.notify_all()
-        return seq
+            return self._render(substitute, None)
 
     def _open_segment(self, *, reason: str, previous: str | None, unclean_tail: int = 0) -> None:
+        """Create the active segment with its header, all or nothing: the chain head and
+        the writer's state change only once the header is written and the directory
+        synced; on any failure the new file is removed (or, if even that fails, set
+        aside by the next try) and the error raised."""
         path = self.directory / ACTIVE_NAME
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
-                     self.owner.file_mode)
-        self._fd, self._size, self._first_seq = fd, 0, self._seq + 1
         extra: dict[str, Scalar] = {
             "edgeguard.audit.reason": reason,
             "edgeguard.audit.previous_sequence": self._seq,
@@ -426,29 +474,56 @@ class AuditWriter:
             extra["edgeguard.audit.unclean_tail_bytes"] = unclean_tail
         if self.discarded and not self._aside_reported:
             extra["edgeguard.audit.set_aside"] = self.discarded
-            self._aside_reported = True
-        header = rec.header_record(reason)
+        line, digest = self._render(rec.header_record(reason), extra)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
+                     self.owner.file_mode)
         try:
             os.fchmod(fd, self.owner.file_mode)
-            self._append(header, extra)
+            write_whole(fd, line, 0)
             fsync_directory(self.directory)
-        except OSError:
-            os.close(fd)  # no header, no segment: leave nothing a reader could trip on
-            self._fd = None
-            path.unlink(missing_ok=True)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.close(fd)  # no header, no segment: leave nothing a reader could trip on
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)
             raise
+        self._fd, self._size, self._first_seq = fd, len(line), self._seq + 1
+        self._aside_reported = self._aside_reported or bool(self.discarded)
+        self._advance(digest)
         self._own(fd)
+
+    def _reopen(self) -> None:
+        """Carry out the pending :class:`_Reopen`; raise :class:`SegmentUnavailable`
+        (head unchanged, plan kept for the next try) if any step fails."""
+        plan = self._reopen_plan
+        assert plan is not None
+        assert self._fd is None
+        active = self.directory / ACTIVE_NAME
+        try:
+            if plan.rename_active is not None:
+                if active.exists():
+                    os.rename(active, self.directory / plan.rename_active)
+                plan.rename_active = None
+            elif active.exists():  # a new segment whose removal failed: never ours now
+                seg.set_aside(active, "uncommitted")
+            self._open_segment(reason=plan.reason, previous=plan.previous,
+                               unclean_tail=plan.unclean_tail)
+        except OSError as exc:
+            raise SegmentUnavailable(exc.errno, f"cannot open the next audit segment: "
+                                     f"{exc.strerror or exc}") from exc
+        self._reopen_plan = None
 
     def _rotate_if_full(self) -> None:
         if self._size < self.segment_size or self._seq < self._first_seq:
             return
         self._checkpoint("rotation")
         assert self._fd is not None
-        os.close(self._fd)
-        self._fd = None
         previous = segment_name(self._first_seq)
-        os.rename(self.directory / ACTIVE_NAME, self.directory / previous)
-        self._open_segment(reason="rotation", previous=previous)
+        with contextlib.suppress(OSError):
+            os.close(self._fd)  # synced by the checkpoint
+        self._fd = None
+        self._reopen_plan = _Reopen("rotation", previous, rename_active=previous)
+        self._reopen()
 
     def _sync_locked(self) -> None:
         if self._dirty_since is None or self._fd is None:
@@ -463,7 +538,15 @@ class AuditWriter:
         if self._fd is None:
             self._dirty_since = None
             return
-        fd, seq = os.dup(self._fd), self._seq
+        try:
+            fd, seq = os.dup(self._fd), self._seq
+        except OSError:  # no descriptor to spare (EMFILE): sync under the lock this time
+            try:
+                self._sync_locked()
+            except OSError as exc:
+                self._dirty_since = self.clock.monotonic()
+                self._fault(exc, None)
+            return
         self._dirty_since = None
         error: OSError | None = None
         self._lock.release()
@@ -487,7 +570,7 @@ class AuditWriter:
                 waits = [self._next_checkpoint - now]
                 if self._dirty_since is not None:
                     waits.append(self._dirty_since + self.fsync_interval - now)
-                if self.held.pending():
+                if self._pending():
                     waits.append(self._next_retry - now)
                 if min(waits) > 0:
                     self._lock.wait(timeout=min(*waits, max(self.retry_interval, 0.05)))
@@ -495,7 +578,7 @@ class AuditWriter:
                 if self._dirty_since is not None and \
                         self._dirty_since + self.fsync_interval <= now:
                     self._sync_unlocked()
-                if self.held.pending() and self._next_retry <= now:
+                if self._pending() and self._next_retry <= now:
                     self._next_retry = now + self.retry_interval
                     self._retry_locked()
                 if not self._closed and self.clock.monotonic() >= self._next_checkpoint:

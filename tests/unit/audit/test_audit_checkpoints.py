@@ -137,8 +137,8 @@ def test_legacy_epochs_increase_by_one_a_single_lost_epoch_is_named(
     assert checker.check(5, _sealed(k.k0, k.key_id, 0, 5, "a"), "a") is None
     assert checker.check(9, _sealed(k.k0, k.key_id, 2, 9, "b"), "b") is None  # one lost
     assert checker.report.lost_epochs == [
-        "epoch 1 is missing before the checkpoint at sequence 9 (legacy checkpoint, no "
-        "restart mark: a crash while sealing)"]
+        "epoch 1 is missing before the checkpoint at sequence 9 (legacy checkpoint without "
+        "restart mark: a crash while sealing?)"]
     jump = checker.check(12, _sealed(k.k0, k.key_id, 5, 12, "c"), "c")
     assert jump is not None
     assert jump.reason == "checkpoint-epoch"
@@ -181,8 +181,8 @@ def test_v2_gap_only_at_a_restart_and_no_downgrade(enrolled: tuple[Path, Path]) 
     assert skipped.reason == "checkpoint-epoch"  # no restart mark: a jump
     assert checker.check(9, _sealed(k.k0, k.key_id, 3, 9, "c", v2={"started": True}),
                          "c") is None
-    assert "epoch 2 is missing before the checkpoint at sequence 9 (the writer restarted" \
-        in checker.report.lost_epochs[-1]
+    assert checker.report.lost_epochs[-1] == "epoch 2 is missing before the checkpoint at " \
+        "sequence 9 (a crash while sealing, or a sealed checkpoint the writer could not write)"
     legacy_again = checker.check(12, _sealed(k.k0, k.key_id, 4, 12, "d"), "d")
     assert legacy_again is not None
     assert legacy_again.reason == "checkpoint-downgrade"
@@ -289,3 +289,23 @@ def test_key_file_is_replaced_atomically_and_unsafe_files_are_refused(
     writer.close()
     assert writer.keys is None
     assert b'"audit-key-refused"' in (tmp_path / "log2" / "audit.jsonl").read_bytes()
+
+
+def test_a_policy_duration_interval_seals_like_plain_seconds(
+        tmp_path: Path, enrolled: tuple[Path, Path]) -> None:
+    """The daemon configures the interval from the policy (a ``Duration``, a float
+    subclass JSON cannot encode): sealing must not fail on it."""
+    from edgeguard.policy.types import Duration  # noqa: PLC0415
+    key_file, export = enrolled
+    clock = FakeClock()
+    writer = AuditWriter(tmp_path / "log", clock=clock, host="h")
+    writer.configure(key_file=key_file, checkpoint_interval=Duration(1.0))
+    writer.write(sample_record(0))
+    clock.advance(2)
+    writer.tick()
+    assert writer.checkpoints == 1
+    writer.close()
+    cps = _checkpoints(tmp_path / "log")
+    assert [c["edgeguard"]["checkpoint"]["interval"] for c in cps] == [1.0, 1.0]  # type: ignore[index]
+    assert run_edgeguard(["audit", "verify", "--key", str(export),
+                          str(tmp_path / "log")]).returncode == 0
