@@ -80,7 +80,7 @@ def _run(tmp_path: Path, sys_: Syscalls, *, fail_at: int | None, err: int) -> Au
     writer = _writer(tmp_path, clock)
     armed_once = False
     for i in range(_RECORDS):
-        rotating = writer._size >= writer.segment_size and not armed_once
+        rotating = writer.store.size >= writer.segment_size and not armed_once
         if rotating:
             armed_once = True
             sys_.trace, sys_.fail_at, sys_.err, sys_.armed = [], fail_at, err, True
