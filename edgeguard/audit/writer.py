@@ -41,7 +41,7 @@ from edgeguard.audit import segments as seg
 from edgeguard.audit.chain import GENESIS_HASH
 from edgeguard.audit.held import HeldRecords
 from edgeguard.audit.keys import KeyStore
-from edgeguard.audit.ownership import DIRECTORY_MODE, Ownership, OwnershipError
+from edgeguard.audit.ownership import DIRECTORY_MODE, Ownership
 from edgeguard.audit.records import LOST, PRUNED, RESERVED_ACTIONS, SEGMENT_START
 from edgeguard.audit.render import ChainRenderer, Rendered
 from edgeguard.audit.sealing import Checkpointer
@@ -404,7 +404,7 @@ class AuditWriter:
                 self.owner.own_directory()
             if target is not None:
                 self.owner.own_file(target)
-        except OwnershipError as exc:
+        except OSError as exc:  # OwnershipError, or the fchmod/fchown failing: say so
             if str(exc) != self._ownership_problem:
                 self._ownership_problem = str(exc)
                 self._note(rec.internal_record(
