@@ -3,9 +3,9 @@
 At enrolment (``edgeguard audit init --export-key FILE``) a random K0 is written once to
 the export file, which the trust keeps off this host, and to the daemon's key file. Each
 checkpoint is MAC'd with the current key, then the key is evolved and the old one is
-overwritten on disk and in memory. An intruder who reads the key file at epoch E can
-seal checkpoints for epochs >= E only: every checkpoint before the intrusion stays
-provable (unlike a key that is merely kept secret).
+overwritten in place on disk (same file, same bytes, fdatasync) and in memory. An
+intruder who reads the key file at epoch E can seal checkpoints for epochs >= E only:
+every checkpoint before the intrusion stays provable (unlike a key merely kept secret).
 
 Limits, stated plainly: Python cannot promise that no copy of a ``bytes`` object lingers
 in freed memory (we keep keys in a ``bytearray`` and zero it), and overwriting a file on
@@ -32,6 +32,7 @@ __all__ = [
     "KeyStore",
     "enrol",
     "evolve",
+    "key_file_bytes",
     "key_id_of",
     "mac",
     "read_export",
@@ -109,44 +110,115 @@ def enrol(key_file: Path, export_file: Path) -> str:
         os.close(fd)
     fsync_directory(export_file.resolve().parent)
     key_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    atomic_write(key_file, _encode(key_id, 0, k0, "edgeguard audit evolving key"))
+    atomic_write(key_file, key_file_bytes(key_id, 0, k0))
     k0[:] = bytes(len(k0))
     return key_id
 
 
 class KeyStore:
-    """The daemon's evolving key: read once, used for one checkpoint, then evolved."""
+    """The daemon's evolving key: read once, used for one checkpoint, then evolved.
+
+    The key file holds two fixed-size slots (:data:`SLOT_BYTES` each, a padded JSON line
+    with a check value). Evolving writes K(e+1) into the free slot and syncs, then
+    overwrites the slot of K(e) in place with blanks and syncs: the same inode and blocks,
+    no temporary file, so no copy of an earlier key is left in the file or the directory.
+    A crash between the two steps leaves both keys; the next open keeps the newer one and
+    erases the older. A torn slot fails its check value and is ignored. A key file from
+    before the slots (one JSON line) is read as slot 0 and converted by the first seal.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         problem = unsafe_reason(path)
         if problem is not None:
             raise AuditKeyError(f"{path}: refused: {problem}")
-        self.key_id, self.epoch, self._key = _decode(path.read_bytes(), path)
+        slots = _read_slots(path.read_bytes(), path)
+        if not slots:
+            raise AuditKeyError(f"{path}: not an edgeguard audit key file")
+        self._slot, (self.key_id, self.epoch, self._key) = max(
+            slots.items(), key=lambda item: item[1][1])
+        for index, (_id, _epoch, other) in slots.items():
+            if index != self._slot:
+                other[:] = bytes(len(other))
+        if len(slots) > 1:  # a crash between writing the new key and erasing the old
+            self._erase_others()
+
+    def _erase_others(self) -> None:
+        fd = os.open(self.path, os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        try:
+            for index in range(_slot_count(fd)):
+                if index != self._slot:
+                    os.pwrite(fd, _BLANK_SLOT, index * SLOT_BYTES)
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
 
     def seal(self, fields: dict[str, Any]) -> tuple[int, str]:
         """MAC ``fields`` with K(epoch), then move to K(epoch+1) and erase K(epoch).
 
         The new key is durable *before* the MAC leaves this function, so a crash can
-        skip an epoch (the verifier allows gaps) but never reuse a key. The old file is
-        kept open across the atomic replace and overwritten with zeros afterwards, so
-        the file name always holds a usable key and the old key's blocks are wiped.
+        skip one epoch (the next checkpoint says the writer restarted) but never reuse a
+        key.
         """
         epoch = self.epoch
         signed = dict(fields, epoch=epoch, key_id=self.key_id)
         tag = mac(self._key, signed)
         nxt = evolve(self._key)
-        old = os.open(self.path, os.O_WRONLY | os.O_CLOEXEC)
+        target = 1 - self._slot
+        fd = os.open(self.path, os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
         try:
-            atomic_write(self.path, _encode(self.key_id, epoch + 1, nxt,
-                                            "edgeguard audit evolving key"))
-            os.pwrite(old, bytes(os.fstat(old).st_size), 0)
-            os.fdatasync(old)
+            os.pwrite(fd, _slot_line(self.key_id, epoch + 1, nxt), target * SLOT_BYTES)
+            os.fdatasync(fd)
+            os.pwrite(fd, _BLANK_SLOT, self._slot * SLOT_BYTES)
+            os.fdatasync(fd)
         finally:
-            os.close(old)
+            os.close(fd)
         self._key[:] = bytes(len(self._key))
-        self._key, self.epoch = nxt, epoch + 1
+        self._key, self.epoch, self._slot = nxt, epoch + 1, target
         return epoch, tag
 
     def close(self) -> None:
         self._key[:] = bytes(len(self._key))
+
+
+SLOT_BYTES = 256
+_BLANK_SLOT = b" " * (SLOT_BYTES - 1) + b"\n"
+
+
+def _check(key_id: str, epoch: int, key: bytes | bytearray) -> str:
+    return hashlib.sha256(b"edgeguard-audit-slot\n%s\n%d\n%s" % (
+        key_id.encode(), epoch, bytes(key))).hexdigest()[:16]
+
+
+def _slot_line(key_id: str, epoch: int, key: bytes | bytearray) -> bytes:
+    body = orjson.dumps({"key_id": key_id, "epoch": epoch, "key": bytes(key).hex(),
+                         "check": _check(key_id, epoch, key)})
+    return body.ljust(SLOT_BYTES - 1) + b"\n"
+
+
+def key_file_bytes(key_id: str, epoch: int, key: bytes | bytearray) -> bytes:
+    """A new key file: the key in slot 0, slot 1 free."""
+    return _slot_line(key_id, epoch, key) + _BLANK_SLOT
+
+
+def _slot_count(fd: int) -> int:
+    return max(2, -(-os.fstat(fd).st_size // SLOT_BYTES))
+
+
+def _read_slots(data: bytes, where: Path) -> dict[int, tuple[str, int, bytearray]]:
+    """The valid keys in the file by slot (a torn or blank slot holds none)."""
+    if len(data) < SLOT_BYTES:  # a key file from before the slots: one JSON line
+        return {0: _decode(data, where)}
+    out: dict[int, tuple[str, int, bytearray]] = {}
+    for index in range(-(-len(data) // SLOT_BYTES)):
+        chunk = data[index * SLOT_BYTES:(index + 1) * SLOT_BYTES].strip()
+        if not chunk:
+            continue
+        try:
+            key_id, epoch, key = _decode(chunk, where)
+            check = orjson.loads(chunk).get("check")
+        except (AuditKeyError, AttributeError):
+            continue
+        if check == _check(key_id, epoch, key):
+            out[index] = (key_id, epoch, key)
+    return out

@@ -53,6 +53,7 @@ class VerifyResult:
     checkpoints: int = 0
     last_checkpoint: int | None = None
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # time/epoch inconsistencies (with --key)
 
     @property
     def ok(self) -> bool:
@@ -153,6 +154,7 @@ class _Walker:
             return False
         if self.expected is None:  # the oldest segment we were given
             if isinstance(prev_seq, int) and prev_seq > 0:
+                self.checker.pruned_start = True
                 self.result.notes.append(f"log starts at sequence {prev_seq + 1}: earlier "
                                          "segments were pruned or not given")
             self.expected = (prev_seq or 0) + 1
@@ -329,6 +331,7 @@ def _finish(result: VerifyResult, walker: _Walker) -> VerifyResult:
                 walker.checker.first_unsealed or 0, "checkpoint-unsealed",
                 "no checkpoint is sealed: this log was never written with the enrolled key",
                 "")
+    _sealing_notes(result, walker.checker)
     if result.ok and result.records and walker.checker.key is not None:
         sealed = result.last_checkpoint or 0
         unsealed = (result.last_sequence or 0) - sealed
@@ -336,6 +339,21 @@ def _finish(result: VerifyResult, walker: _Walker) -> VerifyResult:
             result.notes.append(f"{unsealed} records after the last checkpoint "
                                 f"(sequence {sealed or '-'}) are not sealed yet")
     return result
+
+
+def _sealing_notes(result: VerifyResult, checker: CheckpointChecker) -> None:
+    report = checker.report
+    result.warnings = list(report.time_warnings)
+    if report.first_epoch is not None:
+        result.notes.append(f"the log starts after sequence 1: sealing is checked from epoch "
+                            f"{report.first_epoch} on (compare with the epoch your last "
+                            "verification reached)")
+    if report.legacy:
+        result.notes.append(f"{report.legacy} checkpoints up to sequence {report.last_legacy} "
+                            "are legacy (written before time binding): their MACs and epochs "
+                            "are checked, their times are not")
+    result.notes.extend(report.lost_epochs)
+    result.notes.extend(report.restarts)
 
 
 def _iter_nonempty(segments: list[_Segment]) -> Iterator[_Segment]:

@@ -1,23 +1,29 @@
 """The audit writer: ECS JSON lines, SHA-256 chained, group-synced, rotated by rename.
 
-* One ``write()`` per record, so a killed process never leaves half a record (a power
-  cut can; the next start notices and says so in the chain).
-* ``fdatasync`` is grouped: at most ``fsync_interval`` after the first unsynced write,
-  and always before a checkpoint; the directory is fsync'ed after create/rename/unlink.
-* The active segment is ``audit.jsonl``; at ``segment_size`` it is renamed to
-  ``audit-<first sequence>.jsonl`` (rename only, so tailers like Filebeat or Vector follow
-  by inode) and a new active segment starts with a header record carrying the previous
-  segment's name, last sequence and last hash.
-* Checkpoints (:mod:`edgeguard.audit.checkpoint`) every ``checkpoint_interval`` (also
-  when idle), every ``checkpoint_records`` records, at rotation and at close.
-* ``write()`` never raises into the caller's decision path. On ENOSPC records wait in a
-  bounded memory queue (the overflow is counted), old segments past retention and
-  already shipped are pruned, and when space returns the queue is written followed by
-  a record with the exact number lost. On EIO the segment is closed as suspect, a new
-  one started and the error recorded.
-* Ownership (root:<``audit.file_group``>, 0640 in a set-group-ID 2750 directory) is
-  :mod:`edgeguard.audit.ownership`'s; a failure to give files to the group is audited
-  (``audit-ownership-refused``) and never stops the writer.
+:class:`AuditWriter` is the one object the rest of edgeguard holds; it keeps the lock,
+the order of the work and the fault policy, and delegates each job to a small part:
+
+* :class:`~edgeguard.audit.render.ChainRenderer` renders a record into one canonical
+  line chained to the head (a processor chain with the renderer last);
+* :class:`~edgeguard.audit.store.SegmentStore` appends, rotates by rename at
+  ``segment_size`` (``audit.jsonl`` becomes ``audit-<first sequence>.jsonl``, so tailers
+  follow by inode) and opens each new segment, with its header, all or nothing;
+* :class:`~edgeguard.audit.syncer.Syncer` fdatasyncs in groups, at most
+  ``fsync_interval`` after the first unsynced write, outside the lock, and runs timers;
+* :class:`~edgeguard.audit.sealing.Checkpointer` decides when a checkpoint is due
+  (``checkpoint_interval``, also idle; ``checkpoint_records``; rotation; close) and
+  seals it with the forward-secure key;
+* :class:`~edgeguard.audit.held.HeldRecords` keeps what the disk cannot take yet.
+
+``write()`` never raises into the caller's decision path. A full disk (ENOSPC/EDQUOT),
+no descriptor to spare (EMFILE/ENFILE) or memory pressure hold the records in a bounded
+queue (the overflow is counted), prune shipped segments past retention (disk full) and
+retry; when the disk takes them again the queue is written followed by a record with
+the exact number lost. A failure while opening a segment leaves the chain head where it
+was and is retried the same way. EIO writing to the active segment closes it as
+suspect, starts a new one and records the error. Ownership (root:<``audit.file_group``>,
+0640 in a set-group-ID 2750 directory) is :mod:`edgeguard.audit.ownership`'s; a failure
+to give files to the group is audited (``audit-ownership-refused``) and never stops it.
 """
 
 from __future__ import annotations
@@ -29,21 +35,21 @@ import threading
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from edgeguard.audit import records as rec
 from edgeguard.audit import segments as seg
-from edgeguard.audit.chain import GENESIS_HASH, canonical, chain_hash
-from edgeguard.audit.checkpoint import checkpoint_record
+from edgeguard.audit.chain import GENESIS_HASH
 from edgeguard.audit.held import HeldRecords
-from edgeguard.audit.keys import AuditKeyError, KeyStore
-from edgeguard.audit.ownership import DIRECTORY_MODE, Ownership, OwnershipError
+from edgeguard.audit.keys import KeyStore
+from edgeguard.audit.ownership import DIRECTORY_MODE, Ownership
 from edgeguard.audit.records import LOST, PRUNED, RESERVED_ACTIONS, SEGMENT_START
+from edgeguard.audit.render import ChainRenderer, Rendered
+from edgeguard.audit.sealing import Checkpointer
 from edgeguard.audit.segments import ACTIVE_NAME, AuditWriteError, read_head, segment_name
+from edgeguard.audit.store import Reopen, SegmentStore, SegmentUnavailable
+from edgeguard.audit.syncer import Syncer
 from edgeguard.clock import Clock
-from edgeguard.ecs import nest, record_fields
 from edgeguard.events import AuditRecord, EventKind, Scalar
-from edgeguard.fsutil import fsync_directory, write_whole
 
 __all__ = [
     "ACTIVE_NAME",
@@ -52,15 +58,26 @@ __all__ = [
     "PRUNED",
     "RESERVED_ACTIONS",
     "SEGMENT_START",
+    "TRANSIENT_ERRORS",
     "AuditWriteError",
     "AuditWriter",
+    "SegmentUnavailable",
     "segment_name",
 ]
 
 _SPACE_ERRORS = (errno.ENOSPC, errno.EDQUOT)
+# Errors that say nothing about the segment: hold the records and retry, never close the
+# segment as suspect (a descriptor flood, memory pressure, a full disk).
+TRANSIENT_ERRORS = frozenset({*_SPACE_ERRORS, errno.EMFILE, errno.ENFILE, errno.ENOMEM,
+                              errno.EAGAIN, errno.EINTR})
+
+
+def _transient(exc: OSError) -> bool:
+    return isinstance(exc, SegmentUnavailable) or exc.errno in TRANSIENT_ERRORS
+
 
 class AuditWriter:
-    """Thread-safe; ``write`` returns the record's sequence (0: held in memory, disk full)."""
+    """Thread-safe; ``write`` returns the record's sequence (0: held in memory)."""
 
     def __init__(self, directory: Path, *, clock: Clock, host: str,
                  segment_size: int = 64 * 1024**2, fsync_interval: float = 0.25,
@@ -72,68 +89,58 @@ class AuditWriter:
                  retry_interval: float = 0.5) -> None:
         self.directory = directory
         self.clock = clock
-        self.host = host
-        self.segment_size = segment_size
         self.fsync_interval = fsync_interval
-        self.owner = Ownership(directory, file_mode, file_group)
-        self.checkpoint_interval = checkpoint_interval
-        self.checkpoint_records = checkpoint_records
-        self.held = HeldRecords(clock, queue_limit)
         self.retention = retention
         self.shipped = shipped  # lowest sequence every shipper has delivered (None: no shippers)
         self.retry_interval = retry_interval
-        self.keys: KeyStore | None = None
-        self.key_problem: str | None = None
-        self.records_written = self.write_errors = self.unrenderable = 0
-        self.refused = self.checkpoints = self.pruned = 0
-        self._fd: int | None = None
+        self.owner = Ownership(directory, file_mode, file_group)
+        self.store = SegmentStore(directory, self.owner, segment_size)
+        self.sealing = Checkpointer(clock, interval=checkpoint_interval,
+                                    records=checkpoint_records, retry_interval=retry_interval)
+        self.held = HeldRecords(clock, queue_limit)
+        self.records_written = self.write_errors = self.refused = self.pruned = 0
+        self.closed = False
         self._lock = threading.Condition()
         self._dirty_since: float | None = None
-        self._closed = False
-        self._since_checkpoint = 0
-        self._next_checkpoint = clock.monotonic() + checkpoint_interval
         self._next_retry = 0.0
-        self._aside_reported = False
         self._ownership_problem = ""
         directory.mkdir(parents=True, exist_ok=True, mode=DIRECTORY_MODE)
         with self._lock:
-            self.discarded = seg.set_aside_headless(directory / ACTIVE_NAME)
-            try:
-                head = read_head(directory)
-            except AuditWriteError:
-                if not (directory / ACTIVE_NAME).exists():
-                    raise  # a damaged rotated segment: a human must look
-                # Damaged active segment (edited, or the disk garbled it): keep it aside,
-                # continue from the newest rotated one and say so in the next header.
-                self.discarded = seg.set_aside(directory / ACTIVE_NAME, "damaged")
-                head = read_head(directory)
-            self._resume(head)
+            self.chain = self._resume(host)
             self._own()
             self._open_keys(key_file)
-        self.synced_sequence = self._seq
-        self._syncer = threading.Thread(target=self._sync_loop, name="audit-fsync", daemon=True)
+        self.synced_sequence = self.chain.sequence
+        self._syncer = Syncer(self._lock, self)
         self._syncer.start()
 
-    def _resume(self, head: seg.ChainHead | None) -> None:
+    def _resume(self, host: str) -> ChainRenderer:
         active = self.directory / ACTIVE_NAME
+        self.store.discarded = seg.set_aside_headless(active)
+        try:
+            head = read_head(self.directory)
+        except AuditWriteError:
+            if not active.exists():
+                raise  # a damaged rotated segment: a human must look
+            # Damaged active segment (edited, or the disk garbled it): keep it aside,
+            # continue from the newest rotated one and say so in the next header.
+            self.store.discarded = seg.set_aside(active, "damaged")
+            head = read_head(self.directory)
         if head is None:
-            self.chain_id = uuid.uuid4().hex
-            self._seq, self._hash = 0, GENESIS_HASH
-            self._open_segment(reason="new-chain", previous=None)
-            return
-        self.chain_id = head.chain_id
-        self._seq, self._hash = head.sequence, head.hash
+            self.chain = ChainRenderer(clock=self.clock, host=host, chain_id=uuid.uuid4().hex,
+                                       sequence=0, head_hash=GENESIS_HASH)
+            self.store.plan = Reopen("new-chain", None)
+            self._reopen()
+            return self.chain
+        self.chain = ChainRenderer(clock=self.clock, host=host, chain_id=head.chain_id,
+                                   sequence=head.sequence, head_hash=head.hash)
         if head.unclean_tail or not active.exists():
-            previous = None
-            if active.exists():
-                previous = segment_name(head.first_sequence)
-                os.rename(active, self.directory / previous)
-            self._open_segment(reason="unclean-shutdown" if head.unclean_tail else "restart",
-                               previous=previous, unclean_tail=head.unclean_tail)
-            return
-        self._first_seq = head.first_sequence
-        self._fd = os.open(active, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
-        self._size = os.fstat(self._fd).st_size
+            previous = segment_name(head.first_sequence) if active.exists() else None
+            reason = "unclean-shutdown" if head.unclean_tail else "restart"
+            self.store.plan = Reopen(reason, previous, head.unclean_tail, rename_active=previous)
+            self._reopen()
+        else:
+            self.store.continue_active(head.first_sequence)
+        return self.chain
 
     # -- public -------------------------------------------------------------------
     def configure(self, *, key_file: Path | None = None, file_group: int | None = None,
@@ -146,14 +153,8 @@ class AuditWriter:
             if file_group is not None and file_group != self.owner.group:
                 self.owner.group = file_group  # new segments; the directory and active one now
                 self._own()
-            if self.keys is None:
-                self._open_keys(key_file)
-            if checkpoint_interval is not None:
-                self.checkpoint_interval = checkpoint_interval
-                self._next_checkpoint = min(self._next_checkpoint,
-                                            self.clock.monotonic() + checkpoint_interval)
-            if checkpoint_records is not None:
-                self.checkpoint_records = checkpoint_records
+            self._open_keys(key_file)
+            self.sealing.configure(interval=checkpoint_interval, records=checkpoint_records)
             if queue_limit is not None:
                 self.held.limit = queue_limit
             self.retention = retention if retention is not None else self.retention
@@ -163,11 +164,44 @@ class AuditWriter:
     @property
     def head(self) -> tuple[int, str]:
         with self._lock:
-            return self._seq, self._hash
+            return self.chain.head
+
+    @property
+    def chain_id(self) -> str:
+        return self.chain.chain_id
+
+    @property
+    def keys(self) -> KeyStore | None:
+        return self.sealing.keys
+
+    @property
+    def key_problem(self) -> str | None:
+        return self.sealing.key_problem
+
+    @property
+    def checkpoints(self) -> int:
+        return self.sealing.count
+
+    @property
+    def unrenderable(self) -> int:
+        return self.chain.unrenderable
+
+    @property
+    def discarded(self) -> str | None:
+        return self.store.discarded
+
+    @property
+    def segment_size(self) -> int:
+        return self.store.segment_size
 
     @property
     def queued(self) -> int:
         return len(self.held)
+
+    @property
+    def lost_total(self) -> int:
+        """Records that overflowed the memory queue since the writer started."""
+        return self.held.lost_total
 
     def write(self, record: AuditRecord) -> int:
         """Append ``record``; never raises for disk trouble (see the module docstring)."""
@@ -177,16 +211,16 @@ class AuditWriter:
                 record = rec.internal_record("audit-reserved-action-refused",
                                    f"a component wrote the reserved action {record.action!r}",
                                    EventKind.PIPELINE_ERROR, {}, self.clock.now())
-            if self._closed or self.held or self._fd is None:
-                return self._hold(record)
+            if self.closed or self._pending() or self.store.fd is None:
+                self.held.hold(record)
+                return 0
             try:
                 self._rotate_if_full()
                 seq = self._append(record)
             except OSError as exc:
                 self._fault(exc, record)
                 return 0
-            self._since_checkpoint += 1
-            if self._since_checkpoint >= self.checkpoint_records:
+            if self.sealing.counted():
                 self._checkpoint_safely("records")
             return seq
 
@@ -202,17 +236,20 @@ class AuditWriter:
         """Periodic work (the daemon calls it every few seconds; the sync thread too):
         a due checkpoint, a retry of held records, retention pruning."""
         with self._lock:
-            if self._closed:
+            if self.closed:
                 return
             self._retry_locked()
-            if self.clock.monotonic() >= self._next_checkpoint:
+            if self.sealing.due():
                 self._checkpoint_safely("interval")
             if self.retention is not None and not self.held:
-                self._prune_locked()
+                try:
+                    self._prune_locked()
+                except OSError:
+                    self.write_errors += 1
 
     def close(self) -> None:
         with self._lock:
-            if self._closed:
+            if self.closed:
                 return
             self._retry_locked()
             self._checkpoint_safely("shutdown")
@@ -220,67 +257,94 @@ class AuditWriter:
                 self._sync_locked()
             except OSError:
                 self.write_errors += 1
-            if self._fd is not None:
-                os.close(self._fd)
-                self._fd = None
-            self._closed = True
-            if self.keys is not None:
-                self.keys.close()
+            self.store.close()
+            self.closed = True
+            self.sealing.close()
             self._lock.notify_all()
         self._syncer.join(timeout=5)
 
-    # -- faults -------------------------------------------------------------------
-    def _hold(self, record: AuditRecord, *, internal: bool = False) -> int:
-        self.held.hold(record, internal=internal)
-        return 0
+    # -- the syncer's side (called with the lock held) --------------------------------
+    def next_work(self) -> float:
+        now = self.clock.monotonic()
+        waits = [self.sealing.next_due - now]
+        if self._dirty_since is not None:
+            waits.append(self._dirty_since + self.fsync_interval - now)
+        if self._pending():
+            waits.append(self._next_retry - now)
+        return min(waits)
 
-    @property
-    def lost_total(self) -> int:
-        """Records that overflowed the memory queue since the writer started."""
-        return self.held.lost_total
+    def idle_wait(self) -> float:
+        return self.retry_interval
+
+    def begin_sync(self) -> tuple[int, int] | None:
+        now = self.clock.monotonic()
+        if self._dirty_since is None or self._dirty_since + self.fsync_interval > now:
+            return None
+        if self.store.fd is None:
+            self._dirty_since = None
+            return None
+        try:
+            fd = os.dup(self.store.fd)
+        except OSError:  # no descriptor to spare (EMFILE): sync under the lock this time
+            try:
+                self._sync_locked()
+            except OSError as exc:
+                self.end_sync(self.chain.sequence, exc)
+            return None
+        self._dirty_since = None
+        return fd, self.chain.sequence
+
+    def end_sync(self, sequence: int, error: OSError | None) -> None:
+        if error is not None:
+            self._dirty_since = self.clock.monotonic()  # back off, then retry
+            self._fault(error, None)
+        else:
+            self.synced_sequence = max(self.synced_sequence, sequence)
+
+    def run_due(self) -> None:
+        now = self.clock.monotonic()
+        if self._pending() and self._next_retry <= now:
+            self._next_retry = now + self.retry_interval
+            self._retry_locked()
+        if not self.closed and self.sealing.due():
+            self._checkpoint_safely("interval")
+
+    # -- faults -------------------------------------------------------------------
+    def _pending(self) -> bool:
+        return self.held.pending() or self.sealing.pending
 
     def _fault(self, exc: OSError, record: AuditRecord | None) -> None:
         self.write_errors += 1
         if record is not None:
             self.held.push_front(record)
-        if exc.errno in _SPACE_ERRORS:
-            if self.retention is not None:
+        if exc.errno in _SPACE_ERRORS and self.retention is not None:
+            with contextlib.suppress(OSError):
                 self._prune_locked()
-            return
-        self._suspect(exc)
+        if not _transient(exc):
+            self._suspect(exc)
 
     def _suspect(self, exc: OSError) -> None:
         """EIO and friends: close the segment as suspect, start a new one, say why."""
-        if self._fd is None:
+        if self.store.fd is None:
             return
-        old = segment_name(self._first_seq)
-        try:
-            tail = max(0, os.fstat(self._fd).st_size - self._size)
-        except OSError:
-            tail = 0
+        old = self.store.suspect()
         with contextlib.suppress(OSError):
-            os.close(self._fd)
-        self._fd = None
-        try:
-            os.rename(self.directory / ACTIVE_NAME, self.directory / old)
-            self._open_segment(reason="io-error", previous=old, unclean_tail=tail)
-        except OSError:
-            self._fd = None  # retried from the queue later
-        note = rec.io_error_record(exc, old, self.clock.now())
-        self.held.push_front(note)
+            self._reopen()  # else retried from the queue later
+        self.held.push_front(rec.io_error_record(exc, old, self.clock.now()))
         self._retry_locked()
 
     def _retry_locked(self) -> None:
-        """Write held records in order; then the count of those that did not fit."""
+        """Write what waits, in order: the segment, a sealed checkpoint, the held
+        records, then the count of those that did not fit."""
         held = self.held
-        if not held.pending():
+        if not self._pending():
             return
         try:
-            if self._fd is None:
-                if (self.directory / ACTIVE_NAME).exists():
-                    os.rename(self.directory / ACTIVE_NAME,
-                              self.directory / segment_name(self._first_seq))
-                self._open_segment(reason="recovery", previous=None)
+            if self.store.fd is None:
+                self.store.recovery_plan()
+                self._reopen()
+            if self.sealing.pending:
+                self._checkpoint("retry")  # the sealed one, before anything moves the head
             while held.records:
                 self._rotate_if_full()
                 self._append(held.records[0])
@@ -291,48 +355,39 @@ class AuditWriter:
                 held.loss_written()
         except OSError as exc:
             self.write_errors += 1
-            if exc.errno not in _SPACE_ERRORS:
+            if not _transient(exc):
                 self._suspect(exc)
 
     # -- checkpoints and retention ---------------------------------------------------
     def _checkpoint_safely(self, reason: str) -> None:
-        if self._fd is not None and not self.held:
+        if self.store.fd is not None and not self.held.pending():
             try:
                 self._checkpoint(reason)
                 return
             except OSError as exc:
                 self._fault(exc, None)
-        # not possible now (disk trouble): try again soon, not in a busy loop
-        self._next_checkpoint = self.clock.monotonic() + min(self.retry_interval,
-                                                             self.checkpoint_interval)
+        self.sealing.postpone()
 
     def _checkpoint(self, reason: str) -> None:
         self._sync_locked()  # the sealed head must already be on disk
-        now = self.clock.now()
-        record = checkpoint_record(chain_id=self.chain_id, head_sequence=self._seq,
-                                   head_hash=self._hash, segment_bytes=self._size, now=now,
-                                   reason=reason, keys=self.keys)
+        record = self.sealing.record(chain_id=self.chain.chain_id, head=self.chain.head,
+                                     segment_bytes=self.store.size, reason=reason)
         self._append(record)
+        self.sealing.written()
         self._sync_locked()
-        self.checkpoints += 1
-        self._since_checkpoint = 0
-        self._next_checkpoint = self.clock.monotonic() + self.checkpoint_interval
 
     def _prune_locked(self) -> None:
         """Delete rotated segments past retention (and shipped), oldest first; record each."""
         assert self.retention is not None
         now = self.clock.now()
-        for end in list(rec.prunable(self.directory, now, self.retention, self.shipped)):
-            end.path.unlink()
-            fsync_directory(self.directory)
+        for end in self.store.prune(now, self.retention, self.shipped):
             self.pruned += 1
-            note = rec.pruned_record(end, now)
-            self._note(note)
+            self._note(rec.pruned_record(end, now))
 
     def _note(self, note: AuditRecord) -> None:
         """Write one of the writer's own records now, or hold it (never dropped)."""
-        if self.held or self._fd is None:
-            self._hold(note, internal=True)
+        if self._pending() or self.store.fd is None:
+            self.held.hold(note, internal=True)
             return
         try:
             self._append(note)
@@ -343,13 +398,13 @@ class AuditWriter:
         """Give the directory and the active segment (or ``fd``, a new one) to the audit
         group, or say once why not: the trail then stays readable by root alone, so
         nothing is exposed while the group waits for the next start."""
-        target = self._fd if fd is None else fd
+        target = self.store.fd if fd is None else fd
         try:
             if fd is None:
                 self.owner.own_directory()
             if target is not None:
                 self.owner.own_file(target)
-        except OwnershipError as exc:
+        except OSError as exc:  # OwnershipError, or the fchmod/fchown failing: say so
             if str(exc) != self._ownership_problem:
                 self._ownership_problem = str(exc)
                 self._note(rec.internal_record(
@@ -358,140 +413,50 @@ class AuditWriter:
                     self.clock.now()))
 
     def _open_keys(self, key_file: Path | None) -> None:
-        if key_file is None or not key_file.exists():
-            return
-        try:
-            self.keys = KeyStore(key_file)
-        except (OSError, AuditKeyError) as exc:
-            if self.key_problem != str(exc):
-                self.key_problem = str(exc)
-                self._note(rec.internal_record(
-                    rec.KEY_REFUSED, f"checkpoints stay unsealed: {exc}",
-                    EventKind.PIPELINE_ERROR, {"error.message": str(exc)}, self.clock.now()))
+        problem = self.sealing.open_keys(key_file)
+        if problem is not None:
+            self._note(rec.internal_record(
+                rec.KEY_REFUSED, f"checkpoints stay unsealed: {problem}",
+                EventKind.PIPELINE_ERROR, {"error.message": problem}, self.clock.now()))
 
-    # -- internals ----------------------------------------------------------------
-    def _render(self, record: AuditRecord, extra: dict[str, Scalar] | None) -> tuple[bytes, str]:
-        seq = self._seq + 1
-        stamp = record.timestamp if record.timestamp is not None else self.clock.now()
-        fields = record_fields(record, stamp, self.host)
-        fields["event.sequence"] = seq
-        fields["edgeguard.chain_id"] = self.chain_id
-        if extra:
-            fields.update(extra)
-        body: dict[str, Any] = nest(fields)
-        digest = chain_hash(self._hash, body)
-        body["event"]["hash"] = digest
-        return canonical(body) + b"\n", digest
-
+    # -- appending and segments ---------------------------------------------------------
     def _append(self, record: AuditRecord, extra: dict[str, Scalar] | None = None) -> int:
-        seq = self._seq + 1
-        try:
-            line, digest = self._render(record, extra)
-        except ValueError as exc:  # CanonicalError, or colliding dotted names: keep a trace
-            self.unrenderable += 1
-            substitute = rec.internal_record("audit-record-unrenderable",
-                                   f"a {record.action!r} record could not be rendered: {exc}"[:512],
-                                   EventKind.PIPELINE_ERROR,
-                                   {"edgeguard.audit.original_action": record.action[:128]},
-                                   self.clock.now())
-            line, digest = self._render(substitute, None)
-        assert self._fd is not None
-        write_whole(self._fd, line, self._size)
-        self._seq, self._hash = seq, digest
-        self._size += len(line)
+        rendered = self.chain.render(record, extra)
+        self.store.append(rendered.line)
+        return self._advanced(rendered)
+
+    def _advanced(self, rendered: Rendered) -> int:
+        seq = self.chain.advance(rendered)
         self.records_written += 1
         if self._dirty_since is None:
             self._dirty_since = self.clock.monotonic()
             self._lock.notify_all()
         return seq
 
-    def _open_segment(self, *, reason: str, previous: str | None, unclean_tail: int = 0) -> None:
-        path = self.directory / ACTIVE_NAME
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
-                     self.owner.file_mode)
-        self._fd, self._size, self._first_seq = fd, 0, self._seq + 1
-        extra: dict[str, Scalar] = {
-            "edgeguard.audit.reason": reason,
-            "edgeguard.audit.previous_sequence": self._seq,
-            "edgeguard.audit.previous_hash": self._hash,
-        }
-        if previous is not None:
-            extra["edgeguard.audit.previous_segment"] = previous
-        if unclean_tail:
-            extra["edgeguard.audit.unclean_tail_bytes"] = unclean_tail
-        if self.discarded and not self._aside_reported:
-            extra["edgeguard.audit.set_aside"] = self.discarded
-            self._aside_reported = True
-        header = rec.header_record(reason)
+    def _reopen(self) -> None:
+        """Open the segment the store's plan names; on any failure raise
+        :class:`SegmentUnavailable` with the chain head unchanged (retried later)."""
         try:
-            os.fchmod(fd, self.owner.file_mode)
-            self._append(header, extra)
-            fsync_directory(self.directory)
-        except OSError:
-            os.close(fd)  # no header, no segment: leave nothing a reader could trip on
-            self._fd = None
-            path.unlink(missing_ok=True)
-            raise
+            plan = self.store.prepare()
+            header = self.chain.header(plan.reason, self.store.segment_fields(plan))
+            fd = self.store.create(header.line, self.chain.sequence + 1)
+        except OSError as exc:
+            raise SegmentUnavailable(exc.errno, "cannot open the next audit segment: "
+                                     f"{exc.strerror or exc}") from exc
+        self._advanced(header)
         self._own(fd)
 
     def _rotate_if_full(self) -> None:
-        if self._size < self.segment_size or self._seq < self._first_seq:
+        if not self.store.full(self.chain.sequence):
             return
         self._checkpoint("rotation")
-        assert self._fd is not None
-        os.close(self._fd)
-        self._fd = None
-        previous = segment_name(self._first_seq)
-        os.rename(self.directory / ACTIVE_NAME, self.directory / previous)
-        self._open_segment(reason="rotation", previous=previous)
+        previous = segment_name(self.store.first_sequence)
+        self.store.close_active(Reopen("rotation", previous, rename_active=previous))
+        self._reopen()
 
     def _sync_locked(self) -> None:
-        if self._dirty_since is None or self._fd is None:
+        if self._dirty_since is None or self.store.fd is None:
             return
-        os.fdatasync(self._fd)
+        self.store.sync()
         self._dirty_since = None
-        self.synced_sequence = self._seq
-
-    def _sync_unlocked(self) -> None:
-        """Group fdatasync without holding the lock, so writers never wait for the disk
-        (the fd is dup'ed: a rotation meanwhile syncs and closes its own)."""
-        if self._fd is None:
-            self._dirty_since = None
-            return
-        fd, seq = os.dup(self._fd), self._seq
-        self._dirty_since = None
-        error: OSError | None = None
-        self._lock.release()
-        try:
-            os.fdatasync(fd)
-        except OSError as exc:
-            error = exc
-        finally:
-            os.close(fd)
-            self._lock.acquire()
-        if error is not None:
-            self._dirty_since = self.clock.monotonic()  # back off, then retry
-            self._fault(error, None)
-        else:
-            self.synced_sequence = max(self.synced_sequence, seq)
-
-    def _sync_loop(self) -> None:
-        with self._lock:
-            while not self._closed:
-                now = self.clock.monotonic()
-                waits = [self._next_checkpoint - now]
-                if self._dirty_since is not None:
-                    waits.append(self._dirty_since + self.fsync_interval - now)
-                if self.held.pending():
-                    waits.append(self._next_retry - now)
-                if min(waits) > 0:
-                    self._lock.wait(timeout=min(*waits, max(self.retry_interval, 0.05)))
-                    continue
-                if self._dirty_since is not None and \
-                        self._dirty_since + self.fsync_interval <= now:
-                    self._sync_unlocked()
-                if self.held.pending() and self._next_retry <= now:
-                    self._next_retry = now + self.retry_interval
-                    self._retry_locked()
-                if not self._closed and self.clock.monotonic() >= self._next_checkpoint:
-                    self._checkpoint_safely("interval")
+        self.synced_sequence = self.chain.sequence

@@ -143,6 +143,7 @@ def _report(result: VerifyResult, *, as_json: bool) -> None:
             "edgeguard.audit.last_hash": result.last_hash,
             "edgeguard.audit.checkpoints": result.checkpoints,
             "edgeguard.audit.notes": result.notes,
+            "edgeguard.audit.warnings": result.warnings,
         }
         if result.problem is not None:
             out["event.sequence"] = result.problem.sequence
@@ -153,6 +154,8 @@ def _report(result: VerifyResult, *, as_json: bool) -> None:
         return
     for note in result.notes:
         print(f"note: {note}")
+    for warning in result.warnings:
+        print(f"WARNING: time/epoch: {warning}")
     if result.problem is None:
         span = f"{result.first_sequence}..{result.last_sequence}" if result.records else "-"
         sealed = f", {result.checkpoints} checkpoints verified" if result.checkpoints else ""

@@ -2,16 +2,32 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import orjson
 
+from edgeguard.audit.chain import canonical
 from edgeguard.audit.writer import ACTIVE_NAME, AuditWriter
 from edgeguard.clock import FakeClock
 from edgeguard.events import AuditRecord, Endpoint, EventKind, Outcome
 
 LogFactory = Callable[..., Path]
+
+_V2_FIELDS = ("version", "interval", "started")
+
+
+def checkpoint_mac(key: bytes, chain_id: str, cp: dict[str, Any]) -> str:
+    """The MAC a checkpoint carries, computed as an intruder holding ``key`` would."""
+    signed = {"chain_id": chain_id,
+              **{k: cp[k] for k in ("head_sequence", "head_hash", "segment_bytes", "time",
+                                    "epoch", "key_id")}}
+    if "version" in cp:
+        signed.update({k: cp[k] for k in _V2_FIELDS})
+    return hmac.new(key, canonical(signed), hashlib.sha256).hexdigest()
 
 
 def sample_record(i: int) -> AuditRecord:

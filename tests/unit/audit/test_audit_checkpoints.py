@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from pathlib import Path
 
 import orjson
 import pytest
-from audit_helpers import lines_of, sample_record, segments
+from audit_helpers import checkpoint_mac, lines_of, sample_record, segments
 
 from edgeguard.audit.chain import canonical, chain_hash, strip_hash
 from edgeguard.audit.checkpoint import CheckpointChecker
@@ -93,10 +91,7 @@ def _reseal(log: Path, index: int, key: bytes, epoch: int | None = None) -> int:
     cp = rec["edgeguard"]["checkpoint"]
     if epoch is not None:
         cp["epoch"] = epoch
-    signed = {"chain_id": rec["edgeguard"]["chain_id"], "head_sequence": cp["head_sequence"],
-              "head_hash": cp["head_hash"], "segment_bytes": cp["segment_bytes"],
-              "time": cp["time"], "epoch": cp["epoch"], "key_id": cp["key_id"]}
-    cp["mac"] = hmac.new(key, canonical(signed), hashlib.sha256).hexdigest()
+    cp["mac"] = checkpoint_mac(key, rec["edgeguard"]["chain_id"], cp)
     prev = orjson.loads(lines[i - 1])["event"]["hash"]
     for j in range(i, len(lines)):  # re-chain everything after, as an intruder can
         r = rec if j == i else orjson.loads(lines[j])
@@ -120,31 +115,41 @@ def test_intruder_with_the_current_key_cannot_reseal_an_old_checkpoint(
     assert "later than its epoch 0" in proc.stdout
 
 
-def _sealed(k0: bytes, key_id: str, epoch: int, seq: int, prev: str) -> dict[str, object]:
+def _sealed(k0: bytes, key_id: str, epoch: int, seq: int, prev: str, *,
+            v2: dict[str, object] | None = None) -> dict[str, object]:
+    """A checkpoint sealed with K(epoch): legacy (no time binding) unless ``v2`` fields."""
     key = bytearray(k0)
     for _ in range(epoch):
         key = evolve(key)
-    cp = {"head_sequence": seq - 1, "head_hash": prev, "segment_bytes": 10, "time": "t",
-          "epoch": epoch, "key_id": key_id, "sealed": True}
-    signed = {"chain_id": "c", **{k: cp[k] for k in ("head_sequence", "head_hash",
-                                                     "segment_bytes", "time", "epoch",
-                                                     "key_id")}}
-    cp["mac"] = hmac.new(bytes(key), canonical(signed), hashlib.sha256).hexdigest()
+    cp: dict[str, object] = {"head_sequence": seq - 1, "head_hash": prev, "segment_bytes": 10,
+                             "time": "2026-12-07T10:00:00.000000Z", "epoch": epoch,
+                             "key_id": key_id, "sealed": True}
+    if v2 is not None:
+        cp.update({"version": 2, "interval": 60.0, "started": False, **v2})
+    cp["mac"] = checkpoint_mac(bytes(key), "c", cp)
     return {"edgeguard": {"chain_id": "c", "checkpoint": cp}}
 
 
-def test_epochs_must_increase_gaps_allowed(enrolled: tuple[Path, Path]) -> None:
+def test_legacy_epochs_increase_by_one_a_single_lost_epoch_is_named(
+        enrolled: tuple[Path, Path]) -> None:
     k = read_export(enrolled[1])
     checker = CheckpointChecker(k)
     assert checker.check(5, _sealed(k.k0, k.key_id, 0, 5, "a"), "a") is None
-    assert checker.check(9, _sealed(k.k0, k.key_id, 3, 9, "b"), "b") is None  # crash gap
-    again = checker.check(12, _sealed(k.k0, k.key_id, 3, 12, "c"), "c")  # a reused key
+    assert checker.check(9, _sealed(k.k0, k.key_id, 2, 9, "b"), "b") is None  # one lost
+    assert checker.report.lost_epochs == [
+        "epoch 1 is missing before the checkpoint at sequence 9 (legacy checkpoint without "
+        "restart mark: a crash while sealing?)"]
+    jump = checker.check(12, _sealed(k.k0, k.key_id, 5, 12, "c"), "c")
+    assert jump is not None
+    assert jump.reason == "checkpoint-epoch"
+    assert "epochs 3..4 are missing" in jump.detail
+    again = checker.check(12, _sealed(k.k0, k.key_id, 2, 12, "c"), "c")  # a reused key
     assert again is not None
     assert again.reason == "checkpoint-epoch"
-    foreign = checker.check(12, _sealed(b"x" * 32, "0123", 4, 12, "c"), "c")
+    foreign = checker.check(12, _sealed(b"x" * 32, "0123", 3, 12, "c"), "c")
     assert foreign is not None
     assert foreign.reason == "checkpoint-key"
-    stale = checker.check(12, _sealed(k.k0, k.key_id, 4, 12, "c"), "other head")
+    stale = checker.check(12, _sealed(k.k0, k.key_id, 3, 12, "c"), "other head")
     assert stale is not None
     assert stale.reason == "checkpoint"
     downgraded = {"edgeguard": {"checkpoint": {"head_sequence": 11, "head_hash": "c",
@@ -152,6 +157,63 @@ def test_epochs_must_increase_gaps_allowed(enrolled: tuple[Path, Path]) -> None:
     late = checker.check(12, downgraded, "c")  # key removed after enrolment
     assert late is not None
     assert late.reason == "checkpoint-unsealed"
+
+
+def test_first_sealed_epoch_must_be_zero(enrolled: tuple[Path, Path]) -> None:
+    k = read_export(enrolled[1])
+    late_start = CheckpointChecker(k).check(5, _sealed(k.k0, k.key_id, 7, 5, "a"), "a")
+    assert late_start is not None
+    assert late_start.reason == "checkpoint-epoch"
+    assert "first sealed checkpoint has epoch 7, not 0" in late_start.detail
+    pruned = CheckpointChecker(k)
+    pruned.pruned_start = True  # the log starts after retention: its first epoch is reported
+    assert pruned.check(5, _sealed(k.k0, k.key_id, 7, 5, "a"), "a") is None
+    assert pruned.report.first_epoch == 7
+
+
+def test_v2_gap_only_at_a_restart_and_no_downgrade(enrolled: tuple[Path, Path]) -> None:
+    k = read_export(enrolled[1])
+    checker = CheckpointChecker(k)
+    assert checker.check(5, _sealed(k.k0, k.key_id, 0, 5, "a"), "a") is None  # legacy
+    assert checker.check(6, _sealed(k.k0, k.key_id, 1, 6, "b", v2={}), "b") is None  # upgrade
+    skipped = checker.check(9, _sealed(k.k0, k.key_id, 3, 9, "c", v2={}), "c")
+    assert skipped is not None
+    assert skipped.reason == "checkpoint-epoch"  # no restart mark: a jump
+    assert checker.check(9, _sealed(k.k0, k.key_id, 3, 9, "c", v2={"started": True}),
+                         "c") is None
+    assert checker.report.lost_epochs[-1] == "epoch 2 is missing before the checkpoint at " \
+        "sequence 9 (a crash while sealing, or a sealed checkpoint the writer could not write)"
+    legacy_again = checker.check(12, _sealed(k.k0, k.key_id, 4, 12, "d"), "d")
+    assert legacy_again is not None
+    assert legacy_again.reason == "checkpoint-downgrade"
+    # the signed version field cannot be stripped to look legacy: the MAC covers it
+    forged = _sealed(k.k0, k.key_id, 4, 12, "d", v2={})
+    del forged["edgeguard"]["checkpoint"]["version"]  # type: ignore[index]
+    stripped = checker.check(12, forged, "d")
+    assert stripped is not None
+    assert stripped.reason == "checkpoint-downgrade"
+
+
+def test_v2_time_gaps_and_backward_time_are_reported(enrolled: tuple[Path, Path]) -> None:
+    k = read_export(enrolled[1])
+    checker = CheckpointChecker(k)
+    stamps = ["2026-12-07T10:00:00.000000Z", "2026-12-07T10:01:00.000000Z",
+              "2026-12-07T10:31:00.000000Z", "2026-12-07T10:20:00.000000Z",
+              "2026-12-07T12:00:00.000000Z"]
+    started = [False, False, False, False, True]
+    for epoch, (stamp, start) in enumerate(zip(stamps, started, strict=True)):
+        seq = 10 * (epoch + 1)
+        rec = _sealed(k.k0, k.key_id, epoch, seq, "h", v2={"time": stamp, "started": start})
+        assert checker.check(seq, rec, "h") is None
+    warnings = checker.report.time_warnings
+    assert len(warnings) == 2
+    assert warnings[0].startswith("1800 s without a checkpoint between epoch 1 (sequence 20) "
+                                  "and epoch 2 (sequence 30), interval 60 s")
+    assert warnings[1] == "time goes back 660 s from epoch 2 (sequence 30) to epoch 3 " \
+        "(sequence 40)"
+    assert checker.report.restarts == [
+        "6000 s without a checkpoint between epoch 3 (sequence 40) and epoch 4 (sequence 50): "
+        "the writer was stopped and restarted"]
 
 
 def test_wrong_key_and_unsealed_checkpoints(tmp_path: Path, enrolled: tuple[Path, Path]) -> None:
@@ -227,3 +289,23 @@ def test_key_file_is_replaced_atomically_and_unsafe_files_are_refused(
     writer.close()
     assert writer.keys is None
     assert b'"audit-key-refused"' in (tmp_path / "log2" / "audit.jsonl").read_bytes()
+
+
+def test_a_policy_duration_interval_seals_like_plain_seconds(
+        tmp_path: Path, enrolled: tuple[Path, Path]) -> None:
+    """The daemon configures the interval from the policy (a ``Duration``, a float
+    subclass JSON cannot encode): sealing must not fail on it."""
+    from edgeguard.policy.types import Duration  # noqa: PLC0415
+    key_file, export = enrolled
+    clock = FakeClock()
+    writer = AuditWriter(tmp_path / "log", clock=clock, host="h")
+    writer.configure(key_file=key_file, checkpoint_interval=Duration(1.0))
+    writer.write(sample_record(0))
+    clock.advance(2)
+    writer.tick()
+    assert writer.checkpoints == 1
+    writer.close()
+    cps = _checkpoints(tmp_path / "log")
+    assert [c["edgeguard"]["checkpoint"]["interval"] for c in cps] == [1.0, 1.0]  # type: ignore[index]
+    assert run_edgeguard(["audit", "verify", "--key", str(export),
+                          str(tmp_path / "log")]).returncode == 0
