@@ -20,14 +20,19 @@ from edgeguard.media.evidence import MediaEvidence
 __all__ = ["MediaDeauthorize", "MediaReadOnly", "media_actions"]
 
 
+def _media_evidence(decision: Decision) -> MediaEvidence | None:
+    evidence = decision.finding.evidence
+    return evidence if isinstance(evidence, MediaEvidence) else None
+
+
 @dataclass(slots=True)
 class MediaReadOnly:
     block: BlockLayer
     kind: ActionKind = ActionKind.READ_ONLY
 
     def apply(self, decision: Decision) -> ActionResult:
-        evidence = decision.finding.evidence
-        if not isinstance(evidence, MediaEvidence):
+        evidence = _media_evidence(decision)
+        if evidence is None:
             return ActionResult(self.kind, ok=False, changed=False,
                                 detail=f"not a media finding ({decision.finding.kind})")
         name = evidence.assessment.device.name
@@ -44,8 +49,8 @@ class MediaDeauthorize:
     kind: ActionKind = ActionKind.DEAUTHORIZE
 
     def apply(self, decision: Decision) -> ActionResult:
-        evidence = decision.finding.evidence
-        if not isinstance(evidence, MediaEvidence):
+        evidence = _media_evidence(decision)
+        if evidence is None:
             return ActionResult(self.kind, ok=False, changed=False,
                                 detail=f"not a media finding ({decision.finding.kind})")
         syspath = evidence.assessment.device.usb_syspath
