@@ -12,14 +12,14 @@ import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from edgeguard.audit.sink import AuditSink
 from edgeguard.clock import Clock
 from edgeguard.events import Decision, Finding
 from edgeguard.policy.model import Policy
 
-__all__ = ["CommandHandler", "Component", "Context", "Peer"]
+__all__ = ["CommandHandler", "Component", "Context", "Degradable", "Peer"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,3 +73,12 @@ class Component(Protocol):
 
     def commands(self) -> Mapping[str, CommandHandler]:
         """Control-socket commands this component serves, e.g. ``{"media.list": ...}``."""
+
+
+@runtime_checkable
+class Degradable(Protocol):
+    """A component that can run while doing less than the policy asks (a capture
+    worker that cannot start): ``edgeguard status`` reports the daemon degraded."""
+
+    def problems(self) -> Mapping[str, str]:
+        """What is not working, by what (empty when healthy)."""

@@ -26,7 +26,7 @@ from edgeguard import __version__
 from edgeguard.audit.aggregate import Aggregator
 from edgeguard.audit.writer import AuditWriter
 from edgeguard.clock import Clock, SystemClock
-from edgeguard.daemon.component import Component, Context, Peer
+from edgeguard.daemon.component import Component, Context, Degradable, Peer
 from edgeguard.daemon.control import ControlServer
 from edgeguard.daemon.notify import Notifier, watchdog_interval
 from edgeguard.daemon.pipeline import Pipeline
@@ -108,7 +108,11 @@ class Daemon:
     # -- lifecycle ----------------------------------------------------------------
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
-        self.record("edgeguard-started", f"edgeguard {__version__} started", fields={
+        mode = self.loaded.policy.mode.value
+        self.record("edgeguard-started", f"edgeguard {__version__} started in {mode} mode"
+                    + (" (decisions are audited, nothing is enforced)"
+                       if mode == "monitor" else ""), fields={
+            "edgeguard.mode": mode,
             "edgeguard.policy.digest": self.loaded.digest,
             "edgeguard.policy.sources": self.loaded.sources,
             "process.pid": os.getpid(),
@@ -270,6 +274,10 @@ class Daemon:
             else:
                 entry["counters"] = dict(comp.counters())
             sources[comp.name] = entry
+        degraded = dict(self.component_errors)
+        for comp in self.components:
+            if isinstance(comp, Degradable) and comp.name not in self.component_errors:
+                degraded.update(comp.problems())
         return {
             "version": __version__,
             "pid": os.getpid(),
@@ -291,6 +299,7 @@ class Daemon:
                          "repeats_summarised": self.aggregator.summarised,
                          "repeats_pending": self.aggregator.pending},
             "sources": sources,
+            "degraded": degraded,
         }
 
 
