@@ -35,6 +35,7 @@ from edgeguard.daemon.registry import build_components
 from edgeguard.decision import DecisionEngine
 from edgeguard.events import AuditRecord, EventKind, Finding, Outcome, Scalar
 from edgeguard.policy import LoadedPolicy, PolicyError, load_policy
+from edgeguard.policy.load import default_layers
 from edgeguard.policy.model import Policy
 
 __all__ = ["Daemon", "DaemonOptions", "StartupError"]
@@ -54,6 +55,9 @@ class StartupError(Exception):
 class DaemonOptions:
     policy_files: tuple[Path, ...] = ()
     profile: str | None = None
+    #: The files are /etc/edgeguard's (no --policy): a reload lists policy.d again, so
+    #: a drop-in added since the start is read (and refused if broken).
+    rescan_etc: bool = False
     audit_dir: Path | None = None
     control_socket: Path | None = None
     state_dir: Path | None = None
@@ -217,7 +221,9 @@ class Daemon:
         self.notifier.reloading()
         old = self.loaded.digest
         try:
-            loaded = load_policy(self.options.policy_files, self.options.profile)
+            files = tuple(default_layers()) if self.options.rescan_etc \
+                else self.options.policy_files
+            loaded = load_policy(files, self.options.profile)
         except PolicyError as exc:
             self.reload_failures += 1
             errors = tuple(str(i) for i in exc.issues)

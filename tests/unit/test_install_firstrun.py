@@ -12,6 +12,9 @@ import socket
 import time
 from pathlib import Path
 
+import pytest
+
+from edgeguard.daemon import run as daemon_run
 from edgeguard.install import FIRST_RUN_MODE, policy_template
 from edgeguard.policy import load_policy
 from edgeguard.policy.load import shipped_policy
@@ -128,3 +131,31 @@ def test_healthy_daemon_status_exits_zero(tmp_path: Path) -> None:
     with Daemon.running(tmp_path, policy) as daemon:
         assert daemon.status()["degraded"] == {}
         assert run_edgeguard(["status", "--socket", str(daemon.sock)]).returncode == 0
+
+
+def test_reload_reads_a_dropin_added_since_the_start(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Started on /etc/edgeguard's files (no --policy), a reload lists policy.d again:
+    a new drop-in is read, a broken one refused (the package's `systemctl reload`)."""
+    base = _policy(tmp_path, "media:\n  enabled: false\n")
+    layers = [base]
+    monkeypatch.setattr(daemon_run, "default_layers", lambda: list(layers))
+    options = daemon_run.DaemonOptions(policy_files=(base,), rescan_etc=True,
+                                       audit_dir=tmp_path / "audit",
+                                       control_socket=tmp_path / "ctl.sock",
+                                       state_dir=tmp_path / "state")
+    daemon = daemon_run.Daemon(options, load_policy([base], require_safe=False))
+    first = daemon.loaded.digest
+    dropin = tmp_path / "50-lab.yaml"
+    dropin.write_text("mode: enforce\n")
+    layers.append(dropin)
+    assert daemon.reload()
+    assert daemon.loaded.digest != first
+    assert daemon.loaded.policy.mode.value == "enforce"
+    broken = tmp_path / "60-broken.yaml"
+    broken.write_text("media:\n  enabled: perhaps\n")
+    layers.append(broken)
+    kept = daemon.loaded.digest
+    assert not daemon.reload()
+    assert daemon.loaded.digest == kept
+    daemon.writer.close()
