@@ -14,8 +14,9 @@ Then, in order, on the one machine:
 * after a reboot the service is back and the audit chain continues and verifies;
 * ``apt-get purge`` leaves no unit, drop-in, rule or /etc file; the audit trail stays.
 
-CI cost: package build ~1 min, image build 3-4 min (cached by recipe hash), two boots of
-~1 min each and ~1-2 min of steps on 2 shared cores (docs/lab.md, "The systemd guest").
+CI cost: package build ~1 min, image build ~3.5 min (cached by recipe hash), two boots
+of 1-2 min and the steps: 18 min in all on 2 cores at load 10 (docs/lab.md, "The systemd
+guest"); an unloaded CI runner should need well under half of that.
 """
 
 from __future__ import annotations
