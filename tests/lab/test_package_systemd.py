@@ -223,7 +223,8 @@ def test_4_reboot_brings_it_back_and_the_chain_continues(guest: LabVM) -> None:
 
 
 def test_5_purge_leaves_no_unit_or_rule_but_keeps_the_audit_trail(guest: LabVM) -> None:
-    guest.run("/usr/bin/edgeguard", "install", "--profile", "gateway")  # writes drop-ins
+    # writes drop-ins and restarts the service (waits for READY=1: slow in TCG)
+    guest.run("/usr/bin/edgeguard", "install", "--profile", "gateway", timeout=400)
     done = guest.sh(f"{APT_ENV} apt-get purge -y edgeguard 2>&1", timeout=300, check=False)
     assert done.rc == 0, done.stdout
     left = guest.sh("ls -d /usr/lib/systemd/system/edgeguard* /etc/systemd/system/edgeguard* "
