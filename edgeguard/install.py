@@ -80,9 +80,21 @@ def systemd_booted() -> bool:
 
 
 def default_exec() -> str:
-    """The command the unit runs: the console script if installed, else this Python."""
+    """The command the unit runs: this environment's own ``edgeguard`` script (the one
+    beside the running interpreter: a virtualenv's ``bin/``, the package's
+    /usr/lib/edgeguard/bin), else the script on ``PATH``, else this interpreter with
+    ``-m edgeguard``.
+
+    The interpreter path is made absolute but never resolved: a virtualenv's
+    ``bin/python`` is a symlink to the base interpreter, and only the link (which finds
+    ``pyvenv.cfg`` beside it) sees the virtualenv's packages.
+    """
+    interpreter = Path(os.path.abspath(sys.executable))
+    beside = interpreter.parent / "edgeguard"
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
     script = shutil.which("edgeguard")
-    return script if script else f"{os.path.realpath(sys.executable)} -m edgeguard"
+    return script if script else f"{interpreter} -m edgeguard"
 
 
 def _run(argv: Sequence[str]) -> int:
@@ -106,12 +118,36 @@ def shipped_rules() -> list[str]:
                   if p.name.endswith(".rules"))
 
 
-def policy_template(profile: str) -> bytes:
+#: What a first install runs in: decide and audit, enforce nothing (docs/install.md).
+FIRST_RUN_MODE = "monitor"
+
+
+def policy_template(profile: str | None) -> bytes:
+    """The starting /etc/edgeguard/policy.yaml: ``mode: monitor`` and what to set before
+    switching to enforce. ``profile`` None is the Debian package's (no profile chosen)."""
+    if profile is None:
+        layer = ("# default, which the service runs with until `edgeguard install --profile\n"
+                 "# gateway` (or kiosk) names this machine's role in\n"
+                 "# /etc/systemd/system/edgeguard.service.d/10-install.conf.")
+    else:
+        layer = (f'# default and the "{profile}" profile, which the service runs with\n'
+                 f"# (`edgeguard run --profile {profile}`, set in\n"
+                 "# /etc/systemd/system/edgeguard.service.d/10-install.conf by "
+                 "`edgeguard install`).")
+    check = f"edgeguard check --profile {profile}" if profile else "edgeguard check"
     return f"""\
 # /etc/edgeguard/policy.yaml: this machine's policy. It is layered on the shipped
-# default and the "{profile}" profile, which the service runs with
-# (`edgeguard run --profile {profile}`, set in
-# /etc/systemd/system/edgeguard.service.d/10-install.conf by `edgeguard install`).
+{layer}
+#
+# A new install runs in monitor mode: every decision is audited, nothing is enforced
+# (media are still made read-only by the udev rule). Look at `edgeguard status` and
+# `edgeguard audit tail` first; then set `mode: enforce` below and `systemctl reload
+# edgeguard`.
+#
+# A gateway must name the interface(s) to watch (its LAN side; `ip -br link` lists them):
+# network:
+#   interfaces: [enp3s0]
+#
 # Write here only what differs on this machine, for example the trust's register:
 #
 # media:
@@ -121,9 +157,10 @@ def policy_template(profile: str) -> bytes:
 #   allowlist:
 #     - {{id: scanner-1, vendor_id: "05e0", product_id: "1200"}}
 #
-# Check it with `edgeguard check --profile {profile}`, apply with `systemctl reload
-# edgeguard`. Reference of every key: /usr/share/doc/edgeguard/policy.md.
+# Check it with `{check}`, apply with `systemctl reload edgeguard`.
+# Every key, its default and unit: `edgeguard check --reference`.
 version: 1
+mode: {FIRST_RUN_MODE}
 """.encode()
 
 

@@ -34,6 +34,7 @@ def _run(args: argparse.Namespace) -> int:
     configure(verbose=args.verbose, json=args.log_json)
     files = policy_files(args)
     options = DaemonOptions(policy_files=tuple(files), profile=args.profile,
+                            rescan_etc=not args.policy,
                             audit_dir=args.audit_dir, control_socket=args.control_socket,
                             state_dir=args.state_dir, ship_remote=args.ship_remote)
     try:

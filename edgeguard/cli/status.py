@@ -20,8 +20,11 @@ __all__ = ["register"]
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser(
         "status", help="show the running daemon's state",
-        description="Show the running daemon's version, uptime, policy, audit head and "
-                    "per-source counters. Exit 0, or 2 when no daemon answers.")
+        description="Show the running daemon's version, uptime, mode, policy, audit head "
+                    "and per-source counters. Exit 0 running as the policy asks, 1 "
+                    "degraded (a source the policy enables is not working, e.g. a capture "
+                    "worker on a missing interface; for monitoring, like systemctl "
+                    "is-failed), 2 when no daemon answers.")
     add_socket_option(parser)
     parser.add_argument("--json", action="store_true", help="one ECS JSON object")
     parser.set_defaults(func=_status)
@@ -33,14 +36,25 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     reload.set_defaults(func=_reload)
 
 
+#: Exit status of ``status`` while the daemon is degraded.
+EXIT_DEGRADED = 1
+
+
 def _status(args: argparse.Namespace) -> int:
     status: dict[str, Any] = call_daemon(args, "status")
+    degraded: dict[str, str] = dict(status.get("degraded", {}))
+    code = EXIT_DEGRADED if degraded else 0
     if args.json:
         print_json_lines([status_row(status)])
-        return 0
+        return code
     audit = status["audit"]
     print(f"edgeguard {status['version']}  pid {status['pid']}  up {status['uptime_s']:.0f}s  "
-          f"mode {status['mode']}")
+          f"mode {status['mode']}" + ("  DEGRADED" if degraded else ""))
+    if status["mode"] == "monitor":
+        print("          monitor mode: decisions are audited, nothing is enforced "
+              "(`mode: enforce` in /etc/edgeguard/policy.yaml)")
+    for what, why in degraded.items():
+        print(f"degraded  {what}: {why}")
     print(f"policy    {status['policy_digest']}  ({', '.join(status['policy_sources'])})")
     print(f"          reloads {status['reloads']}, refused {status['reload_failures']}")
     print(f"audit     {audit['directory']}  seq {audit['sequence']}  "
@@ -53,7 +67,7 @@ def _status(args: argparse.Namespace) -> int:
             continue
         counters = "  ".join(f"{k} {v}" for k, v in src["counters"].items())
         print(f"source    {name}: {counters}")
-    return 0
+    return code
 
 
 def status_row(status: Mapping[str, Any]) -> dict[str, Any]:
@@ -71,6 +85,7 @@ def status_row(status: Mapping[str, Any]) -> dict[str, Any]:
         "edgeguard.audit": status["audit"],
         "edgeguard.pipeline": status["pipeline"],
         "edgeguard.sources": status["sources"],
+        "edgeguard.degraded": dict(status.get("degraded", {})),
     })
 
 

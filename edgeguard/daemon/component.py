@@ -13,7 +13,7 @@ import enum
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from edgeguard.actions.worker import ActionWorker
 from edgeguard.audit.sink import AuditSink
@@ -21,8 +21,8 @@ from edgeguard.clock import Clock
 from edgeguard.events import Decider, Decision, Finding
 from edgeguard.policy.model import Policy
 
-__all__ = ["Command", "CommandHandler", "Component", "Context", "Peer", "Privilege",
-           "changing", "read_only"]
+__all__ = ["Command", "CommandHandler", "Component", "Context", "Degradable", "Peer",
+           "Privilege", "changing", "read_only"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,3 +116,12 @@ class Component(Protocol):
     def commands(self) -> Mapping[str, Command]:
         """Control-socket commands this component serves, each declaring its privilege,
         e.g. ``{"media.list": read_only(self.cmd_list)}``."""
+
+
+@runtime_checkable
+class Degradable(Protocol):
+    """A component that can run while doing less than the policy asks (a capture
+    worker that cannot start): ``edgeguard status`` reports the daemon degraded."""
+
+    def problems(self) -> Mapping[str, str]:
+        """What is not working, by what (empty when healthy)."""

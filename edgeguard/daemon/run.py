@@ -28,7 +28,15 @@ from edgeguard.actions.worker import ActionWorker, InlineRunner
 from edgeguard.audit.aggregate import Aggregator
 from edgeguard.audit.writer import AuditWriter
 from edgeguard.clock import Clock, SystemClock
-from edgeguard.daemon.component import Command, Component, Context, Peer, changing, read_only
+from edgeguard.daemon.component import (
+    Command,
+    Component,
+    Context,
+    Degradable,
+    Peer,
+    changing,
+    read_only,
+)
 from edgeguard.daemon.control import ControlServer
 from edgeguard.daemon.control_limits import RefusalSummary
 from edgeguard.daemon.notify import Notifier, watchdog_interval
@@ -39,6 +47,7 @@ from edgeguard.decision import DecisionEngine
 from edgeguard.ecs import iso_timestamp
 from edgeguard.events import AuditRecord, Decision, EventKind, Finding, Outcome, Scalar
 from edgeguard.policy import LoadedPolicy, PolicyError, load_policy
+from edgeguard.policy.load import default_layers
 from edgeguard.policy.model import Policy
 
 __all__ = ["Daemon", "DaemonOptions", "StartupError"]
@@ -58,6 +67,9 @@ class StartupError(Exception):
 class DaemonOptions:
     policy_files: tuple[Path, ...] = ()
     profile: str | None = None
+    #: The files are /etc/edgeguard's (no --policy): a reload lists policy.d again, so
+    #: a drop-in added since the start is read (and refused if broken).
+    rescan_etc: bool = False
     audit_dir: Path | None = None
     control_socket: Path | None = None
     state_dir: Path | None = None
@@ -114,7 +126,11 @@ class Daemon:
     # -- lifecycle ----------------------------------------------------------------
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
-        self.record("edgeguard-started", f"edgeguard {__version__} started", fields={
+        mode = self.loaded.policy.mode.value
+        self.record("edgeguard-started", f"edgeguard {__version__} started in {mode} mode"
+                    + (" (decisions are audited, nothing is enforced)"
+                       if mode == "monitor" else ""), fields={
+            "edgeguard.mode": mode,
             "edgeguard.policy.digest": self.loaded.digest,
             "edgeguard.policy.sources": self.loaded.sources,
             "process.pid": os.getpid(),
@@ -247,7 +263,9 @@ class Daemon:
         self.notifier.reloading()
         old = self.loaded.digest
         try:
-            loaded = load_policy(self.options.policy_files, self.options.profile)
+            files = tuple(default_layers()) if self.options.rescan_etc \
+                else self.options.policy_files
+            loaded = load_policy(files, self.options.profile)
         except PolicyError as exc:
             self.reload_failures += 1
             errors = tuple(str(i) for i in exc.issues)
@@ -304,6 +322,10 @@ class Daemon:
             else:
                 entry["counters"] = dict(comp.counters())
             sources[comp.name] = entry
+        degraded = dict(self.component_errors)
+        for comp in self.components:
+            if isinstance(comp, Degradable) and comp.name not in self.component_errors:
+                degraded.update(comp.problems())
         return {
             "version": __version__,
             "pid": os.getpid(),
@@ -327,6 +349,7 @@ class Daemon:
                          "repeats_pending": self.aggregator.pending},
             "sources": sources,
             "control": self.control.counters() if self.control is not None else {},
+            "degraded": degraded,
         }
 
 

@@ -6,7 +6,11 @@ group so the kernel spreads flows over them). A worker's reports arrive on a soc
 pair registered with ``loop.add_reader``: findings go to ``ctx.submit(finding)``,
 counters (kernel drops included) feed :meth:`counters` (shown by
 ``edgeguard status``) and a periodic ``capture-stats`` audit record. A worker that
-dies is restarted after a pause and counted.
+dies is restarted after a pause and counted. A worker that cannot start (no such
+interface, no capability) is audited once per cause (``capture-worker-failed``, with its
+error) however often the restart repeats it, and :meth:`problems` reports it, so
+``edgeguard status`` shows the daemon degraded until a worker of that interface runs.
+An enabled network watch that names no interface is a problem too.
 """
 
 from __future__ import annotations
@@ -102,6 +106,9 @@ class NetworkComponent(Component):
         self.worker_restarts = 0
         self.worker_errors = 0
         self.findings_submitted = 0
+        #: worker name -> its last error, while it has one (cleared by a clean report)
+        self.failing: dict[str, str] = {}
+        self._audited_causes: set[str] = set()
         self._stats_timer: asyncio.TimerHandle | None = None
         self._stopping = False
 
@@ -136,6 +143,7 @@ class NetworkComponent(Component):
                 old.interfaces, old.capture_workers, old.ring_size, old.promiscuous):
             for handle in list(self.workers):
                 self._retire(handle)
+            self.failing.clear()
             for spec in self._specs(new):
                 self._launch(spec)
             return
@@ -181,10 +189,37 @@ class NetworkComponent(Component):
         if report.error:
             handle.error = report.error
             self.worker_errors += 1
+            self.failing[handle.name] = report.error
             log.error("capture worker failed", worker=handle.name, error=report.error)
+            self._audit_failure(handle, report.error)
+        elif report.counters:
+            self.failing.pop(handle.name, None)
         for finding in report.findings:
             self.findings_submitted += 1
             self.ctx.submit(finding)
+
+    def _audit_failure(self, handle: WorkerHandle, error: str) -> None:
+        """Once per cause (the error text names the interface): a restart loop on a
+        missing interface is one record, not one every RESTART_DELAY."""
+        assert self.ctx is not None
+        if error in self._audited_causes:
+            return
+        self._audited_causes.add(error)
+        with contextlib.suppress(OSError):
+            self.ctx.audit.write(AuditRecord(
+                action="capture-worker-failed", kind=EventKind.PIPELINE_ERROR,
+                category=("network",), outcome=Outcome.FAILURE,
+                fields={"error.message": error, "edgeguard.capture.interface":
+                        handle.spec.interface},
+                message=f"capture worker {handle.name} cannot run: {error} (restarted "
+                        f"every {RESTART_DELAY:g} s; audited once per cause)"))
+
+    def problems(self) -> Mapping[str, str]:
+        """Why this component does less than the policy asks (empty: healthy)."""
+        if not self.cfg.interfaces:
+            return {"network": "network.enabled but network.interfaces names none: "
+                               "nothing is watched"}
+        return {f"network {name}": error for name, error in sorted(self.failing.items())}
 
     def _died(self, handle: WorkerHandle) -> None:
         if self._stopping or self.ctx is None:
@@ -235,8 +270,9 @@ class NetworkComponent(Component):
 
 
 def components(policy: Policy) -> list[Component]:
-    """The network component when the policy enables it and names interfaces."""
+    """The network component when the policy enables it (with no interfaces it runs no
+    worker and reports the daemon degraded)."""
     cfg = policy.network
-    if not cfg.enabled or not cfg.interfaces:
+    if not cfg.enabled:
         return []
     return [NetworkComponent(cfg)]

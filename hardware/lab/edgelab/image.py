@@ -166,7 +166,7 @@ def _rootfs(work: Path) -> Path:
     return root
 
 
-def _module_closure(moddir: Path) -> set[str]:
+def _module_closure(moddir: Path, lists: tuple[str, ...] = ("modules.txt",)) -> set[str]:
     """Relative paths (kernel/...) of the wanted modules and everything they depend on."""
     deps: dict[str, list[str]] = {}
     for line in (moddir / "modules.dep").read_text().splitlines():
@@ -174,7 +174,7 @@ def _module_closure(moddir: Path) -> set[str]:
         deps[mod] = rest.split()
     by_name = {re.sub(r"\.ko(\.\w+)?$", "", Path(m).name).replace("-", "_"): m for m in deps}
     want: list[str] = []
-    for entry in _list_file("modules.txt"):
+    for entry in (e for name in lists for e in _list_file(name)):
         if entry.endswith("/"):
             prefix = "kernel/" + entry
             want += [m for m in deps if m.startswith(prefix)]
@@ -195,12 +195,13 @@ def _module_closure(moddir: Path) -> set[str]:
     return seen
 
 
-def _install_modules(ktree: Path, kver: str, root: Path) -> None:
+def _install_modules(ktree: Path, kver: str, root: Path,
+                     lists: tuple[str, ...] = ("modules.txt",)) -> None:
     _run([DEPMOD, "-b", str(ktree), kver])
     src = ktree / "lib/modules" / kver
     dst = root / "lib/modules" / kver
     dst.mkdir(parents=True, exist_ok=True)
-    for rel in _module_closure(src):
+    for rel in _module_closure(src, lists):
         (dst / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(src / rel, dst / rel)
     for meta in ("modules.order", "modules.builtin", "modules.builtin.modinfo"):
@@ -279,7 +280,7 @@ def build(*, force: bool = False, log: bool = True) -> GuestImage:
                     "initrd_bytes": (out / "initrd.img").stat().st_size,
                 }, indent=2) + "\n")
                 for old in base.iterdir():  # keep one image: the cache stays bounded
-                    if old.is_dir() and not old.name.startswith(("build-", ".")):
+                    if old.is_dir() and not old.name.startswith(("build-", ".", "sd-")):
                         shutil.rmtree(old)
                 out.rename(final)
             finally:

@@ -24,6 +24,7 @@ from typing import Any
 
 from .image import GuestImage
 from .qmp import QMP
+from .sdimage import SystemdImage
 
 __all__ = ["GuestError", "LabVM", "Result", "qemu_binary"]
 
@@ -32,6 +33,10 @@ SRC = "/src"  # the working tree inside the guest (read-only)
 SCRATCH = "/lab"  # the host scratch directory inside the guest (read-write)
 CMDLINE = ("console=ttyS0", "rdinit=/init", "panic=-1", "loglevel=4",
            "usb_storage.delay_use=0", "net.ifnames=0", "mitigations=off")
+#: The systemd guest (edgelab.sdimage): root on the virtio disk, systemd as PID 1.
+SYSTEMD_CMDLINE = ("console=ttyS0", "rdinit=/init", "root=/dev/vda", "rw", "panic=-1",
+                   "loglevel=4", "usb_storage.delay_use=0", "net.ifnames=0",
+                   "mitigations=off", "systemd.show_status=false")
 
 
 def qemu_binary() -> str | None:
@@ -70,9 +75,12 @@ class _Plugged:
 class LabVM:
     """One running guest. Not re-entrant across processes; thread-safe for commands."""
 
-    image: GuestImage
+    image: GuestImage | SystemdImage
     share: Path
     workdir: Path
+    #: The guest's root disk (virtio, /dev/vda): a copy of SystemdImage.disk it may write.
+    disk: Path | None = None
+    cmdline: tuple[str, ...] = CMDLINE
     smp: int = 2
     mem_mib: int = 2048
     boot_timeout: float = 300.0
@@ -103,7 +111,7 @@ class LabVM:
             qemu, "-accel", "tcg,thread=multi", "-cpu", "max", "-smp", str(self.smp),
             "-m", str(self.mem_mib), "-nodefaults", "-no-user-config", "-display", "none",
             "-no-reboot", "-kernel", str(self.image.kernel), "-initrd", str(self.image.initrd),
-            "-append", " ".join(CMDLINE),
+            "-append", " ".join(self.cmdline),
             "-chardev", f"file,id=con,path={self.console_log}", "-serial", "chardev:con",
             "-qmp", f"unix:{w / 'qmp.sock'},server=on,wait=off",
             "-device", "virtio-serial-pci,id=vser",
@@ -113,6 +121,8 @@ class LabVM:
             "-device", "qemu-xhci,id=xhci",
             "-virtfs", f"local,path={self.share},mount_tag=src,security_model=none,readonly=on",
             "-virtfs", f"local,path={self.scratch},mount_tag=lab,security_model=none",
+            *(["-drive", f"file={self.disk},format=raw,if=virtio,cache=writeback"]
+              if self.disk is not None else []),
         ]
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -163,6 +173,22 @@ class LabVM:
                 self.proc.send_signal(signal.SIGKILL)
                 self.proc.wait()
             self.proc = None
+
+    def poweroff(self, timeout: float = 180) -> float:
+        """Shut the guest down from inside (``systemctl poweroff``: units stop, the
+        disk is synced) and wait for QEMU to exit; returns the seconds it took. start()
+        boots it again from the same disk: a reboot that keeps the disk."""
+        assert self.proc is not None
+        t0 = time.monotonic()
+        self._request({"op": "spawn", "argv": ["/usr/bin/systemctl", "poweroff"],
+                       "log": "/dev/null", "env": None, "cwd": None}, timeout=30)
+        try:
+            self.proc.wait(timeout=timeout)
+        finally:
+            self.spawned.clear()
+            self.plugged.clear()
+            self.stop()
+        return time.monotonic() - t0
 
     def console_tail(self, lines: int = 40) -> str:
         try:

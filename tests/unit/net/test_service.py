@@ -28,7 +28,11 @@ def test_factory_needs_enabled_and_interfaces() -> None:
     assert components(Policy()) == []
     on = Policy(network=NetworkConfig(enabled=True, interfaces=("eth1",)))
     assert [c.name for c in components(on)] == ["network"]
-    assert components(Policy(network=NetworkConfig(enabled=True))) == []
+    # enabled but naming no interface: a component with no worker that reports itself
+    # degraded (issue 20: the gateway profile names none), not a silent nothing
+    (bare,) = components(Policy(network=NetworkConfig(enabled=True)))
+    assert isinstance(bare, NetworkComponent)
+    assert "network" in bare.problems()
 
 
 def test_reports_become_submissions_counters_and_audit(tmp_path: Path) -> None:
