@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from edgeguard.cli._common import add_policy_options, policy_files
-from edgeguard.policy import PolicyError, load_policy
+from edgeguard.policy.load import PolicyError, load_policy
 from edgeguard.policy.reference import render_reference
 
 __all__ = ["register"]

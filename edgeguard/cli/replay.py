@@ -23,7 +23,7 @@ from edgeguard.ecs import finding_record, nest, record_fields
 from edgeguard.events import Finding, Mode
 from edgeguard.net.pcapfile import CaptureFormatError
 from edgeguard.net.replay import PacketClock, ReplayResult, iter_findings
-from edgeguard.policy import PolicyError, load_policy
+from edgeguard.policy.load import PolicyError, load_policy
 
 __all__ = ["register"]
 

@@ -34,7 +34,7 @@ from edgeguard.daemon.privileges import drop_capabilities, set_no_new_privs
 from edgeguard.daemon.registry import build_components
 from edgeguard.decision import DecisionEngine
 from edgeguard.events import AuditRecord, EventKind, Finding, Outcome, Scalar
-from edgeguard.policy import LoadedPolicy, PolicyError, load_policy
+from edgeguard.policy.load import LoadedPolicy, PolicyError, load_policy
 from edgeguard.policy.model import Policy
 
 __all__ = ["Daemon", "DaemonOptions", "StartupError"]

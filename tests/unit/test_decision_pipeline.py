@@ -23,7 +23,7 @@ from edgeguard.events import (
     Outcome,
     Severity,
 )
-from edgeguard.policy import load_policy
+from edgeguard.policy.load import load_policy
 
 
 def finding(identifier: str = "10.0.0.7", kind: str = "scan", subtype: str = "syn",

@@ -20,7 +20,7 @@ from edgeguard.findings import FINDING_TYPES, WIFI_REFUSALS, kinds
 from edgeguard.kiosk.config import RadioKind
 from edgeguard.kiosk.rfkill import RadioType
 from edgeguard.net.replay import PacketClock, ReplayResult, iter_findings
-from edgeguard.policy import load_policy
+from edgeguard.policy.load import load_policy
 from tests.conftest import ROOT
 from tests.unit.net.netdata import CORPUS, PCAPS
 
