@@ -14,11 +14,10 @@ import pytest
 import edgeguard.policy
 from tests.conftest import ROOT, edgeguard_env
 
-FIRST_IMPORTS = sorted(
-    ".".join(path.relative_to(ROOT).with_suffix("").parts)
-    for path in (ROOT / "edgeguard").rglob("config.py")
-) + ["edgeguard.policy.types", "edgeguard.policy.model", "edgeguard.policy.load",
-     "edgeguard.policy.convert", "edgeguard.daemon.run"]
+CONFIGS = sorted(".".join(path.relative_to(ROOT).with_suffix("").parts)
+                 for path in (ROOT / "edgeguard").rglob("config.py"))
+FIRST_IMPORTS = [*CONFIGS, "edgeguard.policy.types", "edgeguard.policy.model",
+                 "edgeguard.policy.load", "edgeguard.policy.convert", "edgeguard.daemon.run"]
 
 
 def test_the_package_has_no_lazy_getattr() -> None:
