@@ -12,6 +12,7 @@ on its way was checked (as root, :func:`edgeguard.fsutil.open_trusted`), checked
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.resources
 import os
@@ -39,6 +40,7 @@ __all__ = [
     "PolicyError",
     "default_layers",
     "load_policy",
+    "load_texts",
     "read_layer",
     "shipped_policy",
 ]
@@ -95,9 +97,7 @@ def load_policy(files: Sequence[Path] = (), profile: str | None = None,
     """
     if require_safe is None:
         require_safe = os.geteuid() == 0
-    layers: list[tuple[str, bytes]] = [shipped_policy("default")]
-    if profile is not None and profile != "default":
-        layers.append(shipped_policy(profile))
+    layers: list[tuple[str, bytes]] = []
     issues: list[PolicyIssue] = []
     for path in files:
         try:
@@ -106,16 +106,30 @@ def load_policy(files: Sequence[Path] = (), profile: str | None = None,
             issues.append(PolicyIssue(_nowhere(str(path)), "", f"refusing to load: {exc.reason}"))
         except OSError as exc:
             issues.append(PolicyIssue(_nowhere(str(path)), "", f"cannot read: {exc.strerror}"))
+    return load_texts(layers, profile, limits, issues)
+
+
+def load_texts(texts: Sequence[tuple[str, bytes]], profile: str | None = None,
+               limits: YamlLimits = DEFAULT_LIMITS,
+               issues: Sequence[PolicyIssue] = ()) -> LoadedPolicy:
+    """:func:`load_policy` for layers already read: ``(name, bytes)`` in order, on top
+    of the embedded default and ``profile``. Raises only :class:`PolicyError`."""
+    layers: list[tuple[str, bytes]] = [shipped_policy("default")]
+    if profile is not None and profile != "default":
+        layers.append(shipped_policy(profile))
+    layers.extend(texts)
+    found = list(issues)
     tree: Node | None = None
-    for name, data in layers:
+    shipped = len(layers) - len(texts)
+    for index, (name, data) in enumerate(layers):
         try:
-            node = parse_yaml(data, name, limits)
+            node = _shipped_tree(name, data) if index < shipped else parse_yaml(data, name, limits)
         except PolicySyntaxError as exc:
-            issues.append(PolicyIssue(exc.mark, "", exc.message))
+            found.append(PolicyIssue(exc.mark, "", exc.message))
             continue
         tree = node if tree is None else merge(tree, node)
-    if issues:
-        raise PolicyError(issues)
+    if found:
+        raise PolicyError(found)
     assert tree is not None
     policy, more = convert_section(Policy, tree)
     if more or policy is None:
@@ -124,6 +138,12 @@ def load_policy(files: Sequence[Path] = (), profile: str | None = None,
     for _name, data in layers:
         digest.update(hashlib.sha256(data).digest())
     return LoadedPolicy(policy, digest.hexdigest(), tuple(name for name, _ in layers))
+
+
+@functools.lru_cache(maxsize=len(PROFILES))
+def _shipped_tree(name: str, data: bytes) -> Node:
+    """The embedded layers parse once per process (merge and convert only read trees)."""
+    return parse_yaml(data, name)
 
 
 def read_layer(path: Path, require_safe: bool, limits: YamlLimits = DEFAULT_LIMITS) -> bytes:
