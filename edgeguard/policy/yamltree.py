@@ -240,19 +240,17 @@ def _problem(exc: yaml.MarkedYAMLError, text: str, where: _Where | None) -> str:
 
 def parse_yaml(text: str | bytes, file: str, limits: YamlLimits = DEFAULT_LIMITS) -> Node:
     """Parse one YAML document. Raises :class:`PolicySyntaxError` naming file and line."""
-    size = len(text.encode() if isinstance(text, str) else text)
-    if size > limits.max_bytes:
-        raw = text.encode() if isinstance(text, str) else text
+    raw = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
+    if len(raw) > limits.max_bytes:
         raise PolicySyntaxError(
             Mark(file, raw.count(b"\n", 0, limits.max_bytes) + 1, 1),
             f"file is larger than the policy limit of {limits.max_bytes} bytes")
-    if isinstance(text, bytes):
-        try:
-            text = text.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise PolicySyntaxError(
-                Mark(file, 1, 1), f"not UTF-8 text (byte {exc.start}): is this a policy file?"
-            ) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PolicySyntaxError(
+            Mark(file, 1, 1), f"not UTF-8 text (byte {exc.start}): is this a policy file?"
+        ) from None
     if "\x00" in text:
         raise PolicySyntaxError(Mark(file, 1, 1), "contains NUL bytes: is this a policy file?")
     builder = _Builder(file, limits)

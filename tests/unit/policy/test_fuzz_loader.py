@@ -29,7 +29,7 @@ PER_TEST = max(1, EXAMPLES // 4)
 #: Per input: CPU time (an input is at most a few kB) and Python heap at its peak.
 SECONDS_PER_INPUT = 2.0
 BYTES_PER_INPUT = 32 << 20
-MEMORY_SAMPLE = 10
+MEMORY_SAMPLE = 50
 PEAK_RSS_KB = 512 << 10
 _counter = itertools.count()
 

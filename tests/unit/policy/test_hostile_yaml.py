@@ -159,6 +159,7 @@ def test_limits_are_configurable() -> None:
     "!!python/object:os.system {}\n",
     "a: !custom 1\n",
     "a: 1" + "0" * 5000 + "\n",
+    "a: \udc80\n",  # a lone surrogate: str input that is no UTF-8
 ])
 def test_hostile_scalars_and_collections_are_typed_errors(text: str) -> None:
     with pytest.raises(PolicySyntaxError) as info:
