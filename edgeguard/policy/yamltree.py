@@ -192,8 +192,11 @@ class _Builder:
                 value = self.loader.construct_object(node, deep=True)
             except yaml.YAMLError as exc:
                 raise PolicySyntaxError(mark, f"bad value: {exc}") from None
-            except (ValueError, OverflowError):  # int() of 5,000 digits, say
-                raise PolicySyntaxError(mark, f"bad value: {_tag_name(tag)} too large") from None
+            except (ValueError, OverflowError, KeyError, IndexError, TypeError):
+                # PyYAML's constructors on an explicit tag: ``!!bool ''`` (KeyError),
+                # ``!!int ''`` (IndexError), an int of 5,000 digits (ValueError)
+                raise PolicySyntaxError(mark, f"bad value for {_tag_name(tag)}: "
+                                              f"{event.value[:40]!r}") from None
             finally:
                 self.loader.constructed_objects.clear()
             if isinstance(value, str):

@@ -160,6 +160,10 @@ def test_limits_are_configurable() -> None:
     "a: !custom 1\n",
     "a: 1" + "0" * 5000 + "\n",
     "a: \udc80\n",  # a lone surrogate: str input that is no UTF-8
+    "a: !!bool ''\n",  # found by the fuzz: KeyError from PyYAML's constructor
+    "a: !!int ''\n",  # IndexError
+    "a: !!float ''\n",  # IndexError
+    "a: !!timestamp 2026-13-45\n",  # ValueError
 ])
 def test_hostile_scalars_and_collections_are_typed_errors(text: str) -> None:
     with pytest.raises(PolicySyntaxError) as info:
