@@ -28,7 +28,7 @@ import structlog
 from edgeguard.audit.service import remote_shippers
 from edgeguard.audit.shipper import Shipper
 from edgeguard.daemon.notify import Notifier, watchdog_interval
-from edgeguard.policy import LoadedPolicy, PolicyError, load_policy
+from edgeguard.policy.load import LoadedPolicy, PolicyError, load_policy
 
 __all__ = ["ShipDaemon"]
 

@@ -17,9 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from edgeguard.cli._common import add_policy_options, policy_files
-from edgeguard.policy import PolicyError, load_policy
 from edgeguard.policy.convert import PolicyIssue
-from edgeguard.policy.load import LoadedPolicy, shipped_policy
+from edgeguard.policy.load import LoadedPolicy, PolicyError, load_policy, shipped_policy
 from edgeguard.policy.reference import render_reference
 from edgeguard.policy.yamltree import Mark, Node, PolicySyntaxError, merge, parse_yaml
 

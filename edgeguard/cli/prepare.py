@@ -8,7 +8,7 @@ from pathlib import Path
 
 from edgeguard.cli._common import add_policy_options, policy_files
 from edgeguard.daemon.prepare import prepare
-from edgeguard.policy import PolicyError, load_policy
+from edgeguard.policy.load import PolicyError, load_policy
 
 __all__ = ["register"]
 

@@ -22,7 +22,7 @@ from edgeguard.ecs import finding_record, nest, record_fields, timestamp_in_rang
 from edgeguard.events import Finding
 from edgeguard.net.pcapfile import CaptureFormatError
 from edgeguard.net.replay import PacketClock, ReplayResult, iter_findings
-from edgeguard.policy import PolicyError, load_policy
+from edgeguard.policy.load import PolicyError, load_policy
 from edgeguard.progress import FrameProgress
 
 __all__ = ["register"]

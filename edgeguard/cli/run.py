@@ -9,7 +9,7 @@ from pathlib import Path
 from edgeguard.cli._common import add_policy_options, policy_files
 from edgeguard.daemon.run import DaemonOptions, StartupError, start
 from edgeguard.logs import configure
-from edgeguard.policy import PolicyError
+from edgeguard.policy.load import PolicyError
 
 __all__ = ["register"]
 

@@ -152,7 +152,7 @@ def _evidence(s: SurveyedBss) -> str:
 
 def _classify(args: argparse.Namespace) -> int:
     from edgeguard.net.pcapfile import CaptureFormatError  # noqa: PLC0415
-    from edgeguard.policy import PolicyError, load_policy  # noqa: PLC0415
+    from edgeguard.policy.load import PolicyError, load_policy  # noqa: PLC0415
     from edgeguard.wifi.survey import SurveyCounters, survey_capture  # noqa: PLC0415
     from edgeguard.wifi.verdict import ssid_text  # noqa: PLC0415
 

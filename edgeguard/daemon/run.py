@@ -2,8 +2,10 @@
 
 One asyncio loop runs udev, netlink, the control socket and timers; packet capture
 runs in its own worker and hands findings back (so a flood never delays a USB
-decision). SIGHUP reloads the policy; a bad policy is refused, audited, and the
-running policy stays. SIGTERM stops cleanly: components stop, the last record is
+decision). SIGHUP (or ``reload``) loads the policy in a bounded worker process
+(:mod:`edgeguard.policy.worker`) while the loop goes on serving; a bad policy, or one
+that runs past the worker's time or memory limit, is refused, audited, and the running
+policy stays. SIGTERM stops cleanly: components stop, the last record is
 written and synced.
 """
 
@@ -46,9 +48,9 @@ from edgeguard.daemon.registry import build_components
 from edgeguard.decision import DecisionEngine
 from edgeguard.ecs import iso_timestamp
 from edgeguard.events import AuditRecord, Decision, EventKind, Finding, Outcome, Scalar
-from edgeguard.policy import LoadedPolicy, PolicyError, load_policy
-from edgeguard.policy.load import default_layers
+from edgeguard.policy.load import LoadedPolicy, PolicyError, default_layers, load_policy
 from edgeguard.policy.model import Policy
+from edgeguard.policy.worker import DEFAULT_WORKER_LIMITS, WorkerLimits, load_policy_bounded
 
 __all__ = ["Daemon", "DaemonOptions", "StartupError"]
 
@@ -76,6 +78,8 @@ class DaemonOptions:
     #: False: leave remote audit destinations to ``edgeguard audit ship`` (the unit's
     #: daemon may open no Internet socket).
     ship_remote: bool = True
+    #: Time and memory a reload's policy load may take (in its worker process).
+    reload_limits: WorkerLimits = DEFAULT_WORKER_LIMITS
 
 
 class Daemon:
@@ -97,6 +101,8 @@ class Daemon:
         self.component_errors: dict[str, str] = {}
         self._stop = asyncio.Event()
         self.control: ControlServer | None = None
+        self._reload_lock = asyncio.Lock()
+        self._reloads_pending: set[asyncio.Task[bool]] = set()
         self.writer = AuditWriter(
             self.audit_dir, clock=self.clock, host=self.host,
             segment_size=policy.audit.segment_size, fsync_interval=policy.audit.fsync_interval,
@@ -160,7 +166,7 @@ class Daemon:
             self._drop_privileges()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
-        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        loop.add_signal_handler(signal.SIGHUP, self._reload_soon)
         loop.call_later(_SUMMARY_INTERVAL, self._flush_summaries, loop)
         watchdog = watchdog_interval()
         if watchdog is not None:
@@ -258,14 +264,26 @@ class Daemon:
         self.notifier.watchdog()
         loop.call_later(interval, self._watchdog, loop, interval)
 
-    def reload(self) -> bool:
-        """Load the policy again; keep the running one if the new one has any error."""
+    def _reload_soon(self) -> None:
+        """SIGHUP: start a reload; the handler returns at once."""
+        task = asyncio.get_running_loop().create_task(self.reload())
+        self._reloads_pending.add(task)
+        task.add_done_callback(self._reloads_pending.discard)
+
+    async def reload(self) -> bool:
+        """Load the policy again in a bounded worker; keep the running one if the new
+        one has any error. Reloads run one at a time; the loop serves meanwhile."""
+        async with self._reload_lock:
+            return await self._reload()
+
+    async def _reload(self) -> bool:
         self.notifier.reloading()
         old = self.loaded.digest
         try:
             files = tuple(default_layers()) if self.options.rescan_etc \
                 else self.options.policy_files
-            loaded = load_policy(files, self.options.profile)
+            loaded = await load_policy_bounded(files, self.options.profile,
+                                               self.options.reload_limits)
         except PolicyError as exc:
             self.reload_failures += 1
             errors = tuple(str(i) for i in exc.issues)
@@ -309,7 +327,7 @@ class Daemon:
         return self.status()
 
     async def _reload_cmd(self, peer: Peer, args: Mapping[str, Any]) -> dict[str, Any]:
-        ok = self.reload()
+        ok = await self.reload()
         return {"reloaded": ok, "policy_digest": self.loaded.digest}
 
     def status(self) -> dict[str, Any]:

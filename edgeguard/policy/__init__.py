@@ -1,26 +1,17 @@
 """The policy: declarative YAML validated into typed, frozen objects.
 
-The names below load lazily: feature packages' config modules import
-``edgeguard.policy.types``, and the policy model imports those config modules, so an
-eager import here would close an import cycle.
+The package exports nothing itself; import each part by its module, so that the leaf
+vocabulary can be imported without the model built on top of it:
+
+* ``edgeguard.policy.types`` — the value types every feature's ``config`` module uses
+  (durations, sizes, addresses, ``setting``); imports nothing from edgeguard.
+* ``edgeguard.policy.model`` — the whole ``Policy``, built from those ``config`` modules.
+* ``edgeguard.policy.load`` — ``load_policy``, ``LoadedPolicy``, ``PolicyError``.
+
+(Re-exporting the loader here made ``import edgeguard.audit.config`` run this file,
+which imported the model, which imported ``edgeguard.audit.config`` half-initialised.)
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from edgeguard.policy.load import LoadedPolicy, PolicyError, load_policy
-    from edgeguard.policy.model import Policy
-
-__all__ = ["LoadedPolicy", "Policy", "PolicyError", "load_policy"]
-
-_WHERE = {"LoadedPolicy": "load", "PolicyError": "load", "load_policy": "load",
-          "Policy": "model"}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _WHERE:
-        return getattr(importlib.import_module(f"edgeguard.policy.{_WHERE[name]}"), name)
-    raise AttributeError(f"module 'edgeguard.policy' has no attribute {name!r}")
+__all__: list[str] = []

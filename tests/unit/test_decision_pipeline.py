@@ -25,7 +25,7 @@ from edgeguard.events import (
     Severity,
 )
 from edgeguard.findings import Area
-from edgeguard.policy import load_policy
+from edgeguard.policy.load import load_policy
 from tests.conftest import ROOT, run_edgeguard
 from tests.unit.net.netdata import CORPUS
 

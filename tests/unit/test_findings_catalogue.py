@@ -35,7 +35,7 @@ from edgeguard.kiosk.rfkill import RadioType
 from edgeguard.media import evidence as media
 from edgeguard.net.detect import arp, bittorrent, flood, scan, sweep
 from edgeguard.net.replay import PacketClock, ReplayResult, iter_findings
-from edgeguard.policy import PolicyError, load_policy
+from edgeguard.policy.load import PolicyError, load_policy
 from tests.conftest import ROOT
 from tests.unit.net.netdata import CORPUS, PCAPS
 

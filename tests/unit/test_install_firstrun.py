@@ -16,8 +16,7 @@ import pytest
 
 from edgeguard.daemon import run as daemon_run
 from edgeguard.install import FIRST_RUN_MODE, policy_template
-from edgeguard.policy import load_policy
-from edgeguard.policy.load import shipped_policy
+from edgeguard.policy.load import load_policy, shipped_policy
 from tests.conftest import run_edgeguard
 from tests.support.daemon import Daemon
 

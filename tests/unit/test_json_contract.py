@@ -32,7 +32,7 @@ from edgeguard.media.engine import MediaEngine
 from edgeguard.media.replay import SimulatedKernel, replay
 from edgeguard.media.service import MediaComponent, load_catalogue
 from edgeguard.media.source import load_recording
-from edgeguard.policy import load_policy
+from edgeguard.policy.load import load_policy
 from tests.conftest import ROOT, run_edgeguard
 from tests.support.control import serve_control
 from tests.support.daemon import Daemon

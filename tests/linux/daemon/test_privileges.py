@@ -16,7 +16,7 @@ import pytest
 from edgeguard.daemon.control import ControlError, request
 from edgeguard.daemon.privileges import KEEP, capability_sets
 from edgeguard.fsutil import unsafe_reason
-from edgeguard.policy import PolicyError, load_policy
+from edgeguard.policy.load import PolicyError, load_policy
 from tests.support.daemon import Daemon
 
 pytestmark = pytest.mark.linux

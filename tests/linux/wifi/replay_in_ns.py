@@ -19,7 +19,7 @@ from edgeguard.clock import SystemClock
 from edgeguard.daemon.component import Context
 from edgeguard.daemon.pipeline import Pipeline
 from edgeguard.decision import DecisionEngine
-from edgeguard.policy import load_policy
+from edgeguard.policy.load import load_policy
 from edgeguard.wifi.backend import ReplayBackend
 from edgeguard.wifi.service import WifiComponent
 

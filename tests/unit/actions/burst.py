@@ -30,7 +30,7 @@ from edgeguard.media.catalogue import HardwareCatalogue
 from edgeguard.media.engine import MediaEngine
 from edgeguard.media.replay import SimulatedKernel
 from edgeguard.media.source import load_recording
-from edgeguard.policy import load_policy
+from edgeguard.policy.load import load_policy
 
 ROOT = Path(__file__).resolve().parents[3]
 STICK = ROOT / "tests" / "data" / "uevents" / "01-non-trust-add-remove.json"

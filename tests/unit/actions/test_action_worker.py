@@ -33,7 +33,7 @@ from edgeguard.events import (
     Outcome,
     Severity,
 )
-from edgeguard.policy import load_policy
+from edgeguard.policy.load import load_policy
 from tests.unit.actions.burst import scenario
 
 #: The stated bound: with 1,000 severe findings arriving in one callback, the USB

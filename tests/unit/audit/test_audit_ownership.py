@@ -24,7 +24,7 @@ from edgeguard.audit.writer import DIRECTORY_MODE, AuditWriter
 from edgeguard.clock import FakeClock
 from edgeguard.daemon.privileges import KEEP, drop_capabilities
 from edgeguard.daemon.run import Daemon, DaemonOptions, StartupError
-from edgeguard.policy import load_policy
+from edgeguard.policy.load import load_policy
 from edgeguard.policy.types import GroupName
 from tests.conftest import run_edgeguard
 

@@ -23,7 +23,7 @@ from edgeguard.audit.shipper import Cursor
 from edgeguard.audit.writer import AuditWriter
 from edgeguard.clock import FakeClock
 from edgeguard.daemon.component import Context, Peer
-from edgeguard.policy import load_policy
+from edgeguard.policy.load import load_policy
 from tests.conftest import edgeguard_argv, edgeguard_env
 from tests.support.daemon import Notify
 from tests.support.process import terminate

@@ -28,8 +28,8 @@ from edgeguard.daemon.control_limits import ConnectionGate, Refusal, RefusalSumm
 from edgeguard.kiosk.service import KioskComponent
 from edgeguard.media.service import MediaComponent
 from edgeguard.net.service import NetworkComponent
-from edgeguard.policy import load_policy
 from edgeguard.policy.control import ControlConfig
+from edgeguard.policy.load import load_policy
 from edgeguard.policy.model import Policy
 from edgeguard.wifi.service import WifiComponent
 

@@ -22,7 +22,7 @@ from edgeguard.ecs import nest, record_fields
 from edgeguard.events import AuditRecord
 from edgeguard.kiosk.rfkill import RfkillDevice, RfkillEvent
 from edgeguard.kiosk.service import KioskComponent, NoSource
-from edgeguard.policy import load_policy
+from edgeguard.policy.load import load_policy
 from edgeguard.policy.model import Policy
 
 

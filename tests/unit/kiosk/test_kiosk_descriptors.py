@@ -14,7 +14,7 @@ from kiosk_fakesys import FIXTURES, FakeSysfs, encode, load
 from edgeguard.kiosk.assess import Reason, Verdict, assess
 from edgeguard.kiosk.config import AllowedDevice, KioskConfig, LateHid, UsbClass
 from edgeguard.kiosk.usb import DescriptorError, classify, parse_descriptors, read_device
-from edgeguard.policy import load_policy
+from edgeguard.policy.load import load_policy
 from edgeguard.policy.types import UsbId
 
 KIOSK = load_policy([], "kiosk", require_safe=False).policy.kiosk

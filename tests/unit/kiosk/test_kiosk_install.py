@@ -11,7 +11,7 @@ import pytest
 from kiosk_fakesys import FakeSysfs
 
 from edgeguard.install import Installer, InstallError
-from edgeguard.policy import load_policy
+from edgeguard.policy.load import load_policy
 from tests.conftest import run_edgeguard
 
 RULES = "usr/lib/udev/rules.d"

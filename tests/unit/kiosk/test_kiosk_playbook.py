@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 
 from edgeguard.cli import build_parser
-from edgeguard.policy import load_policy
+from edgeguard.policy.load import load_policy
 
 PLAYBOOK = Path(__file__).resolve().parents[3] / "docs" / "ansible" / "kiosk-playbook.yml"
 

@@ -8,7 +8,7 @@ import pytest
 
 from edgeguard.net.detect.evidence import BitTorrentEvidence
 from edgeguard.net.replay import ReplayResult, replay_file
-from edgeguard.policy import load_policy
+from edgeguard.policy.load import load_policy
 from tests.unit.net.netdata import PCAPS
 
 LINES = [line.split("  # ") for line in (PCAPS / "bt_split.labels").read_text().splitlines()]

@@ -12,7 +12,7 @@ import yaml
 
 from edgeguard.events import Finding
 from edgeguard.net.replay import replay_file
-from edgeguard.policy import load_policy
+from edgeguard.policy.load import load_policy
 from tests.unit.net.netdata import CORPUS
 
 LABELS: dict[str, dict[str, Any]] = (

@@ -18,7 +18,7 @@ from edgeguard.net.detect.bt_signatures import peer_wire_messages
 from edgeguard.net.detect.evidence import BitTorrentEvidence, ScanEvidence
 from edgeguard.net.linktype import UnsupportedLinkType
 from edgeguard.net.replay import ReplayResult, replay_file
-from edgeguard.policy import load_policy
+from edgeguard.policy.load import load_policy
 
 PCAPS = Path(__file__).resolve().parents[2] / "data" / "pcaps"
 CLIENT = "10.98.0.2"

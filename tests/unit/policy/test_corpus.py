@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from edgeguard.policy import PolicyError, load_policy
+from edgeguard.policy.load import PolicyError, load_policy
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "policies"
 BAD = sorted((DATA / "bad").glob("*.yaml"))

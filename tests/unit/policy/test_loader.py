@@ -9,8 +9,7 @@ import pytest
 
 from edgeguard.events import ActionKind, Mode, Severity
 from edgeguard.media.config import NonTrustMode
-from edgeguard.policy import PolicyError, load_policy
-from edgeguard.policy.load import PROFILES, default_layers
+from edgeguard.policy.load import PROFILES, PolicyError, default_layers, load_policy
 from edgeguard.wifi.config import WifiSecurity
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "policies"

@@ -13,7 +13,7 @@ from edgeguard.daemon.component import Context
 from edgeguard.daemon.pipeline import Pipeline
 from edgeguard.decision import DecisionEngine
 from edgeguard.events import ActionKind, ActionResult, AuditRecord
-from edgeguard.policy import load_policy
+from edgeguard.policy.load import load_policy
 from edgeguard.wifi.backend import ReplayBackend
 from edgeguard.wifi.config import VpnConfig
 from edgeguard.wifi.killswitch import KillSwitch, KillSwitchState

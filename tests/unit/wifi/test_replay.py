@@ -11,7 +11,7 @@ import pytest
 
 from edgeguard.ecs import nest, record_fields
 from edgeguard.events import Mode
-from edgeguard.policy import load_policy
+from edgeguard.policy.load import load_policy
 from edgeguard.wifi import nl80211
 from tests.support.schema import validate_record
 

@@ -29,7 +29,7 @@ from edgeguard.daemon.component import Context
 from edgeguard.decision import Decision
 from edgeguard.ecs import nest, record_fields
 from edgeguard.events import Finding, Mode
-from edgeguard.policy import load_policy
+from edgeguard.policy.load import load_policy
 from edgeguard.wifi import rtnl
 from edgeguard.wifi.backend import ReplayBackend
 from edgeguard.wifi.nl80211 import Done, NetlinkError

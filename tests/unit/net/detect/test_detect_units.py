@@ -19,7 +19,7 @@ from edgeguard.net.detect.bittorrent import encrypted_confidence
 from edgeguard.net.detect.common import BoundedTable, entropy_ratio, flag_text, summary
 from edgeguard.net.detect.scan_state import Trw
 from edgeguard.net.packet import Packet
-from edgeguard.policy import PolicyError, load_policy
+from edgeguard.policy.load import PolicyError, load_policy
 
 
 def test_bounded_table_evicts_least_recent_and_counts() -> None:
