@@ -8,6 +8,7 @@ the host does not have; a capture worker that could not start logged to stderr e
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
 from pathlib import Path
@@ -148,13 +149,13 @@ def test_reload_reads_a_dropin_added_since_the_start(tmp_path: Path,
     dropin = tmp_path / "50-lab.yaml"
     dropin.write_text("mode: enforce\n")
     layers.append(dropin)
-    assert daemon.reload()
+    assert asyncio.run(daemon.reload())
     assert daemon.loaded.digest != first
     assert daemon.loaded.policy.mode.value == "enforce"
     broken = tmp_path / "60-broken.yaml"
     broken.write_text("media:\n  enabled: perhaps\n")
     layers.append(broken)
     kept = daemon.loaded.digest
-    assert not daemon.reload()
+    assert not asyncio.run(daemon.reload())
     assert daemon.loaded.digest == kept
     daemon.writer.close()

@@ -31,7 +31,10 @@ def test_shipped_profiles_load(profile: str) -> None:
     assert loaded.sources[0] == "<embedded default.yaml>"
     if profile != "default":
         assert loaded.sources[1] == f"<embedded {profile}.yaml>"
-        assert loaded.policy.mode is Mode.ENFORCE
+    # a gateway starts watching only (issue 20: enforce is the admin's explicit step);
+    # a kiosk profile is chosen to lock the machine down
+    expected = Mode.ENFORCE if profile == "kiosk" else Mode.MONITOR
+    assert loaded.policy.mode is expected
 
 
 def test_values_are_typed() -> None:
