@@ -47,6 +47,9 @@ class Nl80211Backend(Protocol):
     name: str
     malformed: int
     foreign: int  # datagrams not sent by the kernel, dropped unread
+    #: interface names known to the backend itself (a recording's); empty when the
+    #: kernel is asked (``if_indextoname``)
+    interface_names: dict[int, str]
 
     async def open(self, on_event: EventHandler) -> None: ...
 
@@ -84,6 +87,7 @@ class LiveBackend:
     name = "nl80211"
 
     def __init__(self, record: Path | None = None) -> None:
+        self.interface_names: dict[int, str] = {}
         self.malformed = 0
         self.foreign = 0
         self.family_id = 0

@@ -254,7 +254,7 @@ class WifiComponent:
     # -- decisions ----------------------------------------------------------------------
     def ifname(self, ifindex: int) -> str:
         if ifindex not in self.ifnames:
-            names = getattr(self.backend, "interface_names", {})
+            names = self.backend.interface_names
             try:
                 self.ifnames[ifindex] = names.get(ifindex) or socket.if_indextoname(ifindex)
             except OSError:

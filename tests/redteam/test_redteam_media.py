@@ -269,9 +269,13 @@ def test_forged_malformed_uevents_do_not_crash_the_daemon(
     assert host_daemon.alive()
     status = request(host_daemon.socket, "status")
     assert status["sources"]["media"]["running"] is True
-    # nothing about the forged names became a device the daemon acts on
+    # a forged device is listed as what it is (issue 16 §4: a device the daemon refused
+    # to parse was still plugged in), never as one the daemon judged or made writable
     listed = request(host_daemon.socket, "media.list")
-    assert not any("egrtz" in json.dumps(row) for row in listed)
+    forged = [row for row in listed if "egrtz" in json.dumps(row)]
+    assert all(row["edgeguard.media.verdict"] == "malformed" for row in forged), forged
+    assert not any(row["volume.writable"] for row in forged)
+    assert not any("\x1b" in str(v) for row in forged for v in row.values())  # escaped
     assert not any(Path(f"/dev/egrtz{i}").exists() for i in range(3))
     # still detecting: a stick plugged after the garbage is judged and recorded
     image = build_image(tmp_path, StickSpec(name="after-fuzz", partitions=("ext4",),

@@ -25,12 +25,15 @@ calling every detector to have most of them return at once. A detector without
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from edgeguard.events import Finding
 from edgeguard.net.packet import ARP, Packet, PacketClass
 
-__all__ = ["ARP", "Detector", "PacketClass", "wanted_by"]
+__all__ = ["ARP", "Detector", "PacketClass", "ShedTarget", "Sheds", "wanted_by"]
+
+#: a flood the kernel filter may sample: (IPv4 destination, "syn" | "udp")
+ShedTarget = tuple[str, str]
 
 
 class Detector(Protocol):
@@ -38,6 +41,9 @@ class Detector(Protocol):
 
     #: Short name used as the prefix of its counters ("scan", "bittorrent", ...).
     name: str
+    @property
+    def wants(self) -> frozenset[PacketClass] | None:
+        """The packet classes it reads; ``None`` reads every packet."""
 
     def observe(self, pkt: Packet) -> list[Finding]:
         """Account one packet; return findings it completes (usually none)."""
@@ -52,5 +58,16 @@ class Detector(Protocol):
 
 def wanted_by(det: Detector, cls: PacketClass) -> bool:
     """Whether ``det`` reads packets of class ``cls`` (see ``wants`` above)."""
-    wants: frozenset[PacketClass] | None = getattr(det, "wants", None)
-    return wants is None or cls in wants
+    return det.wants is None or cls in det.wants
+
+
+@runtime_checkable
+class Sheds(Protocol):
+    """A detector that asks the kernel filter to sample floods in progress
+    (:mod:`edgeguard.net.shed`): the flood detector."""
+
+    def shed_wanted(self) -> frozenset[ShedTarget]:
+        """The floods the kernel should sample now."""
+
+    def shed_applied(self, targets: frozenset[ShedTarget], since: float) -> None:
+        """The kernel samples ``targets`` from ``since`` on (count each packet N times)."""

@@ -33,7 +33,7 @@ from edgeguard.net.detect.common import (
 )
 from edgeguard.net.detect.evidence import BitTorrentEvidence
 from edgeguard.net.detect.intel import HostIntel
-from edgeguard.net.packet import Packet
+from edgeguard.net.packet import Packet, PacketClass
 
 __all__ = ["KIND", "SUBTYPES", "BitTorrentDetector", "encrypted_confidence",
            "shape_confidence"]
@@ -77,6 +77,7 @@ def shape_confidence(peers: int, needed: int) -> float:
 
 class BitTorrentDetector:
     name = "bittorrent"
+    wants: frozenset[PacketClass] | None = None  # every packet
 
     def __init__(self, cfg: NetworkConfig, intel: HostIntel) -> None:
         self.cfg = cfg.bittorrent

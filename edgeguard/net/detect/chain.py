@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from edgeguard.clock import Clock
 from edgeguard.events import Finding
 from edgeguard.net.config import NetworkConfig
-from edgeguard.net.detect.base import Detector, wanted_by
+from edgeguard.net.detect.base import Detector, Sheds, ShedTarget, wanted_by
 from edgeguard.net.detect.registry import detectors_for
 from edgeguard.net.packet import ARP, Packet, PacketClass
 
@@ -124,20 +124,18 @@ class DetectorChain:
         out.extend(self.finish())
         return out
 
-    def shed_wanted(self) -> frozenset[tuple[str, str]]:
+    def shed_wanted(self) -> frozenset[ShedTarget]:
         """Flood destinations the kernel should sample (see :mod:`edgeguard.net.shed`)."""
-        wanted: frozenset[tuple[str, str]] = frozenset()
+        wanted: frozenset[ShedTarget] = frozenset()
         for det in self.detectors:
-            ask = getattr(det, "shed_wanted", None)
-            if ask is not None:
-                wanted |= ask()
+            if isinstance(det, Sheds):
+                wanted |= det.shed_wanted()
         return wanted
 
-    def shed_applied(self, targets: frozenset[tuple[str, str]], since: float) -> None:
+    def shed_applied(self, targets: frozenset[ShedTarget], since: float) -> None:
         for det in self.detectors:
-            tell = getattr(det, "shed_applied", None)
-            if tell is not None:
-                tell(targets, since)
+            if isinstance(det, Sheds):
+                det.shed_applied(targets, since)
 
     def counters(self) -> dict[str, int]:
         out = {

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from edgeguard.events import Finding, Severity
 from edgeguard.net.config import NetworkConfig
+from edgeguard.net.detect.base import ShedTarget
 from edgeguard.net.detect.common import BoundedTable, endpoint, is_multicast_or_broadcast, summary
 from edgeguard.net.detect.evidence import FloodEvidence
 from edgeguard.net.filter import power_of_two_floor
@@ -33,7 +34,6 @@ KIND = "flood"
 SUBTYPES = ("syn-flood", "udp-flood", "spoofed-syn-flood", "spoofed-udp-flood")
 
 FloodKey = tuple[str, str, str]  # (sender MAC or address, destination, "syn" | "udp")
-ShedTarget = tuple[str, str]  # (IPv4 destination, "syn" | "udp")
 _BEP15 = b"\x00\x00\x04\x17\x27\x10\x19\x80"
 _UTP_CONTROL = (b"\x11", b"\x21", b"\x31", b"\x41")  # uTP v1 FIN, STATE, RESET, SYN
 

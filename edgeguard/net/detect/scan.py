@@ -35,7 +35,7 @@ from edgeguard.net.detect.intel import HostIntel
 from edgeguard.net.detect.scan_decoy import DecoyTracker
 from edgeguard.net.detect.scan_probe import Probe, ProbeClassifier
 from edgeguard.net.detect.scan_state import PENDING, SEEN, SourceState, Trw
-from edgeguard.net.packet import Packet
+from edgeguard.net.packet import Packet, PacketClass
 
 __all__ = ["KIND", "LABELS", "SUBTYPES", "ScanDetector"]
 
@@ -59,6 +59,7 @@ _OPEN = (PENDING, SEEN)
 
 class ScanDetector:
     name = "scan"
+    wants: frozenset[PacketClass] | None = None  # every packet
 
     def __init__(self, cfg: NetworkConfig, intel: HostIntel) -> None:
         self.cfg = cfg.scan
