@@ -11,8 +11,10 @@ from __future__ import annotations
 import os
 import re
 import resource
+import signal
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,19 +46,23 @@ def _limit() -> None:
 
 
 def check(path: Path) -> Run:
-    """``edgeguard check PATH`` in a child limited to ADDRESS_SPACE; its own rusage."""
+    """``edgeguard check PATH`` in a child limited to ADDRESS_SPACE; its own rusage
+    (``wait4`` on that child: RUSAGE_CHILDREN would add every child the test run reaped)."""
     proc = subprocess.Popen([sys.executable, "-m", "edgeguard", "check", str(path)],
                             env=edgeguard_env(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, preexec_fn=_limit)  # noqa: PLW1509
+    timer = threading.Timer(WALL_SECONDS, proc.kill)
+    timer.start()
     try:
-        _out, err = proc.communicate(timeout=WALL_SECONDS)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
+        assert proc.stderr is not None
+        err = proc.stderr.read()
+        proc.stderr.close()
+        _pid, status, usage = os.wait4(proc.pid, 0)
+    finally:
+        timer.cancel()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode == -signal.SIGKILL:
         pytest.fail(f"edgeguard check {path} ran past {WALL_SECONDS} s")
-    _pid, _status, usage = os.wait4(proc.pid, 0) if proc.returncode is None else (0, 0, None)
-    if usage is None:
-        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return Run(proc.returncode, err, usage.ru_utime + usage.ru_stime, usage.ru_maxrss)
 
 
