@@ -45,10 +45,28 @@ def _limit() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE, ADDRESS_SPACE))
 
 
+#: ``edgeguard check`` in the child, then its own peak resident set (VmHWM of the
+#: process image after exec) on stderr: ``wait4``'s ru_maxrss also counts the pytest
+#: parent's size that the forked child had before exec.
+_PROBE = """
+import sys
+from edgeguard.cli import main
+try:
+    code = main(sys.argv[1:])
+except SystemExit as exc:
+    code = exc.code
+with open("/proc/self/status") as status:
+    hwm = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
+sys.stderr.write(f"\\nVMHWM {hwm}\\n")
+sys.exit(code)
+"""
+
+
 def check(path: Path) -> Run:
-    """``edgeguard check PATH`` in a child limited to ADDRESS_SPACE; its own rusage
-    (``wait4`` on that child: RUSAGE_CHILDREN would add every child the test run reaped)."""
-    proc = subprocess.Popen([sys.executable, "-m", "edgeguard", "check", str(path)],
+    """``edgeguard check PATH`` in a child limited to ADDRESS_SPACE: its exit code, its
+    own CPU time (``wait4`` on that child; RUSAGE_CHILDREN would add every child the
+    test run reaped) and its own peak memory (VmHWM)."""
+    proc = subprocess.Popen([sys.executable, "-c", _PROBE, "check", str(path)],
                             env=edgeguard_env(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, preexec_fn=_limit)  # noqa: PLW1509
     timer = threading.Timer(WALL_SECONDS, proc.kill)
@@ -63,7 +81,10 @@ def check(path: Path) -> Run:
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode == -signal.SIGKILL:
         pytest.fail(f"edgeguard check {path} ran past {WALL_SECONDS} s")
-    return Run(proc.returncode, err, usage.ru_utime + usage.ru_stime, usage.ru_maxrss)
+    found = re.search(r"^VMHWM (\d+)$", err, re.MULTILINE)
+    assert found is not None, f"the child died before reporting its memory: {err[-500:]}"
+    err = err[:found.start()].rstrip("\n") + "\n" if found.start() else ""
+    return Run(proc.returncode, err, usage.ru_utime + usage.ru_stime, int(found.group(1)))
 
 
 def assert_refused(run: Run, path: Path, line: str, message: str) -> None:
