@@ -40,6 +40,16 @@ def eg() -> object:
     return run_edgeguard
 
 
+@pytest.fixture
+def enrolled(tmp_path: Path) -> tuple[Path, Path]:
+    """An audit key enrolled by ``edgeguard audit init``: (evolving key file, exported K0)."""
+    key_file, export = tmp_path / "state" / "audit.key", tmp_path / "k0.key"
+    proc = run_edgeguard(["audit", "init", "--export-key", str(export),
+                          "--key-file", str(key_file)])
+    assert proc.returncode == 0, proc.stderr
+    return key_file, export
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if os.geteuid() == 0:
         return

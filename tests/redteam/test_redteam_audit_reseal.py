@@ -15,7 +15,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import orjson
-import pytest
 
 from edgeguard.audit.chain import canonical, chain_hash, strip_hash
 from edgeguard.audit.keys import evolve
@@ -23,15 +22,6 @@ from edgeguard.audit.writer import AuditWriter
 from edgeguard.clock import FakeClock
 from tests.conftest import run_edgeguard
 from tests.unit.audit.audit_helpers import checkpoint_mac, lines_of, sample_record, segments
-
-
-@pytest.fixture
-def enrolled(tmp_path: Path) -> tuple[Path, Path]:
-    key_file, export = tmp_path / "state" / "audit.key", tmp_path / "k0.key"
-    proc = run_edgeguard(["audit", "init", "--export-key", str(export),
-                          "--key-file", str(key_file)])
-    assert proc.returncode == 0, proc.stderr
-    return key_file, export
 
 
 def _sealed_trail(log: Path, key_file: Path, clock: FakeClock, count: int = 40) -> None:

@@ -16,15 +16,6 @@ from edgeguard.clock import FakeClock
 from tests.conftest import run_edgeguard
 
 
-@pytest.fixture
-def enrolled(tmp_path: Path) -> tuple[Path, Path]:
-    key_file, export = tmp_path / "state" / "audit.key", tmp_path / "k0.key"
-    proc = run_edgeguard(["audit", "init", "--export-key", str(export),
-                          "--key-file", str(key_file)])
-    assert proc.returncode == 0, proc.stderr
-    return key_file, export
-
-
 def _writer(tmp_path: Path, key_file: Path | None, clock: FakeClock, **kw: object) -> AuditWriter:
     kw.setdefault("checkpoint_records", 7)
     return AuditWriter(tmp_path / "log", clock=clock, host="h", segment_size=6000,
