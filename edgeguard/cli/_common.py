@@ -21,6 +21,7 @@ __all__ = [
     "call_daemon",
     "command_group",
     "ecs_row",
+    "existing_directory",
     "policy_files",
     "print_json_lines",
     "print_table",
@@ -107,3 +108,12 @@ def print_table(rows: list[Mapping[str, Any]], columns: list[str]) -> None:
     print("  ".join(c.upper().ljust(widths[c]) for c in columns))
     for row in cells:
         print("  ".join(row[c].ljust(widths[c]) for c in columns))
+
+
+def existing_directory(directory: Path | None, prog: str) -> Path | None:
+    """``directory`` when it is one; else ``None`` after saying why (``None`` in: the
+    caller has already said so)."""
+    if directory is not None and not directory.is_dir():
+        print(f"{prog}: {directory}: not a directory", file=sys.stderr)
+        return None
+    return directory

@@ -19,7 +19,12 @@ from edgeguard.audit.follow import follow_lines, last_lines
 from edgeguard.audit.keys import AuditKeyError, enrol, read_export
 from edgeguard.audit.shipd import ShipDaemon
 from edgeguard.audit.verify import VerifyResult, verify_paths
-from edgeguard.cli._common import add_policy_options, command_group, policy_files
+from edgeguard.cli._common import (
+    add_policy_options,
+    command_group,
+    existing_directory,
+    policy_files,
+)
 from edgeguard.ecs import nest
 from edgeguard.events import Scalar
 from edgeguard.logs import configure
@@ -211,11 +216,8 @@ def _newest(directory: Path, wanted: RecordFilter, count: int) -> list[TrailReco
 
 
 def _tail(args: argparse.Namespace) -> int:
-    directory = _audit_dir(args)
+    directory = existing_directory(_audit_dir(args), "edgeguard audit tail")
     if directory is None:
-        return 2
-    if not directory.is_dir():
-        print(f"edgeguard audit tail: {directory}: not a directory", file=sys.stderr)
         return 2
     if args.lines < 0:
         print("edgeguard audit tail: -n must be >= 0", file=sys.stderr)

@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from edgeguard.cli._common import add_policy_options
+from edgeguard.cli._common import add_policy_options, existing_directory
 from edgeguard.policy.load import PolicyError, load_policy
 from edgeguard.report.html import render_html
 from edgeguard.report.select import TimeSpecError, parse_when
@@ -66,11 +66,8 @@ def _write_atomically(path: Path, text: str) -> None:
 
 
 def _report(args: argparse.Namespace) -> int:
-    directory = _directory(args)
+    directory = existing_directory(_directory(args), "edgeguard report")
     if directory is None:
-        return 2
-    if not directory.is_dir():
-        print(f"edgeguard report: {directory}: not a directory", file=sys.stderr)
         return 2
     now = time.time()
     try:
