@@ -23,7 +23,6 @@ through the same MAC; the finding then names the MAC and the address it owns.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Mapping
 from socket import inet_aton
 
@@ -323,12 +322,8 @@ class ScanDetector:
         if not self.n_answers or state.udp_open < min(cfg.vertical_ports,
                                                      cfg.horizontal_hosts):
             return False
-        open_keys = [key for key, outcome in state.contacts.items()
-                     if key[2] == 17 and outcome == SEEN]
-        return (max(Counter(key[0] for key in open_keys).values(), default=0)
-                >= cfg.vertical_ports
-                or max(Counter(key[1] for key in open_keys).values(), default=0)
-                >= cfg.horizontal_hosts)
+        on_host, on_port = state.open_udp_peaks()  # running maxima: O(1) per contact
+        return on_host >= cfg.vertical_ports or on_port >= cfg.horizontal_hosts
 
     def _check(self, state: SourceState) -> list[Finding]:
         # (the common case, e.g. every probe of a spoofed flood: nothing to report yet)

@@ -12,16 +12,20 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from edgeguard.net.config import ScanThresholds
 
-__all__ = ["FAILED", "OK", "PENDING", "SEEN", "SourceState", "Trw", "median"]
+__all__ = ["FAILED", "OK", "PENDING", "SEEN", "SourceState", "Tally", "Trw", "median"]
 
 # Contact outcomes.
 PENDING = 0  # waiting for an answer
 FAILED = 1  # RST, ICMP unreachable, silence, or a never-legitimate probe
 OK = 2  # SYN-ACK (and not torn down half-open)
 SEEN = 3  # counted without an outcome (UDP: replies are not seen through the prefilter)
+
+K = TypeVar("K")
+Contact = tuple[str, int, int]  # (destination, port, protocol)
 
 #: How many gaps between first contacts are kept for the median.
 _GAPS = 64
@@ -46,6 +50,39 @@ class Trw:
                    alarm=math.log10(pd / pf), benign=math.log10((1 - pd) / (1 - pf)))
 
 
+class Tally(Generic[K]):
+    """Counts per key and their running maximum, in O(1) per step (counts move by one).
+
+    ``top`` is the largest count; ``_with`` holds how many keys have each count, so a
+    decrement knows whether the maximum went down."""
+
+    __slots__ = ("_counts", "_with", "top")
+
+    def __init__(self) -> None:
+        self._counts: dict[K, int] = {}
+        self._with: dict[int, int] = {}
+        self.top = 0
+
+    def add(self, key: K) -> None:
+        n = self._counts.get(key, 0) + 1
+        self._counts[key] = n
+        if n > 1:
+            self._with[n - 1] -= 1
+        self._with[n] = self._with.get(n, 0) + 1
+        self.top = max(self.top, n)
+
+    def remove(self, key: K) -> None:
+        n = self._counts[key]
+        self._with[n] -= 1
+        if n == 1:
+            del self._counts[key]
+        else:
+            self._counts[key] = n - 1
+            self._with[n - 1] += 1
+        if n == self.top and not self._with[n]:
+            self.top = n - 1
+
+
 def median(values: list[float]) -> float:
     if not values:
         return 0.0
@@ -61,7 +98,8 @@ class SourceState:
     rest is created when a second contact arrives."""
 
     __slots__ = (
-        "_fails", "_gaps", "_hosts_by_port", "_ports_by_host", "_probes_by", "_sports",
+        "_fails", "_gaps", "_hosts_by_port", "_open_hosts", "_open_ports", "_ports_by_host",
+        "_probes_by", "_sports",
         "alarmed", "best_run", "co_sent", "completed", "contacts", "failed", "failed_tcp",
         "failed_udp", "first", "first_sport", "foreign_mac", "half_open", "high_run", "ip",
         "ip_version", "kind0", "labels", "last", "last_contact", "log_ratio", "mac",
@@ -87,6 +125,10 @@ class SourceState:
         self.succeeded = 0
         #: settled first contacts per transport, and UDP contacts with no outcome yet
         self.failed_tcp = self.failed_udp = self.ok_tcp = self.ok_udp = self.udp_open = 0
+        #: UDP contacts with no outcome yet per host / per port, kept from the second
+        #: such contact on (a one-contact spoofed source allocates none)
+        self._open_hosts: Tally[str] | None = None
+        self._open_ports: Tally[int] | None = None
         #: SYN probes with masscan's fingerprint (see scan.masscan_fingerprint)
         self.masscan_like = 0
         #: failed contacts per probe type (a plain dict: a spoofed flood makes one per
@@ -176,7 +218,7 @@ class SourceState:
                 self._hosts_by_port = self.hosts_by_port
             self.contacts[key] = state
             if key[2] == 17 and state == SEEN:
-                self.udp_open += 1
+                self._open_udp(key)
             if self._ports_by_host is not None and self._hosts_by_port is not None:
                 self._ports_by_host[key[0]] += 1
                 self._hosts_by_port[key[1]] += 1
@@ -188,6 +230,35 @@ class SourceState:
                 del self._gaps[0]
         self.last_contact = self.last
         return True
+
+    def _open_udp(self, key: Contact) -> None:
+        """A UDP contact without an outcome was added (``key`` already in contacts)."""
+        self.udp_open += 1
+        hosts, ports = self._open_hosts, self._open_ports
+        if hosts is None or ports is None:
+            if self.udp_open < 2:
+                return
+            hosts, ports = self._open_hosts, self._open_ports = Tally(), Tally()
+            for dst, port, proto in self.contacts:  # once: from here on, per contact
+                if proto == 17 and self.contacts[(dst, port, proto)] == SEEN:
+                    hosts.add(dst)
+                    ports.add(port)
+            return
+        hosts.add(key[0])
+        ports.add(key[1])
+
+    def _close_udp(self, key: Contact) -> None:
+        """An open UDP contact got its outcome."""
+        self.udp_open -= 1
+        if self._open_hosts is not None and self._open_ports is not None:
+            self._open_hosts.remove(key[0])
+            self._open_ports.remove(key[1])
+
+    def open_udp_peaks(self) -> tuple[int, int]:
+        """The most open UDP contacts on one host, and on one port."""
+        if self._open_hosts is None or self._open_ports is None:
+            return self.udp_open, self.udp_open  # (0 or 1 such contact)
+        return self._open_hosts.top, self._open_ports.top
 
     def count_probe(self, ts: float, kind: str, sport: int, rate: float) -> None:
         by_kind = self._probes_by
@@ -229,7 +300,7 @@ class SourceState:
         self.contacts[key] = FAILED if failed else OK
         udp = key[2] == 17
         if udp and state == SEEN:
-            self.udp_open -= 1
+            self._close_udp(key)
         if failed:
             if udp:
                 self.failed_udp += 1
