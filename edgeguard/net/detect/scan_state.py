@@ -238,7 +238,7 @@ class SourceState:
         if hosts is None or ports is None:
             if self.udp_open < 2:
                 return
-            hosts, ports = self._open_hosts, self._open_ports = Tally(), Tally()
+            hosts, ports = self._open_hosts, self._open_ports = Tally[str](), Tally[int]()
             for dst, port, proto in self.contacts:  # once: from here on, per contact
                 if proto == 17 and self.contacts[(dst, port, proto)] == SEEN:
                     hosts.add(dst)
