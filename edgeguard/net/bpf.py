@@ -35,6 +35,7 @@ __all__ = [
     "ld",
     "ldx",
     "op",
+    "reseed",
     "ret",
     "run",
     "st",
@@ -346,8 +347,15 @@ def _alu(opc: int, a: int, v: int) -> int:
 
 
 #: Replay draws SKF_AD_RANDOM from a seeded generator so a replay is reproducible.
-_rng = random.Random(0x5EED)  # noqa: S311 - sampling, not secrecy
+SEED = 0x5EED
+_rng = random.Random(SEED)  # noqa: S311 - sampling, not secrecy
 
 
 def default_random() -> int:
     return _rng.getrandbits(32)
+
+
+def reseed(seed: int = SEED) -> None:
+    """Restart :func:`default_random` (each replay of a file samples the same frames,
+    whatever was replayed before it in this process)."""
+    _rng.seed(seed)

@@ -11,13 +11,15 @@ test checks both agree.
 
 from __future__ import annotations
 
+import hashlib
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from edgeguard.net import bpf as B
 from edgeguard.net.bpf import Program, RandomSource
+from edgeguard.net.filter_aot import PROGRAMS
 
-__all__ = ["Filter", "compile_program"]
+__all__ = ["Filter", "aot_source", "compile_program", "program_digest"]
 
 #: ``filter(frame, wire_len) -> bytes to keep (0 drops)``
 Filter = Callable[[bytes, int], int]
@@ -40,9 +42,9 @@ def _leaders(prog: Program) -> list[int]:
     return sorted(p for p in leaders if p < len(prog.insns))
 
 
-def _load(reg: str, width: int, off: str, const: int | None) -> list[str]:
+def _load(reg: str, width: int, off: str, const: int | None, typed: bool) -> list[str]:
     """``reg = width bytes at off`` (or at the constant offset), 0 returned when out
-    of bounds."""
+    of bounds. ``typed``: plain byte arithmetic, which mypyc compiles to C."""
     bound = f"{const + width} > n" if const is not None else f"o + {width} > n"
     lines = [] if const is not None else [f"o = {off}"]
     o = str(const) if const is not None else "o"
@@ -51,12 +53,15 @@ def _load(reg: str, width: int, off: str, const: int | None) -> list[str]:
         lines.append(f"{reg} = f[{o}]")
     elif width == 2:
         lines.append(f"{reg} = (f[{o}] << 8) | f[{o} + 1]")
+    elif typed:
+        lines.append(f"{reg} = (f[{o}] << 24) | (f[{o} + 1] << 16) | (f[{o} + 2] << 8)"
+                     f" | f[{o} + 3]")
     else:
         lines.append(f"{reg} = _W(f, {o})[0]")
     return lines
 
 
-def _insn_source(code: int, k: int) -> list[str]:  # noqa: PLR0911
+def _insn_source(code: int, k: int, typed: bool = False) -> list[str]:  # noqa: PLR0911
     cls = code & 0x07
     if cls in (B.LD, B.LDX):
         reg = "a" if cls == B.LD else "x"
@@ -73,11 +78,11 @@ def _insn_source(code: int, k: int) -> list[str]:  # noqa: PLR0911
         if mode == B.ABS:
             if k >= (B.SKF_AD_OFF & _M):
                 if k - (B.SKF_AD_OFF & _M) == B.SKF_AD_RANDOM:
-                    return [f"{reg} = rnd() & {_M}"]
+                    return [f"{reg} = {'default_random' if typed else 'rnd'}() & {_M}"]
                 return ["return 0"]
-            return _load(reg, width, "", k)
+            return _load(reg, width, "", k, typed)
         # x always holds a 32-bit value: x + 0 needs no mask
-        return _load(reg, width, f"(x + {k}) & {_M}" if k else "x", None)
+        return _load(reg, width, f"(x + {k}) & {_M}" if k else "x", None, typed)
     if cls == B.ST:
         return [f"m[{k}] = a"]
     if cls == B.STX:
@@ -98,8 +103,6 @@ def _insn_source(code: int, k: int) -> list[str]:  # noqa: PLR0911
     raise ValueError(f"not a straight-line instruction: {code:#x}")
 
 
-def _call(target: int) -> str:
-    return f"return b{target}(f, n, wl, a, x, m)"
 
 
 #: Nesting depth past which a block gets its own function (Python allows ~100 levels).
@@ -111,8 +114,10 @@ class _Emitter:
     are jumped to, so a frame costs a handful of calls instead of one per block; a
     block several jumps share gets its own function; return blocks become a line."""
 
-    def __init__(self, prog: Program) -> None:
+    def __init__(self, prog: Program, prefix: str = "", typed: bool = False) -> None:
         self.prog = prog
+        self.prefix = prefix  # function names: {prefix}entry, {prefix}b{pc}
+        self.typed = typed  # annotated source for a module compiled ahead of time
         self.leaders = _leaders(prog)
         self.ends = dict(zip(self.leaders, [*self.leaders[1:], len(prog.insns)], strict=True))
         self.preds: dict[int, int] = {}
@@ -145,7 +150,7 @@ class _Emitter:
             if target not in self.queued:
                 self.queued.add(target)
                 self.functions.append(target)
-            return _call(target)
+            return f"return {self.prefix}b{target}(f, n, wl, a, x, m)"
         return None
 
     def _goto(self, target: int, indent: str, out: list[str], depth: int) -> None:
@@ -178,25 +183,62 @@ class _Emitter:
                     self._block(pc + 1 + jt, indent + "    ", out, depth + 1)
                 self._goto(pc + 1 + jf, indent, out, depth)
                 return
-            out.extend(indent + line for line in _insn_source(code, k))
+            out.extend(indent + line for line in _insn_source(code, k, self.typed))
             pc += 1
         self._goto(end, indent, out, depth)
 
     def source(self) -> str:
         # the first block (nothing jumps back to it) is the entry function's body
-        lines = ["def entry(f, wl):", "    n = len(f)", "    a = x = 0", "    m = [0] * 16"]
+        p = self.prefix
+        if self.typed:
+            lines = [f"def {p}entry(f: bytes, wl: int) -> int:", "    n = len(f)",
+                     "    a = x = 0", "    m: list[int] = [0] * 16"]
+            block = f"def {p}b{{}}(f: bytes, n: int, wl: int, a: int, x: int, m: list[int]) -> int:"
+        else:
+            lines = [f"def {p}entry(f, wl):", "    n = len(f)", "    a = x = 0", "    m = [0] * 16"]
+            block = f"def {p}b{{}}(f, n, wl, a, x, m):"
         self._block(0, "    ", lines, 0)
         i = 1
         while i < len(self.functions):  # _block queues the shared blocks it calls
             start = self.functions[i]
-            lines.append(f"def b{start}(f, n, wl, a, x, m):")
+            lines.append(block.format(start))
             self._block(start, "    ", lines, 0)
             i += 1
         return "\n".join(lines)
 
 
+def program_digest(prog: Program) -> str:
+    """Names a program's instructions (what :mod:`edgeguard.net.filter_aot` is keyed by)."""
+    return hashlib.sha256(repr(prog.insns).encode()).hexdigest()[:24]
+
+
+def aot_source(progs: Sequence[Program], regenerate: str) -> str:
+    """The source of :mod:`edgeguard.net.filter_aot`: ``progs`` as typed functions (one
+    set per program) that mypyc compiles ahead of time, keyed by their digest."""
+    lines = ['"""Generated: the shipped policies\' capture filters as typed functions',
+             f"(compiled ahead of time with mypyc). Do not edit; regenerate with {regenerate}.",
+             '"""', "# ruff: noqa", "", "from __future__ import annotations", "",
+             "from collections.abc import Callable", "from typing import Final", "",
+             "from edgeguard.net.bpf import default_random", "",
+             '__all__ = ["PROGRAMS"]', ""]
+    table = []
+    for i, prog in enumerate(progs):
+        lines += ["", _Emitter(prog, prefix=f"p{i}_", typed=True).source(), ""]
+        table.append(f'    "{program_digest(prog)}": p{i}_entry,')
+    lines += ["", "#: program digest -> filter",
+              "PROGRAMS: Final[dict[str, Callable[[bytes, int], int]]] = {", *table, "}",
+              "_ = default_random  # (used by programs that sample)", ""]
+    return "\n".join(lines)
+
+
 def compile_program(prog: Program, rand: RandomSource | None = None) -> Filter:
-    """A Python function with the same result as ``bpf.run(prog, frame, wire_len)``."""
+    """A Python function with the same result as ``bpf.run(prog, frame, wire_len)``:
+    the ahead-of-time compiled one when ``prog`` is a shipped policy's filter (and the
+    random source is the default), else translated now."""
+    if rand is None:
+        aot = PROGRAMS.get(program_digest(prog))
+        if aot is not None:
+            return aot
     namespace: dict[str, object] = {"_W": struct.Struct(">I").unpack_from,
                                     "rnd": rand or B.default_random}
     source = _Emitter(prog).source()

@@ -8,6 +8,7 @@ because findings and audit records need text anyway and detectors key tables on 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 __all__ = ["ARP", "ArpInfo", "IcmpQuote", "Packet", "PacketClass", "TcpFlags"]
 
@@ -18,14 +19,14 @@ ARP: PacketClass = -1
 
 
 class TcpFlags:
-    FIN = 0x01
-    SYN = 0x02
-    RST = 0x04
-    PSH = 0x08
-    ACK = 0x10
-    URG = 0x20
-    ECE = 0x40
-    CWR = 0x80
+    FIN: Final = 0x01
+    SYN: Final = 0x02
+    RST: Final = 0x04
+    PSH: Final = 0x08
+    ACK: Final = 0x10
+    URG: Final = 0x20
+    ECE: Final = 0x40
+    CWR: Final = 0x80
 
 
 @dataclass(slots=True)

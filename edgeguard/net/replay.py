@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgeguard.events import Finding
+from edgeguard.net.bpf import reseed
 from edgeguard.net.config import NetworkConfig
 from edgeguard.net.inspect import Chain, Inspector, build_chain
 from edgeguard.net.linktype import ETHERNET, SUPPORTED, UnsupportedLinkType, to_ethernet
@@ -75,6 +76,7 @@ def iter_findings(path: Path, cfg: NetworkConfig, clock: PacketClock,
     sees the frames as they are read (a progress line:
     :class:`edgeguard.progress.FrameProgress`)."""
     reader = ReaderCounters()
+    reseed()  # the filter's 1-in-N samples: the same frames on every replay of a file
     inspector = Inspector.for_replay(cfg, chain if chain is not None
                                      else build_chain(cfg, clock))
     to_packet = inspector.packet

@@ -21,7 +21,7 @@ from edgeguard.events import Finding, Severity
 from edgeguard.net.config import NetworkConfig
 from edgeguard.net.detect.common import BoundedTable, endpoint, summary
 from edgeguard.net.detect.evidence import ArpEvidence
-from edgeguard.net.packet import ARP, Packet
+from edgeguard.net.packet import ARP, Packet, PacketClass
 
 __all__ = ["KIND", "SUBTYPES", "ArpSpoofDetector"]
 
@@ -60,9 +60,10 @@ class Claimer:
 
 class ArpSpoofDetector:
     name = "arp"
-    wants = frozenset({ARP})
+    # (set per instance: mypyc compiles class attributes with literal defaults only)
 
     def __init__(self, cfg: NetworkConfig) -> None:
+        self.wants: frozenset[PacketClass] = frozenset({ARP})
         self.cfg = cfg.arp
         self.gateways = frozenset(str(ip) for ip in self.cfg.gateways)
         cap = self.cfg.max_entries

@@ -25,7 +25,7 @@ from edgeguard.net.detect.base import ShedTarget
 from edgeguard.net.detect.common import BoundedTable, endpoint, is_multicast_or_broadcast, summary
 from edgeguard.net.detect.evidence import FloodEvidence
 from edgeguard.net.filter import power_of_two_floor
-from edgeguard.net.packet import Packet
+from edgeguard.net.packet import Packet, PacketClass
 
 __all__ = ["KIND", "SUBTYPES", "FloodDetector", "ShedTarget"]
 
@@ -89,9 +89,10 @@ class Rate:
 
 class FloodDetector:
     name = "flood"
-    wants = frozenset({6, 17})  # TCP SYNs and UDP
+    # (set per instance: mypyc compiles class attributes with literal defaults only)
 
     def __init__(self, cfg: NetworkConfig) -> None:
+        self.wants: frozenset[PacketClass] = frozenset({6, 17})  # TCP SYNs and UDP
         self.cfg = cfg.flood
         self.summaries = cfg.detect.summaries
         self.rates: BoundedTable[FloodKey, Rate] = BoundedTable(self.cfg.max_entries)

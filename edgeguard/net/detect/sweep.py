@@ -18,7 +18,7 @@ from edgeguard.net.detect.common import BoundedTable, endpoint, summary
 from edgeguard.net.detect.evidence import ScanEvidence
 from edgeguard.net.detect.intel import HostIntel
 from edgeguard.net.detect.scan_state import median
-from edgeguard.net.packet import ARP, Packet
+from edgeguard.net.packet import ARP, Packet, PacketClass
 
 __all__ = ["KIND", "SUBTYPES", "SweepDetector"]
 
@@ -45,9 +45,10 @@ class Sweeper:
 
 class SweepDetector:
     name = "sweep"
-    wants = frozenset({ARP, 1, 58})  # ARP and ICMP / ICMPv6 echo
+    # (set per instance: mypyc compiles class attributes with literal defaults only)
 
     def __init__(self, cfg: NetworkConfig, intel: HostIntel) -> None:
+        self.wants: frozenset[PacketClass] = frozenset({ARP, 1, 58})  # ARP, ICMP(v6) echo
         self.cfg = cfg.scan
         self.intel = intel
         self.sweepers: BoundedTable[tuple[str, str], Sweeper] = BoundedTable(
