@@ -8,7 +8,10 @@
 # dpkg-deb. Why not dh-virtualenv: docs/install.md, "How the package is built".
 #
 # Build dependencies (installed with apt-get when missing and run as root): python3,
-# python3-venv, dpkg-dev. Python packages come from PyPI (or pip's configured index).
+# python3-venv, python3-dev, gcc, dpkg-dev. Python packages come from PyPI (or pip's
+# configured index). The network hot path is compiled with mypyc for Debian's Python
+# (setup.py; docs/network-capture.md, "Performance"); EDGEGUARD_PURE=1 builds a pure
+# package.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
@@ -17,7 +20,7 @@ PY=/usr/bin/python3        # Debian's interpreter: the venv links to it on the t
 PREFIX=/usr/lib/edgeguard
 
 need=()
-for p in python3 python3-venv dpkg-dev; do
+for p in python3 python3-venv python3-dev gcc dpkg-dev; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -37,7 +40,19 @@ venv="$stage$PREFIX"
 
 # 1. the environment: edgeguard (a wheel of this tree) and its runtime dependencies
 "$PY" -m venv "$venv"
-"$venv/bin/pip" install -q --disable-pip-version-check --no-cache-dir --no-compile "$here"
+#    (from a clean copy: no editable build's compiled modules or build/ directory)
+src="$work/src"
+mkdir -p "$src"
+tar -C "$here" --exclude=./.venv --exclude=./build --exclude=./dist --exclude=./.git \
+  --exclude='*.so' --exclude=__pycache__ -cf - . | tar -C "$src" -xf -
+"$venv/bin/pip" install -q --disable-pip-version-check --no-cache-dir --no-compile "$src"
+compiled=$(find "$venv/lib" -path '*/edgeguard/*' -name '*.so' | wc -l)
+if [ "${EDGEGUARD_PURE:-}" != 1 ] && ! "$venv/bin/python" -c \
+    'import sys, edgeguard.net as n; sys.exit(not n.compiled())'; then
+  echo "package.sh: the network modules did not compile (EDGEGUARD_PURE=1 for a pure package)" >&2
+  exit 1
+fi
+echo "package.sh: $compiled compiled modules"
 "$venv/bin/pip" uninstall -q -y pip setuptools >/dev/null 2>&1 || true
 rm -f "$venv"/bin/activate* "$venv"/bin/Activate.ps1 "$venv"/bin/pip*
 # 2. relocate: console-script shebangs name the staging path
