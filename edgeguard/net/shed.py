@@ -27,7 +27,8 @@ from typing import Protocol, runtime_checkable
 
 from edgeguard.net.capture import attach_filter
 from edgeguard.net.detect.flood import ShedTarget
-from edgeguard.net.filter import FilterSpec, build_filter
+from edgeguard.net.fanout import Share, share_filter
+from edgeguard.net.filter import FilterSpec
 
 __all__ = ["ShedSource", "Shedder", "spec_with"]
 
@@ -56,9 +57,10 @@ class Shedder:
     """Keeps one capture socket's filter in step with the floods in progress."""
 
     def __init__(self, sock: socket.socket, base: FilterSpec,
-                 now: Callable[[], float] = time.time) -> None:
+                 now: Callable[[], float] = time.time, share: Share | None = None) -> None:
         self.sock = sock
         self.base = base
+        self.share = share  # this worker's addresses (several workers on the interface)
         self.now = now
         self.current: frozenset[ShedTarget] = frozenset()
         self.swaps = 0
@@ -68,7 +70,7 @@ class Shedder:
         """A new policy: new filter knobs; the (new) detectors start with nothing shed."""
         self.base = base
         self.current = frozenset()
-        attach_filter(self.sock, build_filter(base))
+        attach_filter(self.sock, share_filter(base, self.share))
         if isinstance(source, ShedSource):
             source.shed_applied(frozenset(), self.now())
 
@@ -80,7 +82,7 @@ class Shedder:
         if wanted == self.current:
             return False
         try:
-            attach_filter(self.sock, build_filter(spec_with(self.base, wanted)))
+            attach_filter(self.sock, share_filter(spec_with(self.base, wanted), self.share))
         except (OSError, ValueError):
             self.errors += 1  # the old filter stays: still correct, only slower
             return False

@@ -31,7 +31,7 @@ from edgeguard.clock import SystemClock
 from edgeguard.events import Finding
 from edgeguard.net.capture import RecvCapture, RingCapture, is_cooked, open_capture_socket
 from edgeguard.net.config import NetworkConfig
-from edgeguard.net.filter import build_filter
+from edgeguard.net.fanout import Share, share_filter
 from edgeguard.net.inspect import Chain, Inspector, build_chain, filter_spec
 from edgeguard.net.shed import Shedder
 
@@ -49,8 +49,9 @@ class WorkerSpec:
     interface: str
     config: NetworkConfig
     ring: bool = True
-    fanout_group: int | None = None
     index: int = 0
+    #: with several workers on the interface: the addresses this one owns (fanout.py)
+    share: Share | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,10 +77,9 @@ class Worker:
         self.clock = SystemClock()
         self.cooked = is_cooked(spec.interface)  # no Ethernet header on this link
         base = replace(filter_spec(self.cfg), cooked=self.cooked)
-        program = build_filter(base)
+        program = share_filter(base, spec.share)
         sock = open_capture_socket(spec.interface, program, promiscuous=self.cfg.promiscuous,
-                                   rcvbuf=int(self.cfg.ring_size),
-                                   fanout_group=spec.fanout_group, ring=spec.ring,
+                                   rcvbuf=int(self.cfg.ring_size), ring=spec.ring,
                                    cooked=self.cooked)
         self.capture: RecvCapture | RingCapture = (
             RingCapture(sock, blocks=max(2, int(self.cfg.ring_size) // (1 << 20)),
@@ -87,9 +87,10 @@ class Worker:
             if spec.ring else RecvCapture(sock, snap=self.cfg.snap_length, cooked=self.cooked))
         self.inspector = Inspector(chain if chain is not None else build_chain(self.cfg,
                                                                               self.clock))
-        self.shedder = Shedder(sock, base)
+        self.shedder = Shedder(sock, base, share=spec.share)
         self.outbox: deque[Finding] = deque()
         self.findings_dropped = 0
+        self.findings_not_owned = 0  # about another worker's address: it reports them
         self.findings = 0
         self._next_report = 0.0
 
@@ -101,8 +102,12 @@ class Worker:
             self.shedder.update(self.inspector.chain)
 
     def _queue(self, found: list[Finding]) -> None:
-        self.findings += len(found)
+        share = self.spec.share
         for finding in found:
+            if share is not None and not share.owns(finding):
+                self.findings_not_owned += 1
+                continue
+            self.findings += 1
             if len(self.outbox) >= OUTBOX_LIMIT:
                 self.outbox.popleft()
                 self.findings_dropped += 1
@@ -115,6 +120,7 @@ class Worker:
         out.update({"kernel_packets": stats.packets, "kernel_drops": stats.drops,
                     "kernel_freezes": stats.freezes, "findings": self.findings,
                     "findings_dropped": self.findings_dropped,
+                    "findings_not_owned": self.findings_not_owned,
                     "outbox": len(self.outbox)})
         return out
 
