@@ -13,17 +13,19 @@ import argparse
 import socket
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from edgeguard.audit.sink import AuditSink
 from edgeguard.cli._common import add_policy_options, print_json_lines
-from edgeguard.daemon.pipeline import Pipeline
-from edgeguard.decision import DecisionEngine
 from edgeguard.ecs import finding_record, nest, record_fields, timestamp_in_range
 from edgeguard.events import Finding
 from edgeguard.net.pcapfile import CaptureFormatError
 from edgeguard.net.replay import PacketClock, ReplayResult, iter_findings
 from edgeguard.policy.load import PolicyError, load_policy
 from edgeguard.progress import FrameProgress
+
+if TYPE_CHECKING:  # start-up: the decision path (structlog, asyncio) only with --audit
+    from edgeguard.audit.sink import AuditSink
+    from edgeguard.daemon.pipeline import Pipeline
 
 __all__ = ["register"]
 
@@ -76,6 +78,8 @@ def _replay(args: argparse.Namespace) -> int:
     writer = None
     if args.audit is not None:
         from edgeguard.audit.writer import AuditWriter  # noqa: PLC0415 - only with --audit
+        from edgeguard.daemon.pipeline import Pipeline  # noqa: PLC0415
+        from edgeguard.decision import DecisionEngine  # noqa: PLC0415
 
         writer = AuditWriter(args.audit, clock=clock, host=host)
         # replay decides and records, it never changes the system: every decision is in
