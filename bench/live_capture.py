@@ -101,6 +101,8 @@ def child_edgeguard(iface: str, seconds: float, backend: str) -> None:
     worker.run()
     run_cpu = time.process_time() - run_start
     worker.read()
+    reported.update((f.kind, f.subtype, f.source.ip or f.source.mac or "")
+                    for f in worker.outbox if f.source is not None)  # not sent before EOF
     counters = worker.counters()
     usage = resource.getrusage(resource.RUSAGE_SELF)
     print(json.dumps({"seen": counters["frames"], "kernel_passed": counters["kernel_packets"],
