@@ -91,7 +91,7 @@ def child_edgeguard(iface: str, seconds: float, backend: str) -> None:
                 found = worker.inspector.frame(data, ts, wire, vlan)
                 if found:
                     worker._queue(found)  # the old loop, for comparison
-                    worker.shedder.update(worker.inspector.chain)
+                    worker.shedder.update(worker.shed_source)
             return worker.capture.drain(sink)
         worker.read = read_per_frame  # type: ignore[method-assign]
     else:

@@ -23,7 +23,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Protocol, runtime_checkable
+from typing import Protocol
 
 from edgeguard.net.capture import attach_filter
 from edgeguard.net.detect.flood import ShedTarget
@@ -33,9 +33,9 @@ from edgeguard.net.filter import FilterSpec
 __all__ = ["ShedSource", "Shedder", "spec_with"]
 
 
-@runtime_checkable
 class ShedSource(Protocol):
-    """What the detector chain offers for shedding (the flood detector behind it)."""
+    """What the detector chain offers for shedding (the flood detector behind it).
+    Checked statically only (no runtime-checkable protocol: mypyc compiles this)."""
 
     def shed_wanted(self) -> frozenset[ShedTarget]: ...
 
@@ -66,17 +66,18 @@ class Shedder:
         self.swaps = 0
         self.errors = 0
 
-    def rebase(self, base: FilterSpec, source: object) -> None:
+    def rebase(self, base: FilterSpec, source: ShedSource | None) -> None:
         """A new policy: new filter knobs; the (new) detectors start with nothing shed."""
         self.base = base
         self.current = frozenset()
         attach_filter(self.sock, share_filter(base, self.share))
-        if isinstance(source, ShedSource):
+        if source is not None:
             source.shed_applied(frozenset(), self.now())
 
-    def update(self, source: object) -> bool:
-        """Swap the filter when the floods in progress changed; True when it did."""
-        if not isinstance(source, ShedSource):
+    def update(self, source: ShedSource | None) -> bool:
+        """Swap the filter when the floods in progress changed; True when it did (never
+        without a ``source``: a chain that cannot shed)."""
+        if source is None:
             return False
         wanted = source.shed_wanted()
         if wanted == self.current:

@@ -32,10 +32,11 @@ from edgeguard.clock import SystemClock
 from edgeguard.events import Finding
 from edgeguard.net.capture import RecvCapture, RingCapture, is_cooked, open_capture_socket
 from edgeguard.net.config import NetworkConfig
+from edgeguard.net.detect.chain import DetectorChain
 from edgeguard.net.fanout import Share, share_filter
 from edgeguard.net.inspect import Chain, Inspector, build_chain, filter_spec
 from edgeguard.net.packet import Packet
-from edgeguard.net.shed import Shedder
+from edgeguard.net.shed import Shedder, ShedSource
 
 __all__ = ["Reconfigure", "WorkerReport", "WorkerSpec", "main", "tune_gc"]
 
@@ -120,14 +121,19 @@ class Worker:
         return total
 
     def feed(self, packets: list[Packet]) -> None:
-        chain = self.inspector.chain
-        feed = chain.feed
+        feed = self.inspector.chain.feed
         for pkt in packets:
             found = feed(pkt)
             if found:
                 self._queue(found)
                 # a flood's first finding: have the kernel sample it from the next packet
-                self.shedder.update(chain)
+                self.shedder.update(self.shed_source)
+
+    @property
+    def shed_source(self) -> ShedSource | None:
+        """The detector chain, when it can shed (a substitute chain in tests cannot)."""
+        chain = self.inspector.chain
+        return chain if isinstance(chain, DetectorChain) else None
 
     def _queue(self, found: list[Finding]) -> None:
         share = self.spec.share
@@ -185,9 +191,9 @@ class Worker:
     def reconfigure(self, cfg: NetworkConfig) -> None:
         if cfg != self.cfg:
             self.inspector.chain = build_chain(cfg, self.clock)
-        self.shedder.rebase(replace(filter_spec(cfg), cooked=self.cooked), self.inspector.chain)
+        self.shedder.rebase(replace(filter_spec(cfg), cooked=self.cooked), self.shed_source)
         self.cfg = cfg
-        self.shedder.update(self.inspector.chain)  # floods a kept chain still sees
+        self.shedder.update(self.shed_source)  # floods a kept chain still sees
 
     def run(self) -> None:
         tick_every = 1.0
@@ -203,7 +209,7 @@ class Worker:
                 found = self.inspector.chain.tick(self.clock.now())
                 if found:
                     self._queue(found)
-                self.shedder.update(self.inspector.chain)  # floods that ended
+                self.shedder.update(self.shed_source)  # floods that ended
             self.flush(mono)
 
 
