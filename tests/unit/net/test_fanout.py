@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import socket
 
 import pytest
 from scapy.layers.inet import ICMP, IP, TCP, UDP, IPerror, TCPerror, UDPerror
@@ -19,8 +20,10 @@ from scapy.layers.l2 import ARP, Dot1Q, Ether
 
 from edgeguard.events import Endpoint, Finding, Severity
 from edgeguard.net import bpf
+from edgeguard.net.capture import attach_filter
 from edgeguard.net.fanout import Share, finding_owner, owner_of, share_filter
 from edgeguard.net.filter import FilterSpec, build_filter
+from edgeguard.net.shed import spec_with
 
 SCANNER = "10.20.0.7"
 HOSTS = [f"10.20.{i // 200}.{i % 200 + 1}" for i in range(24)]
@@ -170,3 +173,16 @@ def test_an_icmp_error_quoting_a_tcp_probe_reaches_the_scanners_owner() -> None:
     frame = _eth(IP(src=HOSTS[9], dst=SCANNER) / ICMP(type=3, code=13)
                  / IPerror(src=SCANNER, dst=HOSTS[9]) / TCPerror(sport=40000, dport=22))
     assert owner_of(_key(SCANNER), 2) in _readers(frame, 2)
+
+
+@pytest.mark.parametrize("cooked", [False, True])
+def test_the_kernel_accepts_the_prefixed_program_with_floods_shed(cooked: bool) -> None:
+    """SO_ATTACH_FILTER runs the kernel's checker over the ownership test in front of the
+    capture filter, also when floods are shed (the longest program); a UDP socket needs
+    no privilege."""
+    targets = frozenset({(f"10.9.{n // 250}.{n % 250 + 1}", kind)
+                         for n in range(16) for kind in ("syn", "udp")})
+    spec = spec_with(FilterSpec(cooked=cooked), targets)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        for index in (0, 15):
+            attach_filter(sock, share_filter(spec, Share(index, 16)))
