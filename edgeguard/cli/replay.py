@@ -18,14 +18,14 @@ from typing import TYPE_CHECKING
 from edgeguard.cli._common import add_policy_options, print_json_lines
 from edgeguard.ecs import finding_record, nest, record_fields, timestamp_in_range
 from edgeguard.events import Finding
-from edgeguard.net.pcapfile import CaptureFormatError
-from edgeguard.net.replay import PacketClock, ReplayResult, iter_findings
 from edgeguard.policy.load import PolicyError, load_policy
 from edgeguard.progress import FrameProgress
 
-if TYPE_CHECKING:  # start-up: the decision path (structlog, asyncio) only with --audit
+if TYPE_CHECKING:  # start-up: the decision path (structlog, asyncio) only with --audit,
+    # the detectors only when a file is replayed (not for the parser or --help)
     from edgeguard.audit.sink import AuditSink
     from edgeguard.daemon.pipeline import Pipeline
+    from edgeguard.net.replay import ReplayResult
 
 __all__ = ["register"]
 
@@ -65,6 +65,9 @@ def _show(finding: Finding, *, as_json: bool, now: float, host: str) -> None:
 
 
 def _replay(args: argparse.Namespace) -> int:
+    from edgeguard.net.pcapfile import CaptureFormatError  # noqa: PLC0415 - see above
+    from edgeguard.net.replay import PacketClock, ReplayResult, iter_findings  # noqa: PLC0415
+
     try:
         loaded = load_policy(list(args.policy), args.profile)
     except PolicyError as exc:

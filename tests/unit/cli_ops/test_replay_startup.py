@@ -36,3 +36,10 @@ def test_replay_with_audit_loads_the_decision_path(tmp_path: Path) -> None:
     assert code in (0, 1)
     assert _loaded(modules, WITH_AUDIT)
     assert _loaded(modules, NEVER) == []
+
+
+def test_replay_help_loads_no_detectors() -> None:
+    code, modules = _modules_after("replay", "--help")
+    assert code == 0
+    assert _loaded(modules, ("edgeguard.net.detect", "edgeguard.net.replay", *NEVER,
+                             *WITH_AUDIT)) == []
