@@ -6,11 +6,11 @@ Each watched interface gets ``capture_workers`` worker processes
 A worker's reports arrive on a socket pair registered with ``loop.add_reader``:
 findings go to ``ctx.submit(finding)``, counters (kernel drops included) feed
 :meth:`counters` (shown by ``edgeguard status``) and a periodic ``capture-stats`` audit
-record. A worker that
-dies is restarted after a pause and counted. A worker that cannot start (no such
-interface, no capability) is audited once per cause (``capture-worker-failed``, with its
-error) however often the restart repeats it, and :meth:`problems` reports it, so
-``edgeguard status`` shows the daemon degraded until a worker of that interface runs.
+record. A worker that dies is restarted after a pause and counted. A worker that cannot
+start (no such interface, no capability) is audited once per cause
+(``capture-worker-failed``, with its error) however often the restart repeats it, and
+:meth:`problems` reports it, so ``edgeguard status`` shows the daemon degraded until a
+worker of that interface runs.
 An enabled network watch that names no interface is a problem too.
 """
 

@@ -41,8 +41,8 @@ from edgeguard.net.shed import Shedder, ShedSource
 __all__ = ["Reconfigure", "WorkerReport", "WorkerSpec", "main", "tune_gc"]
 
 OUTBOX_LIMIT = 10_000
-#: Batches (a ring block: up to ~3,400 frames of 256 bytes; or 4096 frames received
-#: one by one) read before the worker looks at its control socket and timers again.
+#: Batches (a 1 MiB ring block: thousands of frames; or 4096 frames received one by one)
+#: read before the worker looks at its control socket and timers again.
 MAX_BATCHES = 64
 #: Young-generation threshold of the garbage collector in the worker (the default is
 #: 700): every packet allocates a few acyclic objects and a batch keeps a block's
