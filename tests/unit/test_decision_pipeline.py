@@ -172,11 +172,13 @@ def test_a_flood_of_repeats_becomes_one_summary(tmp_path: Path) -> None:
     for _ in range(500):
         pipe.submit(finding())
     assert len(sink.records) == 1  # the first alert; the repeats are pending
-    assert aggregator.pending == 499 * 25  # every attempt the repeats counted (25 each)
+    assert aggregator.pending == 499  # repeated findings, not the probes they carried
     clock.advance(61)
     assert aggregator.flush() == 1
     summary = sink.records[-1]
-    assert summary.fields["edgeguard.repeats.count"] == 499 * 25
+    assert summary.fields["edgeguard.repeats.count"] == 499  # findings (issue 21)
+    assert summary.fields["edgeguard.repeats.events"] == 499 * 25  # every probe still counted
+    assert "499 repeated finding(s)" in summary.message
     assert summary.fields["edgeguard.repeats.sources"] == ("10.0.0.7",)
     assert summary.source is not None  # one actor: named as the source
     assert summary.source.ip == "10.0.0.7"
