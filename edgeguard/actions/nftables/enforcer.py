@@ -36,6 +36,7 @@ from edgeguard.clock import Clock
 from edgeguard.ecs import iso_timestamp
 from edgeguard.events import ActionKind, ActionResult, AuditRecord, EventKind, Outcome, Scalar
 from edgeguard.net.config import NetworkConfig
+from edgeguard.policy.types import MacAddress
 
 __all__ = ["EARLY_SLACK", "MANUAL_KIND", "MANUAL_RULE", "Enforcer", "entry_fields"]
 
@@ -264,8 +265,9 @@ class Enforcer:
         try:
             ip = ipaddress.ip_address(address)
         except ValueError:
-            mac = address.strip().lower().replace("-", ":")
-            if len(mac.split(":")) != 6:
+            try:
+                mac = str(MacAddress.parse(address))
+            except ValueError:
                 raise ValueError(f"{address!r} is not an IP or MAC address") from None
             if mac in self.network.enforcement.mac_allowlist:
                 raise ValueError(f"refused: MAC {mac} is in "

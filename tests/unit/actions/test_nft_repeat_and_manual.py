@@ -202,3 +202,12 @@ def test_manual_block_needs_an_enforcing_policy(tmp_path: Path) -> None:
                 ROOT_PEER, {"address": "192.0.2.20", "duration": 60, "reason": "x"}))
     finally:
         loop.close()
+
+
+def test_manual_block_of_a_mac_goes_to_the_mac_set(daemon: Daemonish) -> None:
+    reply = daemon.call("net.block", {"address": "02-00-5E-10-00-01", "duration": 60,
+                                      "reason": "rogue laptop"})
+    assert reply["source.mac"] == "02:00:5e:10:00:01"
+    assert daemon.comp.enforcer is not None
+    assert [(e.set, e.key) for e in daemon.comp.enforcer.entries()] == [
+        ("blockmac", "02:00:5e:10:00:01")]
