@@ -159,6 +159,8 @@ def decision_record(decision: Decision, action: str | None = None) -> AuditRecor
     fields["edgeguard.actions"] = tuple(a.value for a in decision.actions)
     if decision.suppressed:
         fields["edgeguard.suppressed"] = True
+    if decision.exception:
+        fields["edgeguard.exception.id"] = decision.exception
     return AuditRecord(
         action=base.action,
         message=base.message,

@@ -143,6 +143,8 @@ class Decision:
     mode: Mode
     actions: tuple[ActionKind, ...]
     suppressed: bool = False  # a repeat within the rule's window: counted, not re-acted
+    #: The policy exception (``exceptions[].id``) that reduced the actions to ``log``.
+    exception: str = ""
 
     @property
     def enforcing(self) -> bool:
@@ -155,6 +157,11 @@ class Decider(Protocol):
     node's verdict), not a notice whose repeats are suppressed."""
 
     def decide(self, finding: Finding, *, suppress: bool = True) -> Decision: ...
+
+    def forget(self, kind: str, identifier: str) -> bool:
+        """Forget the repeat suppression of one finding (kind, identifier), so the next
+        one is acted on again (after ``net unblock``); True if there was any."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)

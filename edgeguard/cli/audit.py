@@ -20,6 +20,7 @@ from edgeguard.audit.keys import AuditKeyError, enrol, read_export
 from edgeguard.audit.shipd import ShipDaemon
 from edgeguard.audit.verify import VerifyResult, verify_paths
 from edgeguard.cli._common import (
+    add_audit_dir_option,
     add_policy_options,
     command_group,
     existing_directory,
@@ -28,7 +29,7 @@ from edgeguard.cli._common import (
 from edgeguard.ecs import nest
 from edgeguard.events import Scalar
 from edgeguard.logs import configure
-from edgeguard.policy.load import PolicyError, default_layers, load_policy
+from edgeguard.policy.load import PolicyError, load_policy
 from edgeguard.report.line import LineStyle, render_record, use_colour
 from edgeguard.report.records import TrailRecord, parse_line
 from edgeguard.report.select import SEVERITIES, RecordFilter, TimeSpecError, parse_when
@@ -89,20 +90,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                     "with --no-remote-shipping (edgeguard-ship.service runs this). SIGHUP "
                     "reloads the policy. Exit 0 when stopped, 2 on a bad policy.")
     add_policy_options(ship)
-    ship.add_argument("--audit-dir", type=Path, metavar="DIR", help="override audit.directory")
+    add_audit_dir_option(ship)
     ship.add_argument("--log-json", action="store_true", help="diagnostics as JSON lines")
     ship.set_defaults(func=_ship)
 
 
 def _dir_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--audit-dir", type=Path, metavar="DIR", help="override audit.directory")
-    parser.add_argument("--policy", type=Path, action="append", default=[], metavar="FILE",
-                        help="policy files (default: the embedded policy and /etc/edgeguard)")
+    add_audit_dir_option(parser)
+    add_policy_options(parser)
 
 
 def _policy_audit(args: argparse.Namespace) -> AuditConfig | None:
     try:
-        return load_policy(args.policy or default_layers()).policy.audit
+        return load_policy(policy_files(args), args.profile).policy.audit
     except PolicyError as exc:
         print(f"edgeguard audit: {exc}", file=sys.stderr)
         return None

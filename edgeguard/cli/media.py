@@ -46,7 +46,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     lst = msub.add_parser(
         "list", help="present USB storage: identity, encryption, verdict, why",
         description="List the USB storage the running daemon sees: identity, encryption, "
-                    "verdict, whether it is writable and why. Exit 0, or 2 when no daemon "
+                    "verdict, whether it is writable and why. Exit 0, or 3 when no daemon "
                     "answers.")
     add_socket_option(lst)
     lst.add_argument("--json", action="store_true", help="one JSON object per device (ECS)")

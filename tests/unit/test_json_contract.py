@@ -57,6 +57,7 @@ CONTRACT_TESTS: dict[tuple[str, ...], tuple[str, ...]] = {
     ("media", "replay"): ("tests/unit/test_json_contract.py",),
     ("net", "blocks"): ("tests/linux/nft/test_daemon_nft.py",),
     ("net", "unblock"): ("tests/linux/nft/test_daemon_nft.py",),
+    ("net", "block"): ("tests/linux/nft/test_daemon_nft.py",),
     ("wifi", "classify"): ("tests/unit/wifi/test_classify_capture.py",),
     ("wifi", "status"): ("tests/unit/wifi/test_cli_wifi.py",
                          "tests/linux/wifi/test_daemon_killswitch.py"),
@@ -306,9 +307,9 @@ def test_media_list_json(media_socket: Path) -> None:
     assert nodes["/dev/loop0p1"]["volume"]["writable"] is False
 
 
-def test_media_list_without_a_daemon_exits_2(tmp_path: Path) -> None:
+def test_media_list_without_a_daemon_exits_3(tmp_path: Path) -> None:
     done = run_edgeguard(["media", "list", "--json", "--socket", str(tmp_path / "no.sock")])
-    assert done.returncode == 2
+    assert done.returncode == 3  # no daemon
     assert done.stdout == ""
 
 
@@ -350,9 +351,9 @@ def test_status_json_of_a_running_daemon(daemon: Daemon) -> None:
     assert f"pid {daemon.proc.pid}" in text.stdout
 
 
-def test_status_without_a_daemon_exits_2(tmp_path: Path) -> None:
+def test_status_without_a_daemon_exits_3(tmp_path: Path) -> None:
     done = run_edgeguard(["status", "--json", "--socket", str(tmp_path / "no.sock")])
-    assert done.returncode == 2
+    assert done.returncode == 3  # no daemon
     assert done.stdout == ""
 
 
