@@ -110,8 +110,7 @@ class RadioGuard:
             kind=FINDING_KIND, subtype=subtype,
             message=f"{name} radio {event.idx} is soft-unblocked; the kiosk policy keeps "
                     f"{name} off", identifier=f"rfkill{event.idx}",
-            severity=Severity.MODERATE, category=("host", "intrusion_detection"),
-            event_type=("change",), first_seen=now, last_seen=now, evidence=evidence)
+            severity=Severity.MODERATE, first_seen=now, last_seen=now, evidence=evidence)
         decision = self.submit(finding)
         if decision.mode is not Mode.ENFORCE:
             return
