@@ -30,7 +30,7 @@ from __future__ import annotations
 import datetime as _dt
 import enum
 import os
-from collections import OrderedDict
+from array import array
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -137,6 +137,36 @@ def _seconds(stamp: Any) -> float | None:
     return parsed.replace(tzinfo=_dt.UTC).timestamp()
 
 
+_STAMP_LEN = len("2026-01-01T00:00:00.000000Z")
+
+
+class _HashRing:
+    """The hashes of the last ``size`` sequences, 40 bytes each, in two flat arrays."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.seqs = array("q", bytes(8 * size))
+        self.hashes = bytearray(32 * size)
+
+    def put(self, seq: int, digest: str) -> None:
+        slot = seq % self.size
+        try:
+            raw = bytes.fromhex(digest)
+        except ValueError:
+            raw = b""
+        if len(raw) != 32:  # not a SHA-256: never matches a genuine resend
+            self.seqs[slot] = -1
+            return
+        self.seqs[slot] = seq
+        self.hashes[32 * slot:32 * slot + 32] = raw
+
+    def get(self, seq: int) -> str | None:
+        slot = seq % self.size
+        if self.seqs[slot] != seq or seq <= 0:
+            return None
+        return self.hashes[32 * slot:32 * slot + 32].hex()
+
+
 class _ChainState:
     """The streaming check of one chain: head, duplicate window, reorder buffer."""
 
@@ -147,14 +177,15 @@ class _ChainState:
         self.checker = CheckpointChecker(None)
         self.expected: int | None = None
         self.prev_hash: str | None = None
-        self.recent: OrderedDict[int, str] = OrderedDict()
+        self.recent = _HashRing(DUPLICATE_WINDOW)
+        self.last_stamp = ""  # the newest @timestamp (RFC 3339, fixed width: sorts as text)
         self.pending: dict[int, tuple[dict[str, Any], bytes]] = {}
 
     def add(self, seq: int, rec: dict[str, Any], body: bytes) -> None:
         report = self.report
-        stamp = _seconds(rec.get("@timestamp"))
-        if stamp is not None and (report.last_time is None or stamp > report.last_time):
-            report.last_time = stamp
+        stamp = rec.get("@timestamp")
+        if isinstance(stamp, str) and len(stamp) == _STAMP_LEN and stamp > self.last_stamp:
+            self.last_stamp = stamp
         if self.expected is None:  # the first record the collector holds
             if seq > 1:
                 report.notes.append(f"the collector's copy starts at sequence {seq}")
@@ -174,6 +205,7 @@ class _ChainState:
     def finish(self) -> None:
         while self.pending:
             self._skip_to(min(self.pending))
+        self.report.last_time = _seconds(self.last_stamp)
 
     def _skip_to(self, seq: int) -> None:
         """Records ``expected .. seq - 1`` never arrived: a gap."""
@@ -221,9 +253,7 @@ class _ChainState:
             self._checkpoint(seq, rec, linked=linked)
         self.prev_hash = digest
         self.expected = seq + 1
-        self.recent[seq] = digest
-        if len(self.recent) > DUPLICATE_WINDOW:
-            self.recent.popitem(last=False)
+        self.recent.put(seq, digest)
         report.records += 1
         report.first_sequence = seq if report.first_sequence is None else report.first_sequence
         report.last_sequence = seq
@@ -375,6 +405,9 @@ def _silence(reports: list[ChainReport], expected: set[str], now: float, grace: 
 
 def fleet_line(report: ChainReport) -> str:
     """One human line per host and chain."""
+    if not report.records:
+        detail = report.problems[0][2] if report.problems else "no records"
+        return f"{report.host} - {report.status.value}: {detail}"
     span = (f"sequences {report.first_sequence}..{report.last_sequence}"
             if report.records else "no records")
     sealing = ("sealed" if report.sealed else "chain only") if report.checkpoints else \
@@ -387,7 +420,7 @@ def fleet_line(report: ChainReport) -> str:
         line += f", {report.missing} missing"
     if report.problems:
         status, seq, detail = min(report.problems, key=lambda p: (_RANK[p[0]], p[1]))
-        line += f": first {status.value} at sequence {seq}: {detail}"
+        line += f": first {status.value} at sequence {seq}: {detail}"  # seq > 0: records
     return line
 
 

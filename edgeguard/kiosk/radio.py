@@ -117,7 +117,8 @@ class RadioGuard:
         record = AuditRecord(
             action="rfkill-unblock-reverted",
             message=f"{name} radio {event.idx} soft-blocked again",
-            category=("host",), event_type=("denied",), severity=decision.severity,
+            category=("host", "intrusion_detection"), event_type=("denied",),
+            severity=decision.severity,
             rule_id=decision.rule_id, mode=decision.mode, fields=dict(evidence.ecs_fields()))
         if self._audited(record, lambda: self._write(lambda: self.device.block(
                 event.idx, event.type))):

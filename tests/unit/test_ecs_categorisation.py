@@ -35,6 +35,7 @@ from edgeguard.policy.load import load_policy
 from tests.conftest import ROOT
 from tests.support.schema import SCHEMA_PATH, validate_record
 from tests.unit.net.netdata import CORPUS
+from tests.unit.wifi.harness import replay as wifi_replay
 
 SCHEMA = orjson.loads(SCHEMA_PATH.read_bytes())
 EVENT = SCHEMA["$defs"]["event"]["properties"]
@@ -162,3 +163,18 @@ def test_every_record_names_its_module_dataset_and_observer(
         assert event["module"] == "edgeguard"  # type: ignore[index]
         assert event["dataset"] == "edgeguard.network"  # type: ignore[index]
         assert row["observer"]["hostname"] == "gw-1"  # type: ignore[index]
+
+
+@pytest.mark.parametrize("mode", ["monitor", "enforce"])
+def test_wifi_refusal_says_denied_only_for_the_disconnect(tmp_path: Path, mode: str) -> None:
+    """An open café network: the association record and the finding are facts; only the
+    disconnect that happened (enforce) says denied. Old main wrote ["connection", "denied"]
+    on both in monitor mode, where nothing was disconnected."""
+    run = wifi_replay("cafe-open", tmp_path, mode=mode)
+    denied = [(r.action, r.outcome) for r in run.sink.records if "denied" in r.event_type]
+    if mode == "monitor":
+        assert denied == []
+    else:
+        assert denied
+        assert set(denied) == {("disconnect", Outcome.SUCCESS)}
+    assert run.alerts()
