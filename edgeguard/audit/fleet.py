@@ -108,13 +108,16 @@ class ChainReport:
     notes: list[str] = field(default_factory=list)
     files: set[str] = field(default_factory=set)
 
-    @property
-    def status(self) -> Status:
-        worst = min((p[0] for p in self.problems), key=_RANK.__getitem__, default=None)
-        return worst or Status.VERIFIED
+    status: Status = Status.VERIFIED  # the worst problem, also beyond those listed
+    problems_total: int = 0
 
     def problem(self, status: Status, sequence: int, detail: str) -> None:
-        if len(self.problems) < _MAX_LISTED:
+        self.problems_total += 1
+        if _RANK[status] < _RANK[self.status]:
+            self.status = status
+        first_of_worst = status is self.status and all(p[0] is not status
+                                                       for p in self.problems)
+        if len(self.problems) < _MAX_LISTED or first_of_worst:
             self.problems.append((status, sequence, detail))
 
 
@@ -444,6 +447,7 @@ def fleet_row(report: ChainReport) -> dict[str, Scalar]:
         "edgeguard.fleet.gaps": tuple(f"{a}..{b}" for a, b in report.gaps),
         "edgeguard.fleet.problems": tuple(f"{s.value} at {q}: {d}"
                                           for s, q, d in report.problems),
+        "edgeguard.fleet.problem_count": report.problems_total,
         "edgeguard.audit.notes": tuple(report.notes),
     }
     if report.last_time is not None:

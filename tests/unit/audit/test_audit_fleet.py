@@ -278,3 +278,18 @@ def test_random_duplicates_and_local_reorders_still_verify(tmp_path: Path) -> No
     (chain,) = verify_fleet(tmp_path / "c", now=START + 41).chains
     assert chain.status is Status.VERIFIED, chain.problems
     assert chain.records == len(lines)
+
+
+def test_tampering_after_many_gaps_is_still_tampering(tmp_path: Path) -> None:
+    """The list of problems is bounded; the status is not: an edit after ten gaps shows."""
+    _, lines = host_trail(tmp_path, "gw-9", 80, keys=None)
+    kept = [line for index, line in enumerate(lines) if index % 6 != 3]  # 13 gaps
+    rec = orjson.loads(kept[-2])
+    rec["message"] = "edited"
+    kept[-2] = canonical(rec)
+    receive(tmp_path / "c", "gw-9", kept)
+    (chain,) = verify_fleet(tmp_path / "c", now=START + 41).chains
+    assert chain.status is Status.TAMPERED
+    assert len(chain.gaps) == 8  # listed; the rest counted
+    assert chain.missing == sum(1 for index in range(len(lines)) if index % 6 == 3)
+    assert any(p[0] is Status.TAMPERED for p in chain.problems)

@@ -49,7 +49,7 @@ _v6 = st.ip_addresses(v=6).map(str)
 _port = st.integers(0, 65535)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(v6=st.booleans(), data=st.data(),
        proto=st.sampled_from([TCP, UDP, SCTP, ICMP, ICMP6, 47]),
        seed=st.integers(0, 65535))
