@@ -169,9 +169,9 @@ def _verify_fleet(args: argparse.Namespace) -> int:
         copies.setdefault(host, []).append(Path(path))
     missing = [p for p in [args.fleet, args.keys, *(q for v in copies.values() for q in v)]
                if p is not None and not p.exists()]
-    if missing or not args.fleet.is_dir():
-        print(f"{name}: no such directory: {missing[0] if missing else args.fleet}",
-              file=sys.stderr)
+    not_dirs = [p for p in (args.fleet, args.keys) if p is not None and not p.is_dir()]
+    if missing or not_dirs:
+        print(f"{name}: no such directory: {(missing or not_dirs)[0]}", file=sys.stderr)
         return 2
     try:
         report = verify_fleet(args.fleet, keys=load_keys(args.keys), host_copies=copies,
