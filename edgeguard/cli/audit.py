@@ -138,6 +138,10 @@ def _verify(args: argparse.Namespace) -> int:
         print("edgeguard audit verify: give PATH (segments or a directory) or --fleet DIR",
               file=sys.stderr)
         return 2
+    if args.keys or args.host_copy or args.expect:
+        print("edgeguard audit verify: --keys, --host-copy and --expect need --fleet DIR "
+              "(one host: --key FILE, --against PATH)", file=sys.stderr)
+        return 2
     missing = [p for p in args.paths + args.against if not p.exists()]
     if missing:
         print(f"edgeguard audit verify: no such file or directory: {missing[0]}", file=sys.stderr)

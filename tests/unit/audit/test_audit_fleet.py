@@ -248,6 +248,7 @@ def test_cli_one_line_per_host_json_and_exit_code(
     assert {r["host"]["name"]: r["edgeguard"]["fleet"]["status"] for r in rows}["kiosk-3"] == "gap"
     assert _cli(["audit", "verify", "--fleet", str(collector / "gw-1.log")], capsys)[0] == 2
     assert _cli([*args[:4], "--host-copy", "kiosk-4"], capsys)[0] == 2
+    assert _cli(["audit", "verify", "--keys", str(keys), str(collector)], capsys)[0] == 2
 
 
 def test_cli_exit_zero_when_every_host_verifies(tmp_path: Path,
