@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from edgeguard.audit.sink import AuditSink
 from edgeguard.clock import Clock
-from edgeguard.ecs import iso_timestamp
+from edgeguard.ecs import finding_categorisation, iso_timestamp
 from edgeguard.events import AuditRecord, Decision, EventKind, Outcome, Scalar
 
 __all__ = ["REPEATS", "Aggregator"]
@@ -109,11 +109,12 @@ class Aggregator:
         # One actor throughout (the usual case: the identifier is the actor): the summary
         # carries source.* like the finding did, so a SIEM correlates it on source.ip.
         single = len(tally.sources) <= 1 and tally.sources_beyond == 0
+        cat = finding_categorisation(finding.kind)
         record = AuditRecord(
             source=finding.source if single else None,
             destinations=finding.destinations if single else (),
-            action=REPEATS, kind=EventKind.ALERT, category=finding.category,
-            event_type=finding.event_type, outcome=Outcome.SUCCESS, severity=decision.severity,
+            action=REPEATS, kind=EventKind.ALERT, category=cat.category,
+            event_type=cat.type, outcome=Outcome.SUCCESS, severity=decision.severity,
             rule_id=decision.rule_id, mode=decision.mode, transport=finding.transport,
             message=f"{tally.count} repeated finding(s) of {finding.kind}/{finding.subtype} "
                     f"{finding.identifier!r} ({tally.events} probes or packets; suppressed, "

@@ -46,7 +46,7 @@ from edgeguard.daemon.pipeline import Pipeline
 from edgeguard.daemon.privileges import drop_capabilities, set_no_new_privs
 from edgeguard.daemon.registry import build_components
 from edgeguard.decision import DecisionEngine
-from edgeguard.ecs import iso_timestamp
+from edgeguard.ecs import Observer, iso_timestamp
 from edgeguard.events import AuditRecord, Decision, EventKind, Finding, Outcome, Scalar
 from edgeguard.policy.load import LoadedPolicy, PolicyError, default_layers, load_policy
 from edgeguard.policy.model import Policy
@@ -109,6 +109,7 @@ class Daemon:
             self.audit_dir, clock=self.clock, host=self.host,
             segment_size=policy.audit.segment_size, fsync_interval=policy.audit.fsync_interval,
             file_mode=policy.audit.file_mode, file_group=_audit_group(policy),
+            observer=Observer.local(self.host, "kiosk" if policy.kiosk.enabled else "gateway"),
         )
         # Records the policy's exceptions coming into force and expiring.
         self.engine = DecisionEngine(policy, self.clock, audit=self.writer)

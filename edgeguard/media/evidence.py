@@ -96,8 +96,6 @@ def verdict_finding(assessment: Assessment, now: float) -> Finding:
         message=f"{dev.devnode}: {assessment.reason}",
         identifier=f"{dev.vendor_id}:{dev.product_id}:{dev.serial}:{dev.name}",
         severity=Severity.MINOR,
-        category=("host", "configuration"),
-        event_type=("change",),
         first_seen=now,
         last_seen=now,
     )
@@ -132,8 +130,6 @@ def not_encrypted_finding(assessment: Assessment, now: float) -> Finding:
                 "kept read-only",
         identifier=f"{dev.vendor_id}:{dev.product_id}:{dev.serial}",
         severity=Severity.MODERATE,
-        category=("host", "configuration"),
-        event_type=("info",),
         first_seen=now,
         last_seen=now,
         evidence=MediaEvidence(assessment, writable=False),

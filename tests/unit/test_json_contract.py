@@ -276,6 +276,23 @@ def test_audit_verify_json_intact_broken_and_unreadable(audit_log: Path) -> None
     assert run_edgeguard(["audit", "verify", "--json", str(audit_log / "nope")]).returncode == 2
 
 
+def test_audit_verify_fleet_json_over_the_segments_as_received(audit_log: Path,
+                                                               tmp_path: Path) -> None:
+    """The same log as a collector would hold it (syslog prefix, one file): one valid row."""
+    collector = tmp_path / "collector"
+    collector.mkdir()
+    with (collector / "received.log").open("wb") as fh:
+        for seg in _segments(audit_log):
+            for line in seg.read_bytes().splitlines():
+                fh.write(b"<110>1 - contract-test edgeguard - - - " + line + b"\n")
+    total = sum(len(seg.read_bytes().splitlines()) for seg in _segments(audit_log))
+    done = run_edgeguard(["audit", "verify", "--fleet", str(collector), "--json"])
+    assert done.returncode == 0, done.stdout
+    (row,) = validate_lines(done.stdout)
+    assert row["edgeguard"]["fleet"]["status"] == "verified"
+    assert row["edgeguard"]["audit"]["records"] == total
+
+
 # -- media list (recorded uevents through the engine, on a real control socket) -------------
 @pytest.fixture
 def media_socket(tmp_path: Path) -> Iterator[Path]:
