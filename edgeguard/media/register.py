@@ -9,6 +9,7 @@ refused, not escaped.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 
@@ -67,7 +68,10 @@ def trust_entry_yaml(disk: BlockDevice, reg: Registration) -> str:
     if reg.owner:
         parts.append(f"owner {reg.owner}")
     if parts:
-        lines.append(f"      description: \"{_safe('description', ' '.join(parts))}\"")
+        text = " ".join(parts)
+        if not text.isprintable() or len(text) > 256:
+            raise RegisterError("--owner: printable text, at most 256 characters")
+        lines.append(f"      description: {json.dumps(text)}")  # JSON strings are YAML
     return "\n".join(lines) + "\n"
 
 
