@@ -36,6 +36,7 @@ from edgeguard.media.register import (
     Registration,
     drop_in_name,
     exempt_rule,
+    trust_entries_yaml,
     trust_entry_yaml,
 )
 from edgeguard.media.uevent import BlockDevice
@@ -86,6 +87,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                      help="where policy.yaml and policy.d/ live (default /etc/edgeguard)")
     add_socket_option(reg)
     reg.set_defaults(func=_register)
+
+    gen = msub.add_parser(
+        "generate", help="print a register drop-in for every removable medium present",
+        description="Like `usbguard generate-policy`: print a policy drop-in registering "
+                    "every removable disk plugged in now that reports a serial (ids PREFIX "
+                    "+ 0001, 0002, ...), for a kiosk's or a class set's register. Review "
+                    "it, save it under /etc/edgeguard/policy.d/, `edgeguard check`, reload. "
+                    "Exit 0, or 2 when no device can be registered.")
+    gen.add_argument("--id-prefix", default="DEV-", help="register id prefix (default DEV-)")
+    gen.add_argument("--owner", help="holder, goes into every description")
+    gen.set_defaults(func=_generate)
 
     exe = msub.add_parser(
         "exempt", help="exempt a removable system disk on its port (a udev rule)",
@@ -146,15 +158,17 @@ def _register(args: argparse.Namespace) -> int:
     drop_in = args.etc_dir / "policy.d"
     target = drop_in / name
     drop_in.mkdir(mode=0o755, parents=True, exist_ok=True)
-    existed = target.exists()
+    old = target.read_bytes() if target.exists() else None
     atomic_write(target, text.encode(), mode=0o644)
     try:
         load_policy(default_layers(args.etc_dir))
     except PolicyError as exc:
-        if not existed:
+        if old is None:
             target.unlink()
-        print(f"edgeguard media register: the policy with {target} does not check, "
-              f"{'kept the old file' if existed else 'removed it'}:\n{exc}", file=sys.stderr)
+        else:
+            atomic_write(target, old, mode=0o644)
+        print(f"edgeguard media register: the policy with {target} does not check; "
+              f"{'restored' if old is not None else 'removed'} it:\n{exc}", file=sys.stderr)
         return 1
     print(f"registered {args.device} as {args.device_id}: {target}")
     from edgeguard.daemon.control import ControlError, request  # noqa: PLC0415
@@ -164,6 +178,33 @@ def _register(args: argparse.Namespace) -> int:
         print("daemon reloaded")
     except ControlError as exc:
         print(f"no daemon reloaded ({exc}); it reads the register when it starts")
+    return 0
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from edgeguard.media.source import present_disks  # noqa: PLC0415 - needs libudev
+    from edgeguard.media.uevent import MalformedUevent, parse_uevent  # noqa: PLC0415
+
+    entries: list[tuple[BlockDevice, Registration]] = []
+    for props in present_disks():
+        try:
+            disk = parse_uevent(props).device
+        except MalformedUevent:
+            continue
+        if not disk.protected or disk.exempt or disk.identity is None:
+            continue
+        reg = Registration(f"{args.id_prefix}{len(entries) + 1:04d}", args.owner)
+        try:
+            trust_entries_yaml([(disk, reg)], "check")
+        except RegisterError as exc:
+            print(f"edgeguard media generate: {disk.devnode} skipped: {exc}", file=sys.stderr)
+            continue
+        entries.append((disk, reg))
+    if not entries:
+        print("edgeguard media generate: no removable disk with a serial present",
+              file=sys.stderr)
+        return 2
+    sys.stdout.write(trust_entries_yaml(entries, "edgeguard media generate"))
     return 0
 
 

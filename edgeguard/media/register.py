@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from edgeguard.media.uevent import BlockDevice
 
-__all__ = ["RegisterError", "Registration", "drop_in_name", "exempt_rule", "trust_entry_yaml"]
+__all__ = ["RegisterError", "Registration", "drop_in_name", "exempt_rule", "trust_entries_yaml",
+           "trust_entry_yaml"]
 
 #: Register ids: IT-0043, kiosk-7.
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -47,20 +49,13 @@ def drop_in_name(device_id: str) -> str:
     return f"50-media-{device_id}.yaml"
 
 
-def trust_entry_yaml(disk: BlockDevice, reg: Registration) -> str:
-    """A policy drop-in adding ``disk`` to ``media.trusted_devices`` (merged by id)."""
+def _entry(disk: BlockDevice, reg: Registration) -> list[str]:
     drop_in_name(reg.device_id)
-    vid = _safe("vendor id", disk.vendor_id)
-    pid = _safe("product id", disk.product_id)
-    serial = _safe("serial", disk.serial)
     lines = [
-        f"# written by `edgeguard media register` for {disk.devnode}",
-        "media:",
-        "  trusted_devices:",
-        f"    - id: \"{reg.device_id}\"",
-        f"      vendor_id: \"{vid}\"",
-        f"      product_id: \"{pid}\"",
-        f"      serial: \"{serial}\"",
+        f"    - id: \"{reg.device_id}\"  # {disk.devnode}",
+        f"      vendor_id: \"{_safe('vendor id', disk.vendor_id)}\"",
+        f"      product_id: \"{_safe('product id', disk.product_id)}\"",
+        f"      serial: \"{_safe('serial', disk.serial)}\"",
     ]
     if disk.size is not None:
         lines.append(f"      size: {disk.size}B")
@@ -72,6 +67,20 @@ def trust_entry_yaml(disk: BlockDevice, reg: Registration) -> str:
         if not text.isprintable() or len(text) > 256:
             raise RegisterError("--owner: printable text, at most 256 characters")
         lines.append(f"      description: {json.dumps(text)}")  # JSON strings are YAML
+    return lines
+
+
+def trust_entry_yaml(disk: BlockDevice, reg: Registration) -> str:
+    """A policy drop-in adding ``disk`` to ``media.trusted_devices`` (merged by id)."""
+    return trust_entries_yaml([(disk, reg)], "edgeguard media register")
+
+
+def trust_entries_yaml(entries: Sequence[tuple[BlockDevice, Registration]],
+                       written_by: str) -> str:
+    """One drop-in registering several devices (``media generate``)."""
+    lines = [f"# written by `{written_by}`", "media:", "  trusted_devices:"]
+    for disk, reg in entries:
+        lines += _entry(disk, reg)
     return "\n".join(lines) + "\n"
 
 

@@ -14,7 +14,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-__all__ = ["MediaSource", "UdevSource", "disk_properties", "load_recording"]
+__all__ = ["MediaSource", "UdevSource", "disk_properties", "load_recording",
+           "present_disks"]
 
 SECTOR = 512
 
@@ -123,6 +124,15 @@ def disk_properties(devnode: str) -> dict[str, str]:
     if device.device_type == "partition":
         device = device.find_parent("block", "disk")
     return _properties(device, "coldplug")
+
+
+def present_disks() -> list[dict[str, str]]:
+    """udev's properties of every whole disk present now (``media generate``)."""
+    import pyudev  # noqa: PLC0415 - only the commands that read live devices need it
+
+    context = pyudev.Context()
+    return [_properties(d, "coldplug")
+            for d in context.list_devices(subsystem="block", DEVTYPE="disk")]
 
 
 def load_recording(path: Path) -> list[list[dict[str, str]]]:

@@ -70,3 +70,44 @@ def test_exempt_rule_keys_on_port_and_partition_table() -> None:
     no_port = parse_uevent({k: v for k, v in STICK.items() if k != "ID_PATH"}).device
     with pytest.raises(RegisterError):
         exempt_rule(no_port, "no port")
+
+
+def _cli(monkeypatch: pytest.MonkeyPatch, *argv: str) -> int:
+    from edgeguard.cli import main  # noqa: PLC0415
+    from edgeguard.media import source  # noqa: PLC0415
+
+    monkeypatch.setattr(source, "disk_properties", lambda devnode: dict(STICK))
+    monkeypatch.setattr(source, "present_disks", lambda: [
+        dict(STICK), {**STICK, "DEVNAME": "/dev/sdc", "DEVPATH": STICK["DEVPATH"][:-3] + "sdc",
+                      "ID_SERIAL_SHORT": "0401396b5d4e"},
+        {**STICK, "DEVNAME": "/dev/sda", "DEVPATH": "/devices/pci0000:00/0000:00:17.0/ata1/"
+         "host0/target0:0:0/0:0:0:0/block/sda", "ID_BUS": "ata"}])  # internal: not listed
+    return main(list(argv))
+
+
+def test_register_writes_a_checked_drop_in_without_a_daemon(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    args = ("media", "register", "/dev/sdb1", "--id", "IT-0043", "--etc-dir", str(tmp_path),
+            "--socket", str(tmp_path / "none.sock"))
+    assert _cli(monkeypatch, *args) == 0
+    drop_in = tmp_path / "policy.d" / "50-media-IT-0043.yaml"
+    policy = load_policy([drop_in], require_safe=False).policy
+    assert [d.id for d in policy.media.trusted_devices] == ["IT-0043"]
+    assert "no daemon reloaded" in capsys.readouterr().out
+    # a policy that does not check with it: the new drop-in is removed again, exit 1
+    (tmp_path / "policy.yaml").write_text("media:\n  nonsense: 1\n")
+    drop_in.unlink()
+    assert _cli(monkeypatch, *args) == 1
+    assert not drop_in.exists()
+
+
+def test_generate_registers_every_removable_disk_present(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        tmp_path: Path) -> None:
+    assert _cli(monkeypatch, "media", "generate", "--id-prefix", "KIOSK-") == 0
+    out = tmp_path / "gen.yaml"
+    out.write_text(capsys.readouterr().out)
+    devices = load_policy([out], require_safe=False).policy.media.trusted_devices
+    assert [(d.id, d.serial) for d in devices] == [("KIOSK-0001", "E0D55EA57413F5B0"),
+                                                   ("KIOSK-0002", "0401396b5d4e")]
