@@ -45,6 +45,7 @@ from edgeguard.media.malformed import (
     malformed_finding,
     malformed_record,
 )
+from edgeguard.media.mtp import mtp_finding, parse_mtp
 from edgeguard.media.uevent import Action, BlockDevice, MalformedUevent, Uevent, parse_uevent
 
 __all__ = ["MediaCounters", "MediaEngine"]
@@ -60,6 +61,7 @@ class MediaCounters:
     vanished: int = 0  # removed before we could act
     action_failures: int = 0
     reapplied: int = 0  # same verdict, kernel state had to be restored (udev change)
+    mtp: int = 0  # phone/camera (MTP/PTP) interfaces seen, blocked or allowed by udev
 
     def as_dict(self) -> dict[str, int]:
         return dataclasses.asdict(self)
@@ -107,6 +109,12 @@ class MediaEngine:
     def handle_properties(self, props: object) -> None:
         """Parse and handle one uevent; malformed input is counted and skipped."""
         self.counters.events += 1
+        if isinstance(props, Mapping) and props.get("SUBSYSTEM") == "usb":
+            mtp = parse_mtp(props)  # the only USB events the source passes on
+            if mtp is not None:
+                self.counters.mtp += 1
+                self._report(mtp_finding(mtp, self.clock.now()))
+            return
         try:
             event = parse_uevent(props)
         except MalformedUevent as exc:

@@ -47,6 +47,10 @@ def _properties(device: Any, action: str | None) -> dict[str, str]:
     return props
 
 
+def _usb_properties(device: Any) -> dict[str, str]:
+    return {str(k): str(v) for k, v in device.properties.items()}
+
+
 def _attribute(device: Any, name: str) -> str | None:
     try:
         value = device.attributes.get(name)
@@ -82,6 +86,7 @@ class UdevSource:
         self._context = pyudev.Context()
         self._monitor = pyudev.Monitor.from_netlink(self._context, source="udev")
         self._monitor.filter_by(subsystem="block")
+        self._monitor.filter_by(subsystem="usb", device_type="usb_interface")  # MTP/PTP
         # Bursts of partitions at plug-in. SO_RCVBUFFORCE needs CAP_NET_ADMIN; without it
         # the default buffer still works (a very large burst may then be lost: ENOBUFS).
         with contextlib.suppress(OSError):
@@ -95,13 +100,20 @@ class UdevSource:
     def coldplug(self) -> Iterator[Mapping[str, str]]:
         for device in self._context.list_devices(subsystem="block"):
             yield _properties(device, "coldplug")
+        # phones/cameras the rule blocked before we started: audited as if just added
+        for device in self._context.list_devices(subsystem="usb", DEVTYPE="usb_interface"):
+            if device.properties.get("EDGEGUARD_MEDIA_KIND") == "mtp":
+                yield {**_usb_properties(device), "ACTION": "add"}
 
     def read(self) -> Iterator[Mapping[str, str]]:
         while True:
             device = self._monitor.poll(timeout=0)
             if device is None:
                 return
-            yield _properties(device, None)
+            if device.subsystem == "usb":
+                yield _usb_properties(device)
+            else:
+                yield _properties(device, None)
 
     def close(self) -> None:
         sock = getattr(self._monitor, "_socket", None)
