@@ -180,7 +180,9 @@ def test_optical_drive_has_no_burn_path(lab: LabVM, tmp_path: Path) -> None:
 def test_sd_card_read_only_internal_nvme_untouched(lab: LabVM, tmp_path: Path) -> None:
     """An SD card inserted into the built-in reader is read-only before it is readable,
     daemon down and daemon up (audited with kind sd); an internal NVMe disk on the PCI
-    bus is not touched and takes the same write (positive control)."""
+    bus is not touched and takes the same write (positive control). With the daemon up,
+    a phone (MTP) is de-authorised and recorded naming the device (one daemon start for
+    both: each costs about a minute under TCG)."""
     install_stock(lab)
     install_udev_rules(lab, RULES)
     card = sticks.make_stick(tmp_path / "card.img", [sticks.Part("vfat", 12)], size_mib=16)
@@ -218,6 +220,16 @@ def test_sd_card_read_only_internal_nvme_untouched(lab: LabVM, tmp_path: Path) -
         time.sleep(2)  # give a wrong verdict time to lift the flag
         assert sysfs_ro(lab, "/dev/mmcblk0p1") == 1
         assert dd_write(lab, "/dev/mmcblk0p1") != 0
+        # a phone while the daemon runs: still de-authorised, and on record by name
+        phone = tmp_path / "phone"
+        phone.mkdir()
+        lab.plug_usb("usb-mtp", dev_id="mtp3", rootdir=str(phone), readonly=False)
+        iface = mtp_interface(lab)
+        rec = daemon.wait_record(lambda r: field(r, "event.action") == "usb-mtp-blocked",
+                                 timeout=90)
+        assert field(rec, "edgeguard.usb.bus_path") == iface
+        assert field(rec, "edgeguard.usb.vendor_id") == "46f4"
+        assert "authorized 0" in lab.py(CLAIM, iface).stdout
         listing = daemon.edgeguard("media", "list", "--json", "--socket", SOCKET)
         assert '"sd"' in listing.stdout, listing.stdout + listing.stderr
         assert not any(field(r, "volume.device_name") == "/dev/nvme0n1"
@@ -261,3 +273,51 @@ def test_spoofed_exempt_serial_on_another_port_is_not_exempt(lab: LabVM,
     assert sysfs_ro(lab, node) == 0
     assert dd_write(lab, node) == 0
     assert sticks.sha256(exempt) != before
+
+
+CLAIM = """
+import fcntl, pathlib, struct, sys
+iface = (pathlib.Path("/sys/bus/usb/devices") / sys.argv[1]).resolve()
+dev = iface.parent
+bus, num = int((dev / "busnum").read_text()), int((dev / "devnum").read_text())
+print("authorized", (iface / "authorized").read_text().strip())
+with open(f"/dev/bus/usb/{bus:03d}/{num:03d}", "rb+", buffering=0) as f:
+    try:
+        fcntl.ioctl(f, 0x8004550F, struct.pack("I", int(sys.argv[1].rsplit(".", 1)[1])))
+        print("claimed")
+    except OSError as exc:
+        print("refused", exc.errno)
+"""
+
+
+def mtp_interface(lab: LabVM) -> str:
+    out = lab.sh("for i in $(seq 1 150); do for d in /sys/bus/usb/devices/*:*; do "
+                 "[ \"$(cat $d/bInterfaceClass 2>/dev/null)\" = 06 ] && "
+                 "{ basename $d; exit 0; }; done; sleep 0.2; done; exit 1", timeout=60)
+    lab.sh("udevadm settle --timeout=60", timeout=90)
+    return out.stdout.split()[0]
+
+
+def test_phone_mtp_is_blocked_unless_allowed(lab: LabVM, tmp_path: Path) -> None:
+    """A phone/camera (QEMU usb-mtp, still-image class 06): without edgeguard its
+    interface can be claimed through usbfs, the path libmtp/gphoto2 write through; under
+    the rules it is de-authorised (daemon down), the claim is refused and the shared
+    directory is unchanged. The daemon's record: test_sd_card_read_only_..."""
+    phone = tmp_path / "phone"
+    phone.mkdir()
+    (phone / "DCIM.txt").write_text("photos\n")
+    install_stock(lab)
+    lab.plug_usb("usb-mtp", dev_id="mtp1", rootdir=str(phone), readonly=False)
+    iface = mtp_interface(lab)
+    out = lab.py(CLAIM, iface).stdout
+    assert "authorized 1" in out, out
+    assert "claimed" in out, out
+    lab.unplug("mtp1")
+
+    install_udev_rules(lab, RULES)
+    lab.plug_usb("usb-mtp", dev_id="mtp2", rootdir=str(phone), readonly=False)
+    iface = mtp_interface(lab)
+    out = lab.py(CLAIM, iface).stdout
+    assert "authorized 0" in out, out
+    assert "claimed" not in out, out
+    assert sorted(p.name for p in phone.iterdir()) == ["DCIM.txt"]
