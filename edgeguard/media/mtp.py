@@ -69,8 +69,6 @@ def mtp_finding(dev: MtpInterface, now: float) -> Finding:
         message=f"phone/camera {dev.vendor_id}:{dev.product_id} on port {dev.name}: {verdict}",
         identifier=f"{dev.vendor_id}:{dev.product_id}:{dev.name}",
         severity=Severity.MINOR,
-        category=("host", "configuration"),
-        event_type=("denied",) if not dev.allowed else ("allowed",),
         first_seen=now,
         last_seen=now,
         evidence=dev,
