@@ -13,6 +13,12 @@ give the daemon: there (``edgeguard run --no-remote-shipping``) the remote shipp
 ``edgeguard audit ship`` (:mod:`edgeguard.audit.shipd`, its own unit), and this component
 reads their cursor files for retention and ``status``. Local destinations (journald)
 stay here.
+
+A shipper that cannot deliver reports each cause once per window
+(:mod:`edgeguard.audit.shipstate`); every tick this component audits the new reports
+(``audit-shipping-failed``, outcome failure): those of its own shippers from memory,
+those of ``edgeguard audit ship`` from the state file it keeps next to its cursor file,
+which ``status`` shows too.
 """
 
 from __future__ import annotations
@@ -25,10 +31,12 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from edgeguard.audit.journald import JournaldTransport
-from edgeguard.audit.shipper import Cursor, Shipper, Transport
+from edgeguard.audit.shipper import Cursor, Shipper, ShippingFailure, Transport
+from edgeguard.audit.shipstate import FailureCause, ShipperState, state_path
 from edgeguard.audit.syslog import SyslogTransport
 from edgeguard.audit.writer import AuditWriter
 from edgeguard.daemon.component import Command, Component, Context, Peer, read_only
+from edgeguard.events import AuditRecord, EventKind, Outcome
 from edgeguard.policy.model import Policy
 
 if TYPE_CHECKING:  # edgeguard.policy imports audit.config: import it after policy
@@ -87,6 +95,9 @@ class AuditService:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: asyncio.Future[None] | None = None
         self.ticks = 0
+        #: Reports of ``edgeguard audit ship`` already audited, by destination.
+        self._external_reports: dict[str, int] = {}
+        self.failures_audited = 0
 
     def start(self, ctx: Context) -> None:
         self._loop = ctx.loop
@@ -115,6 +126,41 @@ class AuditService:
         delivered = [s.shipped_sequence for s in self.shippers]
         delivered += [cursor for _, cursor in self._external()]
         return min(delivered) if delivered else None
+
+    def _external_states(self) -> list[ShipperState]:
+        if self.ship_remote:
+            return []
+        return [ShipperState.load(state_path(path), name)
+                for name, path in remote_cursors(self.config.shipping).items()]
+
+    def audit_failures(self) -> int:
+        """Audit the shipping failures reported since the last call; how many."""
+        found: list[ShippingFailure] = []
+        for shipper in self.shippers:
+            while shipper.reports:
+                found.append(shipper.reports.popleft())
+        for state in self._external_states():
+            seen = self._external_reports.get(state.name)
+            self._external_reports[state.name] = state.reports
+            if state.cause is not None and state.reports != seen and state.since is not None:
+                found.append(ShippingFailure(state.name, FailureCause(state.cause),
+                                             state.last_error, state.since, state.failures))
+        if self.writer is None:
+            return 0
+        for f in found:
+            self.writer.write(AuditRecord(
+                action="audit-shipping-failed",
+                message=f"audit records not delivered to {f.destination} ({f.cause.value}): "
+                        f"{f.error}; retrying from the cursor",
+                kind=EventKind.PIPELINE_ERROR, category=("host",), event_type=("error",),
+                outcome=Outcome.FAILURE,
+                fields={"edgeguard.shipping.destination": f.destination,
+                        "edgeguard.shipping.cause": f.cause.value,
+                        "edgeguard.shipping.failing_since": f.since,
+                        "edgeguard.shipping.failures": f.failures,
+                        "error.message": f.error}))
+        self.failures_audited += len(found)
+        return len(found)
 
     def _external(self) -> list[tuple[str, int]]:
         """Remote destinations shipped by ``edgeguard audit ship``: name and the sequence
@@ -164,11 +210,17 @@ class AuditService:
         self.ticks += 1
         if self.writer is not None and self._loop is not None and \
                 (self._pending is None or self._pending.done()):
-            self._pending = self._loop.run_in_executor(None, self.writer.tick)
+            self._pending = self._loop.run_in_executor(None, self._housekeeping)
         self._schedule()
 
+    def _housekeeping(self) -> None:
+        assert self.writer is not None
+        self.audit_failures()
+        self.writer.tick()
+
     def counters(self) -> Mapping[str, int]:
-        out: dict[str, int] = {"ticks": self.ticks}
+        out: dict[str, int] = {"ticks": self.ticks,
+                               "shipping_failures_audited": self.failures_audited}
         if self.writer is not None:
             w = self.writer
             out.update(records_written=w.records_written, write_errors=w.write_errors,
@@ -191,10 +243,16 @@ class AuditService:
                            "edgeguard.chain_id": self.writer.chain_id,
                            "edgeguard.checkpoint.sealed": self.writer.keys is not None})
         status["shippers"] = [{"name": s.name, "cursor": s.shipped_sequence,
-                               "last_error": s.last_error} for s in self.shippers]
-        status["shippers"] += [{"name": name, "cursor": cursor, "last_error": "",
-                                "process": "edgeguard audit ship"}
-                               for name, cursor in self._external()]
+                               "last_error": s.last_error, "failing_since": s.failing_since,
+                               "cause": s.state.cause, "failures": s.errors}
+                              for s in self.shippers]
+        states = {st.name: st for st in self._external_states()}
+        for name, cursor in self._external():
+            st = states[name]
+            status["shippers"].append({
+                "name": name, "cursor": cursor, "last_error": st.last_error,
+                "failing_since": st.since, "cause": st.cause, "failures": st.failures,
+                "process": "edgeguard audit ship"})
         return status
 
 
