@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -162,6 +163,19 @@ class AuditService:
         self.failures_audited += len(found)
         return len(found)
 
+    def problems(self) -> Mapping[str, str]:
+        """Destinations that cannot be delivered to: ``edgeguard status`` shows the daemon
+        degraded (exit 1) until the shipper delivers again."""
+        failing: list[tuple[str, str, float | None, str, int]] = [
+                   (s.name, s.cause.value, s.failing_since, s.last_error, s.shipped_sequence)
+                   for s in self.shippers if s.cause is not None]
+        cursors = dict(self._external())
+        failing += [(st.name, st.cause, st.since, st.last_error, cursors.get(st.name, 0))
+                    for st in self._external_states() if st.cause is not None]
+        return {f"audit.shipping.{name}":
+                f"{cause} since {_utc(since)}: {error}; retrying from cursor {cursor}"
+                for name, cause, since, error, cursor in failing}
+
     def _external(self) -> list[tuple[str, int]]:
         """Remote destinations shipped by ``edgeguard audit ship``: name and the sequence
         its cursor file says is delivered (0 for another chain or none yet)."""
@@ -244,7 +258,8 @@ class AuditService:
                            "edgeguard.checkpoint.sealed": self.writer.keys is not None})
         status["shippers"] = [{"name": s.name, "cursor": s.shipped_sequence,
                                "last_error": s.last_error, "failing_since": s.failing_since,
-                               "cause": s.state.cause, "failures": s.errors}
+                               "cause": s.cause.value if s.cause else None,
+                               "failures": s.errors}
                               for s in self.shippers]
         states = {st.name: st for st in self._external_states()}
         for name, cursor in self._external():
@@ -254,6 +269,12 @@ class AuditService:
                 "failing_since": st.since, "cause": st.cause, "failures": st.failures,
                 "process": "edgeguard audit ship"})
         return status
+
+
+def _utc(stamp: float | None) -> str:
+    if stamp is None:
+        return "?"
+    return datetime.fromtimestamp(stamp, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def components(policy: Policy) -> list[Component]:

@@ -113,6 +113,7 @@ class Shipper:
         self.last_error = ""
         #: Wall-clock time the current outage began (None: delivering).
         self.failing_since: float | None = None
+        self.cause: FailureCause | None = None
         self._outage_failures = 0
         self.state_path = state_path(cursor_path)
         self.state = ShipperState(transport.name)
@@ -163,19 +164,23 @@ class Shipper:
         self.errors += 1
         self._outage_failures += 1
         self.last_error = f"{type(exc).__name__}: {exc}"
+        changed = cause is not self.cause
+        self.cause = cause
         if self.failing_since is None:
             self.failing_since = time.time()
-        if not self._window.due(cause, time.monotonic()):
+        report = self._window.due(cause, time.monotonic())
+        if not (report or changed):
             return
-        report = ShippingFailure(self.name, cause, self.last_error, self.failing_since,
-                                 self._outage_failures)
-        self.reports.append(report)
         self.state = ShipperState(self.name, cause.value, self.last_error, self.failing_since,
-                                  self.errors, self.state.reports + 1, time.time())
+                                  self.errors, self.state.reports + report, time.time())
+        self._save_state()  # status shows every outage and change of cause
+        if not report:  # the same cause within the window: shown, not logged or audited again
+            return
+        self.reports.append(ShippingFailure(self.name, cause, self.last_error,
+                                            self.failing_since, self._outage_failures))
         log.warning("audit shipping failed; retrying from the cursor", shipper=self.name,
                     cause=cause.value, error=self.last_error, cursor=self.cursor.sequence,
                     failures=self._outage_failures, retry_in=self.reconnect_interval)
-        self._save_state()
 
     def _recovered(self) -> None:
         if self.failing_since is None:
@@ -184,6 +189,7 @@ class Shipper:
                  outage=round(time.time() - self.failing_since, 1),
                  failures=self._outage_failures)
         self.failing_since = None
+        self.cause = None
         self._outage_failures = 0
         self.last_error = ""
         self.state = ShipperState(self.name, None, "", None, self.errors, self.state.reports,

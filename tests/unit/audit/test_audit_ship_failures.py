@@ -137,6 +137,7 @@ def test_daemon_audits_and_shows_the_ship_process_failure(tmp_path: Path) -> Non
         service.start(ctx)
         first, second = service.audit_failures(), service.audit_failures()
         status = await service.commands()["audit.status"](Peer(1, 0, 0), {})
+        status["degraded"] = dict(service.problems())  # what `edgeguard status` shows
         service.stop()
         return first, second, status
 
@@ -147,6 +148,9 @@ def test_daemon_audits_and_shows_the_ship_process_failure(tmp_path: Path) -> Non
     assert shown["cause"] == "tls"
     assert "verify failed" in shown["last_error"]
     assert shown["failing_since"] == 1_700_000_000.0
+    assert status["degraded"] == {"audit.shipping.syslog-tcp": (
+        "tls since 2023-11-14T22:13:20Z: SSLCertVerificationError: certificate verify failed;"
+        " retrying from cursor 0")}
     records = [orjson.loads(x) for x in (tmp_path / "log" / "audit.jsonl").read_bytes()
                .splitlines()]
     failed = [r for r in records if r["event"]["action"] == "audit-shipping-failed"]
