@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from edgeguard.audit.journald import JournaldTransport
+from edgeguard.audit.relp import RelpTransport
 from edgeguard.audit.shipper import Cursor, Shipper, ShippingFailure, Transport
 from edgeguard.audit.shipstate import FailureCause, ShipperState, state_path
 from edgeguard.audit.syslog import SyslogTransport
@@ -60,22 +61,30 @@ def local_shippers(directory: Path, config: ShippingConfig) -> list[Shipper]:
 
 
 def remote_shippers(directory: Path, config: ShippingConfig) -> list[Shipper]:
-    """Destinations over the network (syslog TCP/TLS)."""
+    """Destinations over the network (syslog over TCP/TLS, or RELP)."""
     sl = config.syslog
     if not sl.enabled:
         return []
-    transport: Transport = SyslogTransport(
-        sl.host, sl.port, tls=sl.tls, ca_file=sl.ca_file, server_name=sl.server_name,
-        cert_file=sl.cert_file, key_file=sl.key_file)
+    transport: Transport
+    if sl.relp:  # acknowledged per message: nothing before the cursor needs sending again
+        transport = RelpTransport(sl.host, sl.port, tls=sl.tls, ca_file=sl.ca_file,
+                                  server_name=sl.server_name, cert_file=sl.cert_file,
+                                  key_file=sl.key_file)
+    else:
+        transport = SyslogTransport(sl.host, sl.port, tls=sl.tls, ca_file=sl.ca_file,
+                                    server_name=sl.server_name, cert_file=sl.cert_file,
+                                    key_file=sl.key_file)
     return [Shipper(directory, transport, remote_cursors(config)[transport.name],
-                    resend=sl.resend_on_reconnect, reconnect_interval=sl.reconnect_interval)]
+                    resend=0 if sl.relp else sl.resend_on_reconnect,
+                    reconnect_interval=sl.reconnect_interval)]
 
 
 def remote_cursors(config: ShippingConfig) -> dict[str, Path]:
     """Each enabled remote destination's name and cursor file."""
-    if not config.syslog.enabled:
+    sl = config.syslog
+    if not sl.enabled:
         return {}
-    name = SyslogTransport.transport_name(tls=config.syslog.tls)
+    name = (RelpTransport if sl.relp else SyslogTransport).transport_name(tls=sl.tls)
     return {name: Path(config.cursor_directory) / f"{name}.cursor"}
 
 
