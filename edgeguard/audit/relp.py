@@ -111,6 +111,7 @@ class RelpTransport:
     def connect(self) -> None:
         raw = socket.create_connection((self.host, self.port), timeout=self.timeout)
         raw.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock = raw
         try:
             if self._context is not None:
@@ -134,17 +135,20 @@ class RelpTransport:
             raise
 
     def _read(self, timeout: float) -> list[tuple[int, str, bytes]]:
-        """Frames available within ``timeout`` (0: only what is there now)."""
+        """Frames available within ``timeout`` (0: only what is there now), everything
+        that has arrived: a TLS socket returns one record per recv, a RELP answer each."""
         sock = self._sock
         assert sock is not None
-        buffered = isinstance(sock, ssl.SSLSocket) and sock.pending() > 0
-        if not buffered and not select.select([sock], [], [], timeout)[0]:
-            return []
-        chunk = sock.recv(65536)
-        if not chunk:
-            self._eof = True
-            return []
-        self._buf += chunk
+        wait = timeout
+        while not self._eof:
+            buffered = isinstance(sock, ssl.SSLSocket) and sock.pending() > 0
+            if not buffered and not select.select([sock], [], [], wait)[0]:
+                break
+            chunk = sock.recv(65536)
+            if not chunk:
+                self._eof = True
+            self._buf += chunk
+            wait = 0
         return parse_frames(self._buf)
 
     def _take(self, frames: list[tuple[int, str, bytes]]) -> None:
@@ -180,22 +184,19 @@ class RelpTransport:
             self._sock.sendall(b"".join(frames))
 
     def delivered(self) -> bool:
-        """Every message sent has been answered ``200`` by the receiver."""
+        """Every message sent has been answered ``200`` by the receiver. Raises what went
+        wrong (a refusal: ProtocolError; the receiver gone: ConnectionResetError), so the
+        shipper reports the cause and reconnects."""
         if self._sock is None:
             return False
-        try:
-            self._take(self._read(0))
-        except OSError:
-            return False
+        self._take(self._read(0))
         return not self._pending
 
     def healthy(self) -> bool:
+        """True while the session is up; raises, as :meth:`delivered`, when it is not."""
         if self._sock is None:
             return False
-        try:
-            self._take(self._read(0))
-        except OSError:
-            return False
+        self._take(self._read(0))
         return True
 
     def close(self) -> None:

@@ -33,7 +33,7 @@ import structlog
 
 from edgeguard.audit.journald import JournaldTransport
 from edgeguard.audit.relp import RelpTransport
-from edgeguard.audit.shipper import Cursor, Shipper, ShippingFailure, Transport
+from edgeguard.audit.shipper import TCP_ACK_SETTLE, Cursor, Shipper, ShippingFailure, Transport
 from edgeguard.audit.shipstate import FailureCause, ShipperState, state_path
 from edgeguard.audit.syslog import SyslogTransport
 from edgeguard.audit.writer import AuditWriter
@@ -76,7 +76,8 @@ def remote_shippers(directory: Path, config: ShippingConfig) -> list[Shipper]:
                                     key_file=sl.key_file)
     return [Shipper(directory, transport, remote_cursors(config)[transport.name],
                     resend=0 if sl.relp else sl.resend_on_reconnect,
-                    reconnect_interval=sl.reconnect_interval)]
+                    reconnect_interval=sl.reconnect_interval,
+                    settle=0.0 if sl.relp else TCP_ACK_SETTLE)]
 
 
 def remote_cursors(config: ShippingConfig) -> dict[str, Path]:

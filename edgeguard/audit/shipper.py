@@ -38,9 +38,15 @@ from edgeguard.audit.shipstate import (
 )
 from edgeguard.fsutil import atomic_write
 
-__all__ = ["Cursor", "Shipper", "ShippingFailure", "Transport"]
+__all__ = ["TCP_ACK_SETTLE", "Cursor", "Shipper", "ShippingFailure", "Transport"]
 
 log = structlog.get_logger("edgeguard.ship")
+
+#: Seconds a TCP delivery (every byte acknowledged by the receiver's kernel) must stand
+#: on a healthy connection before the cursor moves past it. A receiver that exits with
+#: records unread in its socket buffer resets the connection instead of reading them:
+#: within this time the reset arrives first and those records are sent again.
+TCP_ACK_SETTLE = 1.0
 
 #: Reported failures kept for the daemon to audit (older ones are only counted).
 _REPORTS_KEPT = 64
@@ -99,7 +105,7 @@ class Shipper:
     def __init__(self, directory: Path, transport: Transport, cursor_path: Path, *,
                  resend: int = 100, batch: int = 500, poll: float = 0.1,
                  reconnect_interval: float = 5.0, cursor_interval: float = 0.5,
-                 report_window: float = FAILURE_REPORT_WINDOW) -> None:
+                 report_window: float = FAILURE_REPORT_WINDOW, settle: float = 0.0) -> None:
         self.directory = directory
         self.transport = transport
         self.cursor_path = cursor_path
@@ -108,6 +114,10 @@ class Shipper:
         self.poll = poll
         self.reconnect_interval = reconnect_interval
         self.cursor_interval = cursor_interval
+        #: Seconds a delivery must stand, on a healthy connection, before the cursor moves
+        #: past it (TCP_ACK_SETTLE for plain syslog; 0 where the receiver answers).
+        self.settle = settle
+        self._acked: deque[tuple[int, float]] = deque()  # (sequence, when delivered)
         self.cursor = Cursor.load(cursor_path)
         self.sent = self.resent = self.reconnects = self.errors = 0
         self.last_error = ""
@@ -153,6 +163,13 @@ class Shipper:
             self._stop.wait(0.05)
         raise TimeoutError(f"{self.name}: cursor at {self.cursor.sequence} after {timeout:g} s, "
                            f"not at {sequence}")
+
+    def _settled(self, now: float) -> int:
+        """The newest sequence delivered at least ``settle`` seconds ago (0: none)."""
+        settled = 0
+        while self._acked and now - self._acked[0][1] >= self.settle:
+            settled = self._acked.popleft()[0]
+        return settled
 
     def counters(self) -> dict[str, int]:
         return {"sent": self.sent, "resent": self.resent, "reconnects": self.reconnects,
@@ -225,6 +242,7 @@ class Shipper:
                     tail = SegmentTail(self.directory, start)
                     self.resent += max(0, self._sent_upto - start)
                     self._sent_upto = start
+                    self._acked.clear()  # not settled: sent again
                     self.reconnects += 1
                 assert tail is not None
                 lines = tail.poll(self.batch)
@@ -239,8 +257,12 @@ class Shipper:
                     raise ConnectionResetError("receiver closed the connection")
                 now = time.monotonic()
                 if (not lines or now - last_save >= self.cursor_interval) \
-                        and self._sent_upto > self.cursor.sequence and self.transport.delivered():
-                    self.cursor = Cursor(self.cursor.chain_id, self._sent_upto)
+                        and self._sent_upto > self.cursor.sequence and self.transport.delivered() \
+                        and (not self._acked or self._acked[-1][0] < self._sent_upto):
+                    self._acked.append((self._sent_upto, now))
+                settled = self._settled(now)
+                if settled > self.cursor.sequence and self.transport.healthy():
+                    self.cursor = Cursor(self.cursor.chain_id, settled)
                     self.cursor.save(self.cursor_path)
                     last_save = now
                     self._recovered()
