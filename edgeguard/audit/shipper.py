@@ -275,5 +275,17 @@ class Shipper:
                 self._failed(exc)
                 self.transport.close()
                 self._stop.wait(self.reconnect_interval)
+        self._final_commit()
         if tail is not None:
             tail.close()
+
+    def _final_commit(self) -> None:
+        """At a stop of ours, with the receiver alive: what it acknowledged counts now (the
+        settle time guards against the receiver dying, which is not what is happening)."""
+        try:
+            if self._sent_upto > self.cursor.sequence and self.transport.connected \
+                    and self.transport.delivered() and self.transport.healthy():
+                self.cursor = Cursor(self.cursor.chain_id, self._sent_upto)
+                self.cursor.save(self.cursor_path)
+        except OSError as exc:
+            log.info("cursor not advanced at stop", shipper=self.name, error=str(exc))
