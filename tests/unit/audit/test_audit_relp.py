@@ -51,7 +51,10 @@ class Server:
         with conn:
             conn.settimeout(5)
             while True:
-                chunk = conn.recv(65536)
+                try:
+                    chunk = conn.recv(65536)
+                except TimeoutError:
+                    return
                 if not chunk:
                     return
                 buf += chunk
@@ -103,4 +106,6 @@ def test_a_refused_open_or_message_is_a_protocol_failure() -> None:
     srv.thread.join(1)  # time for its answer to arrive
     with pytest.raises(ProtocolError, match="queue full"):  # the shipper reports, reconnects
         relp.delivered()
+    relp.close()
+    srv.thread.join(5)
     srv.sock.close()
