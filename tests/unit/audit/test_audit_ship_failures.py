@@ -286,3 +286,29 @@ def test_a_kernel_ack_counts_only_once_it_stood_for_the_settle_time(tmp_path: Pa
         rx.close()
     # the reset came within the settle time: the cursor had not passed the unread records
     assert set(range(1, head.sequence + 1)) <= set(rx.sequences)
+
+
+def test_ship_service_keeps_retrying_and_logs_the_cause_once(tmp_path: Path) -> None:
+    """As a service (no --once) it does not exit: the reason is on stderr, once per cause
+    and window, however many attempts fail, and in the state file for status."""
+    log = write_log(tmp_path / "log", 5)
+    policy = tmp_path / "p.yaml"
+    policy.write_text(f"""audit:
+  shipping:
+    cursor_directory: {tmp_path / 'cursors'}
+    syslog: {{enabled: true, host: 127.0.0.1, port: {_closed_port()}, tls: false,
+              reconnect_interval: 100ms}}
+""")
+    state_file = tmp_path / "cursors" / "syslog-tcp.state"
+    proc = subprocess.Popen(
+        edgeguard_argv("audit", "ship", "--policy", str(policy), "--audit-dir", str(log)),
+        env=edgeguard_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait(lambda: ShipperState.load(state_file, "x").cause == "refused", "the state file")
+        time.sleep(1.0)  # ~10 more refused attempts
+        assert proc.poll() is None  # still running, retrying
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    assert err.count("audit shipping failed") == 1, err
+    assert "cause=refused" in err
