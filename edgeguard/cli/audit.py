@@ -106,6 +106,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add_policy_options(ship)
     add_audit_dir_option(ship)
     ship.add_argument("--log-json", action="store_true", help="diagnostics as JSON lines")
+    ship.add_argument("--once", action="store_true",
+                      help="ship what is on disk now and exit: 0 when delivered, 1 with the "
+                           "reason (refused, tls, name-lookup...) on stderr at the first failure")
+    ship.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
+                      help="with --once: give up (exit 1) after this long (default 60)")
     ship.set_defaults(func=_ship)
 
 
@@ -328,4 +333,18 @@ def _ship(args: argparse.Namespace) -> int:
         for issue in exc.issues:
             print(f"edgeguard audit ship: {issue}", file=sys.stderr)
         return 2
-    return daemon.run()
+    if not args.once:
+        return daemon.run()
+    if not daemon.loaded.policy.audit.shipping.syslog.enabled:
+        print("edgeguard audit ship: no remote destination enabled (audit.shipping.syslog)",
+              file=sys.stderr)
+        return 1
+    try:
+        failures = daemon.once(args.timeout)
+    except OSError as exc:  # the audit directory, or TimeoutError: neither delivered nor failed
+        print(f"edgeguard audit ship: {exc}", file=sys.stderr)
+        return 1
+    for failure in failures:
+        print(f"edgeguard audit ship: {failure.destination} failed ({failure.cause.value}): "
+              f"{failure.error}", file=sys.stderr)
+    return 1 if failures else 0
