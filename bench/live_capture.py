@@ -1,28 +1,44 @@
-"""Live capture under tcpreplay --topspeed: kernel drops, edgeguard vs nfstream.
+"""Live capture under tcpreplay: kernel drops and CPU per frame, edgeguard vs nfstream.
 
-    PYTHONPATH=. /work/venv/bin/python bench/live_capture.py [--pcap FILE] [--loops N]
+    PYTHONPATH=. .venv/bin/python bench/live_capture.py [--pcap FILE] [--loops N]
+        [--ring-mb 8] [--pps 20000,40000] [--workers 1,2] [--tools ring-noshed]
 
 Two throwaway namespaces joined by a veth (egc- prefix, removed at the end); tcpreplay
 pushes the capture at its top speed into one end while a capturer runs on the other:
-* edgeguard with the TPACKET_V3 ring and with recvmsg (filter in the kernel, decode and
-  all detectors in Python, and load shedding of floods in progress, as the capture
-  worker does), and with the ring but no shedding (``ring-noshed``);
-* nfstream on the same interface (its own libpcap capture, nDPI flow metering).
-Printed side by side: frames sent, frames the capturer saw, kernel drops, wall time.
-Bounded by --loops (default 3) and a 60 s timeout per run. Needs root.
+* the capture worker itself (``edgeguard.net.worker.Worker``: filter in the kernel, its
+  block-at-a-time read loop, decode and all detectors in Python, load shedding of floods
+  in progress) with the TPACKET_V3 ring and with recvmsg, and with the ring but no
+  shedding (``ring-noshed``: every frame the filter passes is read, which is what
+  measures the per-frame cost); ``--workers N`` runs N of them, each owning a share of
+  the addresses as with ``capture_workers: N``;
+* nfstream on the same interface (its own libpcap capture, nDPI flow metering), when
+  installed.
+Printed side by side: frames sent, frames the capturer saw, frames the kernel filter
+passed, kernel drops, passed frames per second of sending, the process's CPU time
+(start-up included) and CPU microseconds of the read loop per frame it read (idle
+polling included: negligible at these rates).
+``--pps`` sends at fixed rates instead of ``--topspeed``: the highest rate with 0 drops
+is the sustained capacity. Bounded by --loops (default 3) and a timeout per run. Needs
+root.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
+import pickle
 import resource
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from edgeguard.net.config import NetworkConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -31,58 +47,82 @@ TCPREPLAY = "/usr/bin/tcpreplay"
 
 
 def child_edgeguard(iface: str, seconds: float, backend: str) -> None:
-    from edgeguard.clock import SystemClock  # noqa: PLC0415
-    from edgeguard.net.capture import (  # noqa: PLC0415
-        RecvCapture,
-        RingCapture,
-        open_capture_socket,
-    )
+    """The capture worker itself (edgeguard.net.worker.Worker, its read loop and GC
+    settings), stopped by EOF on its control socket after ``seconds``; prints its
+    counters and CPU time. ``backend``: ring | ring-noshed | recv, with ``@I/N`` for
+    worker I of N (each owns a share of the addresses, as in the daemon)."""
+    import socket  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+
+    from edgeguard.net.fanout import Share  # noqa: PLC0415
+    from edgeguard.net.worker import Worker, WorkerSpec, tune_gc  # noqa: PLC0415
+
+    cpu_start = time.process_time()  # (imports above and the interpreter not included)
+    kind, _, part = backend.partition("@")
+    per_frame = kind.endswith("-perframe")
+    kind = kind.removesuffix("-perframe")
+    share = None
+    if part:
+        index, count = (int(x) for x in part.split("/"))
+        share = Share(index, count) if count > 1 else None
+    cfg = _config(noshed=kind.endswith("noshed"))
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    worker = Worker(WorkerSpec(iface, cfg, ring=kind.startswith("ring"), share=share), ours)
+    ours.setblocking(False)
+    reported: set[tuple[str, str, str]] = set()
+
+    def listen() -> None:  # the daemon's end: read reports until the run is over
+        theirs.settimeout(0.2)
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                report = pickle.loads(theirs.recv(1 << 20))  # our own worker
+            except TimeoutError:
+                continue
+            reported.update((f.kind, f.subtype, f.source.ip or f.source.mac or "")
+                            for f in report.findings if f.source is not None)
+        theirs.shutdown(socket.SHUT_WR)  # EOF: the worker's run() returns
+
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
+    if per_frame:
+        def read_per_frame() -> int:
+            def sink(data: bytes, ts: float, wire: int, vlan: int | None) -> None:
+                found = worker.inspector.frame(data, ts, wire, vlan)
+                if found:
+                    worker._queue(found)  # the old loop, for comparison
+                    worker.shedder.update(worker.shed_source)
+            return worker.capture.drain(sink)
+        worker.read = read_per_frame  # type: ignore[method-assign]
+    else:
+        tune_gc()
+    print("READY", flush=True)
+    run_start = time.process_time()
+    worker.run()
+    run_cpu = time.process_time() - run_start
+    worker.read()
+    reported.update((f.kind, f.subtype, f.source.ip or f.source.mac or "")
+                    for f in worker.outbox if f.source is not None)  # not sent before EOF
+    counters = worker.counters()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    print(json.dumps({"seen": counters["frames"], "kernel_passed": counters["kernel_packets"],
+                      "kernel_drops": counters["kernel_drops"],
+                      "findings": counters["findings"], "shed_swaps": counters["shed_swaps"],
+                      "cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
+                      "cpu_setup_s": round(run_start - cpu_start, 3),
+                      "cpu_run_s": round(run_cpu, 3),
+                      "peak_rss_mb": round(usage.ru_maxrss / 1024),
+                      "reported": sorted(reported)}), flush=True)
+
+
+def _config(*, noshed: bool) -> NetworkConfig:
     from edgeguard.net.config import NetworkConfig  # noqa: PLC0415
-    from edgeguard.net.filter import build_filter  # noqa: PLC0415
-    from edgeguard.net.inspect import Inspector, build_chain, filter_spec  # noqa: PLC0415
-    from edgeguard.net.shed import Shedder  # noqa: PLC0415
     from edgeguard.policy.types import ByteSize  # noqa: PLC0415
 
     ring_mb = os.environ.get("EDGEGUARD_BENCH_RING_MB")
     cfg = NetworkConfig() if ring_mb is None else NetworkConfig(ring_size=ByteSize(
         int(ring_mb) << 20))
-    ring = backend.startswith("ring")
-    sock = open_capture_socket(iface, build_filter(filter_spec(cfg)), ring=ring,
-                               rcvbuf=int(cfg.ring_size))
-    cap: RingCapture | RecvCapture = RingCapture(sock, blocks=int(cfg.ring_size) >> 20) if ring \
-        else RecvCapture(sock, snap=cfg.snap_length)
-    inspector = Inspector(build_chain(cfg, SystemClock()))
-    shedder = Shedder(sock, filter_spec(cfg)) if not backend.endswith("noshed") else None
-    findings = 0
-    reported: set[tuple[str, str, str]] = set()
-    verbose = bool(os.environ.get("EDGEGUARD_BENCH_VERBOSE"))
-
-    def sink(data: bytes, ts: float, wire: int, vlan: int | None) -> None:
-        nonlocal findings
-        found = inspector.frame(data, ts, wire)
-        if found:
-            findings += len(found)
-            reported.update((f.kind, f.subtype, f.source.ip or f.source.mac or "")
-                            for f in found if f.source is not None)
-            if verbose:
-                for f in found:
-                    print(f"# {f.message}", file=sys.stderr, flush=True)
-            if shedder is not None:  # as the capture worker does
-                shedder.update(inspector.chain)
-
-    print("READY", flush=True)
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if cap.wait(0.05):
-            cap.drain(sink)
-    cap.drain(sink)
-    stats = cap.read_stats()
-    print(json.dumps({"seen": inspector.frames, "kernel_passed": stats.packets,
-                      "kernel_drops": stats.drops, "findings": findings,
-                      "shed_swaps": shedder.swaps if shedder else 0,
-                      "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-                                           / 1024),
-                      "reported": sorted(reported)}), flush=True)
+    return dataclasses.replace(cfg, filter_shed_sample=0) if noshed else cfg
 
 
 def child_nfstream(iface: str, seconds: float) -> None:
@@ -111,30 +151,32 @@ def child_nfstream(iface: str, seconds: float) -> None:
                       "findings": None}), flush=True)
 
 
-def run_one(net: object, tool: str, pcap: Path, loops: int, seconds: float) -> dict[str, object]:
+def run_one(net: object, tool: str, pcap: Path, loops: int, seconds: float,
+            pps: int | None = None, workers: int = 1) -> dict[str, object]:
+    """One capturer (``workers`` processes of it) while tcpreplay sends ``pcap``."""
     from tests.linux.net.netns import Lab  # noqa: PLC0415
 
     assert isinstance(net, Lab)
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", tool, net.veth_b,
-           str(seconds)]
-    proc = net.popen(net.b, cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert proc.stdout is not None
-    assert proc.stdout.readline().strip() == "READY"
+    names = [tool] if tool == "nfstream" or workers == 1 else [
+        f"{tool}@{i}/{workers}" for i in range(workers)]
+    procs = [net.popen(net.b, [sys.executable, str(Path(__file__).resolve()), "--child", name,
+                               net.veth_b, str(seconds)],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE) for name in names]
+    for proc in procs:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "READY"
     time.sleep(1.0 if tool == "nfstream" else 0.2)
+    speed = [f"--pps={pps}"] if pps else ["--topspeed"]
     start = time.monotonic()
-    replay = net.run(net.a, TCPREPLAY, "--topspeed", f"--loop={loops}", "-i", net.veth_a,
-                     str(pcap), timeout=120, check=False)
+    replay = net.run(net.a, TCPREPLAY, *speed, f"--loop={loops}", "-i", net.veth_a,
+                     str(pcap), timeout=seconds + 60, check=False)
     sent_s = time.monotonic() - start
-    try:
-        out, err = proc.communicate(timeout=seconds + 60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    if os.environ.get("EDGEGUARD_BENCH_VERBOSE"):
-        print(err, file=sys.stderr)
-    result: dict[str, object] = json.loads(out.strip().splitlines()[-1]) if out.strip() else {
-        "error": err[-300:]}
+    results = [_collect(proc, seconds) for proc in procs]
+    result: dict[str, object] = dict(results[0])
+    if len(results) > 1:  # sums over the workers; CPU per frame over all of them
+        for key in ("seen", "kernel_passed", "kernel_drops", "findings", "cpu_s", "cpu_run_s"):
+            result[key] = round(sum(float(str(r.get(key, 0))) for r in results), 3)
+        result["per_worker_passed"] = [r.get("kernel_passed") for r in results]
     sent = 0
     rate = ""
     for line in replay.stdout.splitlines():
@@ -146,6 +188,33 @@ def run_one(net: object, tool: str, pcap: Path, loops: int, seconds: float) -> d
     return result
 
 
+def _collect(proc: subprocess.Popen[str], seconds: float) -> dict[str, object]:
+    try:
+        out, err = proc.communicate(timeout=seconds + 60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    if os.environ.get("EDGEGUARD_BENCH_VERBOSE"):
+        print(err, file=sys.stderr)
+    return json.loads(out.strip().splitlines()[-1]) if out.strip() else {"error": err[-300:]}
+
+
+def _row(label: str, r: dict[str, object]) -> str:
+    passed = r.get("kernel_passed")  # (PACKET_STATISTICS counts the dropped ones too)
+    seen = r.get("seen")
+    cpu = r.get("cpu_run_s")
+    per_frame = (f"{float(str(cpu)) / float(str(seen)) * 1e6:.1f}"
+                 if isinstance(seen, (int, float)) and seen and cpu is not None else "-")
+    per_s = (f"{float(str(passed)) / float(str(r['replay_s'])):,.0f}"
+             if isinstance(passed, (int, float)) and r.get("replay_s") else "-")
+    return (f"{label:22} {r.get('sent', 0)!s:>8} {r.get('rate', '')!s:>14} "
+            f"{r.get('seen', '-')!s:>8} {passed if passed is not None else '-'!s:>9} "
+            f"{r.get('kernel_drops', '-')!s:>7} {per_s:>9} {r.get('cpu_s', '-')!s:>6} "
+            f"{per_frame:>7} {r.get('findings', '-')!s:>5} {r.get('shed_swaps', '-')!s:>5}"
+            + (f"  {r['error']}" if "error" in r else ""))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--child", nargs=3, metavar=("TOOL", "IFACE", "SECONDS"))
@@ -155,6 +224,11 @@ def main() -> int:
     parser.add_argument("--ring-mb", type=int,
                         help="ring_size of the edgeguard capturers, MiB (default: the "
                         "policy's default)")
+    parser.add_argument("--pps", default="",
+                        help="comma-separated tcpreplay --pps rates (default: --topspeed)")
+    parser.add_argument("--workers", default="1",
+                        help="comma-separated worker counts (each owns a share of the "
+                        "addresses, as with capture_workers)")
     args = parser.parse_args()
     if args.child:
         tool, iface, seconds = args.child
@@ -169,20 +243,33 @@ def main() -> int:
     from tests.unit.net.netdata import CORPUS  # noqa: PLC0415
 
     pcap = args.pcap or CORPUS / "floods_dev.pcap"
-    print(f"tcpreplay --topspeed --loop={args.loops} {pcap.name} into a veth; capture on the "
-          "peer")
-    print(f"{'capturer':16} {'sent':>8} {'rate':>14} {'seen':>8} {'kernel pass':>11} "
-          f"{'kernel drops':>12} {'findings':>8} {'sheds':>5}")
+    rates: list[int | None] = [int(x) for x in args.pps.split(",") if x] or [None]
+    counts = [int(x) for x in args.workers.split(",")]
+    print(f"tcpreplay --loop={args.loops} {pcap.name} into a veth; capture on the peer; "
+          f"ring {args.ring_mb or 'default'} MiB. passed/s: kernel-passed frames over the "
+          "send time (dropped ones included, as the kernel counts them); CPU: the whole process "
+          "(start-up included); us/fr: CPU of the read loop per frame read")
+    print(f"{'capturer':22} {'sent':>8} {'rate':>14} {'seen':>8} {'passed':>9} {'drops':>7} "
+          f"{'passed/s':>9} {'CPU s':>6} {'us/fr':>7} {'finds':>5} {'sheds':>5}")
     with lab("bench") as net:
         for tool in args.tools.split(","):
-            seconds = 8.0 + args.loops * 2
-            r = run_one(net, tool, pcap, args.loops, seconds)
-            print(f"{tool:16} {r.get('sent', 0):>8} {r.get('rate', ''):>14} "
-                  f"{r.get('seen', '-')!s:>8} {r.get('kernel_passed', '-')!s:>11} "
-                  f"{r.get('kernel_drops', '-')!s:>12} {r.get('findings', '-')!s:>8} "
-                  f"{r.get('shed_swaps', '-')!s:>5}"
-                  + (f"  {r['error']}" if "error" in r else ""))
+            for workers in ([1] if tool == "nfstream" else counts):
+                for pps in rates:
+                    seconds = 8.0 + args.loops * 2 + (
+                        _pcap_frames(pcap) * args.loops / pps if pps else 0)
+                    r = run_one(net, tool, pcap, args.loops, seconds, pps, workers)
+                    label = tool + (f" x{workers}" if workers > 1 else "") + (
+                        f" @{pps // 1000}k" if pps else "")
+                    print(_row(label, r), flush=True)
     return 0
+
+
+def _pcap_frames(pcap: Path) -> int:
+    """Frames in a capture file (to size a rate-limited run)."""
+    from edgeguard.net.linktype import SUPPORTED  # noqa: PLC0415
+    from edgeguard.net.pcapfile import ReaderCounters, read_capture  # noqa: PLC0415
+
+    return sum(1 for _ in read_capture(pcap, ReaderCounters(), SUPPORTED))
 
 
 if __name__ == "__main__":

@@ -5,7 +5,14 @@ matches the policy's rules (by kind and subtype), picks the mode (:func:`effecti
 the one place that does), the severity and the actions, and suppresses repeats (Zeek's
 notice framework): the same finding kind and identifier within the rule's
 ``suppress_for`` window is a repeat, counted and marked ``suppressed`` so the caller can
-summarise it, but not acted on again.
+summarise it, but not acted on again. :meth:`DecisionEngine.forget` ends the window of
+one finding early: ``net unblock`` calls it, so a fresh scan by a host just unblocked is
+acted on (blocked) again instead of being counted as a repeat of the old one.
+
+Per-rule exceptions (``exceptions:`` in the policy, :mod:`edgeguard.policy.exceptions`)
+are honoured here too: a finding an exception in force covers is decided as usual but
+carries only ``log`` and the exception's id. The engine audits each exception when it
+comes into force and when it expires or is removed (:meth:`DecisionEngine.tick`).
 
 The policy section whose ``mode`` applies is the finding type's area in the catalogue
 (:mod:`edgeguard.findings`), never a string passed by the caller. The actions a decision
@@ -17,13 +24,16 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+from edgeguard.audit.sink import AuditSink
 from edgeguard.clock import Clock
-from edgeguard.events import ActionKind, Decision, Finding, Mode
+from edgeguard.ecs import iso_timestamp
+from edgeguard.events import ActionKind, AuditRecord, Decision, EventKind, Finding, Mode, Outcome
 from edgeguard.findings import AREA_ACTIONS, Area, area_of, default_rule_id
+from edgeguard.policy.exceptions import ExceptionBook, ExceptionChange
 from edgeguard.policy.model import Policy, RuleConfig
 
-__all__ = ["DEFAULT_SUPPRESS_FOR", "MAX_SUPPRESSION_ENTRIES", "DecisionEngine", "area_mode",
-           "can_enforce", "effective_mode"]
+__all__ = ["DEFAULT_SUPPRESS_FOR", "EXCEPTION_ACTIONS", "MAX_SUPPRESSION_ENTRIES",
+           "DecisionEngine", "area_mode", "can_enforce", "effective_mode", "exception_record"]
 
 #: Cap on remembered (kind, identifier) pairs; the oldest are forgotten first.
 MAX_SUPPRESSION_ENTRIES = 65536
@@ -62,20 +72,64 @@ def can_enforce(policy: Policy, area: Area) -> bool:
                for rule in policy.rules)
 
 
+#: ``event.action`` of the records of exceptions coming into force, expiring, removed.
+EXCEPTION_ACTIONS = {"added": "policy-exception-added",
+                     "expired": "policy-exception-expired",
+                     "removed": "policy-exception-removed"}
+
+
+def exception_record(change: ExceptionChange) -> AuditRecord:
+    """The audit record of one exception coming into force, expiring or going away."""
+    exc = change.exception
+    verb = {"added": "in force", "expired": "expired",
+            "removed": "removed from the policy"}[change.change]
+    return AuditRecord(
+        action=EXCEPTION_ACTIONS[change.change], kind=EventKind.EVENT,
+        category=("configuration",), event_type=("change",), outcome=Outcome.SUCCESS,
+        rule_id=exc.rule,
+        message=f"exception {exc.id} for {exc.address} from rule {exc.rule} {verb} "
+                f"(until {exc.until.iso()}): {exc.reason}",
+        fields={"edgeguard.exception.id": exc.id, "edgeguard.exception.address": str(exc.address),
+                "edgeguard.exception.until": iso_timestamp(float(exc.until)),
+                "event.reason": exc.reason})
+
+
 class DecisionEngine:
     """``force_monitor``: every decision is in monitor mode whatever the policy says
-    (``edgeguard replay``), so no action is ever asked for."""
+    (``edgeguard replay``), so no action is ever asked for. ``audit``: where the
+    exceptions' changes are recorded (none: not recorded, e.g. a replay)."""
 
-    def __init__(self, policy: Policy, clock: Clock, *, force_monitor: bool = False) -> None:
+    def __init__(self, policy: Policy, clock: Clock, *, force_monitor: bool = False,
+                 audit: AuditSink | None = None) -> None:
         self.policy = policy
         self.clock = clock
         self.force_monitor = force_monitor
+        self.audit = audit
         self._last: OrderedDict[tuple[str, str], float] = OrderedDict()
         self.suppressed_count = 0
         self.evicted_count = 0
+        self.excepted_count = 0
+        self.exceptions = ExceptionBook()
+        self._record(self.exceptions.update(policy.exceptions, clock.now()))
 
     def reload(self, policy: Policy) -> None:
         self.policy = policy
+        self._record(self.exceptions.update(policy.exceptions, self.clock.now()))
+
+    def tick(self) -> None:
+        """Audit the exceptions that have expired since the last look (call it
+        periodically; an expired exception is never honoured, ticked or not)."""
+        self._record(self.exceptions.expire(self.clock.now()))
+
+    def _record(self, changes: list[ExceptionChange]) -> None:
+        if self.audit is None:
+            return
+        for change in changes:
+            self.audit.write(exception_record(change))
+
+    def forget(self, kind: str, identifier: str) -> bool:
+        """End the suppression window of (kind, identifier): its next finding is new."""
+        return self._last.pop((kind, identifier), None) is not None
 
     def rule_for(self, finding: Finding) -> RuleConfig | None:
         """The most specific matching rule (kind and subtype before kind alone); among
@@ -107,13 +161,19 @@ class DecisionEngine:
                 actions = tuple(a for a in actions if a in AREA_ACTIONS[area]) or (
                     ActionKind.LOG,)
         suppressed = suppress and self._repeat(finding, rule)
+        rule_id = self._rule_id(finding, rule)
+        excepted = self.exceptions.match(rule_id, finding, self.clock.now())
+        if excepted is not None:
+            self.excepted_count += 1
+            actions = (ActionKind.LOG,)
         return Decision(
             finding=finding,
-            rule_id=self._rule_id(finding, rule),
+            rule_id=rule_id,
             severity=severity,
             mode=self.mode_for(finding, rule),
             actions=actions,
             suppressed=suppressed,
+            exception=excepted.id if excepted is not None else "",
         )
 
     @staticmethod

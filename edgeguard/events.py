@@ -30,6 +30,7 @@ __all__ = [
     "EventKind",
     "Evidence",
     "Finding",
+    "Flow",
     "Mode",
     "NoEvidence",
     "Outcome",
@@ -95,6 +96,18 @@ class Endpoint:
     port: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Flow:
+    """The one flow a finding is about (the packet that proved it): IP protocol number
+    and both ends, as seen; rendered as ``network.community_id``."""
+
+    protocol: int
+    source_ip: str
+    destination_ip: str
+    source_port: int | None = None
+    destination_port: int | None = None
+
+
 class Evidence(Protocol):
     """A detector's own facts, rendered as ECS-dotted field names."""
 
@@ -114,7 +127,10 @@ class Finding:
     ``kind`` / ``subtype`` name the finding (``scan``/``syn``, ``bittorrent``/``dht``,
     ``usb-storage``/``not-encrypted``); the policy's rules match on them. ``identifier``
     is what repeats are suppressed by (Zeek's notice identifier): two findings with the
-    same kind and identifier within the suppression window are one notice.
+    same kind and identifier within the suppression window are one notice. Its ECS
+    categorisation (``event.category``/``event.type``) follows from the kind and the
+    decision, in :mod:`edgeguard.ecs` alone: a detector cannot say "denied".
+    ``flow``: the single flow the finding is about, where there is one.
     """
 
     kind: str
@@ -122,8 +138,6 @@ class Finding:
     message: str
     identifier: str
     severity: Severity
-    category: tuple[str, ...] = ("network",)
-    event_type: tuple[str, ...] = ("info",)
     source: Endpoint | None = None
     destinations: tuple[Endpoint, ...] = ()
     transport: str | None = None
@@ -131,6 +145,7 @@ class Finding:
     last_seen: float = 0.0
     count: int = 1
     evidence: Evidence = field(default_factory=NoEvidence)
+    flow: Flow | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +158,8 @@ class Decision:
     mode: Mode
     actions: tuple[ActionKind, ...]
     suppressed: bool = False  # a repeat within the rule's window: counted, not re-acted
+    #: The policy exception (``exceptions[].id``) that reduced the actions to ``log``.
+    exception: str = ""
 
     @property
     def enforcing(self) -> bool:
@@ -155,6 +172,11 @@ class Decider(Protocol):
     node's verdict), not a notice whose repeats are suppressed."""
 
     def decide(self, finding: Finding, *, suppress: bool = True) -> Decision: ...
+
+    def forget(self, kind: str, identifier: str) -> bool:
+        """Forget the repeat suppression of one finding (kind, identifier), so the next
+        one is acted on again (after ``net unblock``); True if there was any."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)

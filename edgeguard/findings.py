@@ -99,6 +99,10 @@ MEDIA_SUBTYPES: Mapping[str, str] = {
     "temporary-allow": "media-temporary-allow",
     "blocked": "media-non-trust-blocked",
     "malformed": "media-malformed-read-only",
+    "exempt": "media-exempt",  # the administrator's exemption, audited (issue 18)
+    "exempt-identity-moved": "media-exempt-identity-moved",  # an exempt identity, new port
+    "mtp-blocked": "media-mtp-blocked",  # a phone/camera interface de-authorised by udev
+    "mtp-allowed": "media-mtp-allowed",  # ... or allowed by the administrator's rule
 }
 _KIOSK_REFUSALS = ("late-hid", "network-adapter", "bluetooth", "wireless", "vendor-class",
                    "disallowed-class", "malformed-descriptors")

@@ -74,7 +74,7 @@ install -d "$stage/usr/bin" "$stage/usr/lib/udev/rules.d" "$stage/usr/lib/system
   "$stage/etc/edgeguard" "$stage/usr/share/man/man8" "$stage/usr/share/doc/edgeguard" \
   "$stage/DEBIAN"
 ln -s "$PREFIX/bin/edgeguard" "$stage/usr/bin/edgeguard"
-install -m 0644 rules/61-edgeguard-media.rules "$stage/usr/lib/udev/rules.d/"
+install -m 0644 rules/61-edgeguard-media.rules rules/72-edgeguard-media-uaccess.rules "$stage/usr/lib/udev/rules.d/"
 install -m 0644 systemd/edgeguard.service systemd/edgeguard-ship.service "$stage/usr/lib/systemd/system/"
 "$venv/bin/python" -c 'import sys; from edgeguard.install import policy_template; sys.stdout.buffer.write(policy_template(None))' \
   >"$stage/etc/edgeguard/policy.yaml"

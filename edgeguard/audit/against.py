@@ -12,15 +12,16 @@ sequence and hash: harmless; the same sequence with another hash: reported).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import orjson
 
 from edgeguard.audit.chain import get_path
 
-__all__ = ["ShippedCopy", "compare_shipped", "read_shipped"]
+__all__ = ["ShippedCopy", "compare_shipped", "json_records", "read_shipped"]
 
 
 @dataclass(slots=True)
@@ -37,26 +38,35 @@ def _shipped_files(paths: Iterable[Path]) -> list[Path]:
     return out
 
 
+def json_records(path: Path) -> Iterator[tuple[dict[str, Any], bytes]]:
+    """Each JSON object line of a received file, after any syslog prefix (up to the first
+    ``{``), with its JSON bytes (no newline); other lines are skipped. Streams."""
+    with path.open("rb") as fh:
+        for raw in fh:
+            start = raw.find(b"{")
+            if start < 0:
+                continue
+            body = raw[start:].rstrip(b"\r\n")
+            try:
+                rec = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(rec, dict):
+                yield rec, body
+
+
 def read_shipped(paths: Iterable[Path], chain_id: str | None) -> ShippedCopy:
     copy = ShippedCopy({}, [], ", ".join(str(p) for p in paths))
     for path in _shipped_files(paths):
-        with path.open("rb") as fh:
-            for raw in fh:
-                start = raw.find(b"{")
-                if start < 0:
-                    continue
-                try:
-                    rec = orjson.loads(raw[start:])
-                except orjson.JSONDecodeError:
-                    continue
-                if not isinstance(rec, dict) or get_path(rec, "edgeguard.chain_id") != chain_id:
-                    continue
-                seq, digest = get_path(rec, "event.sequence"), get_path(rec, "event.hash")
-                if not isinstance(seq, int) or not isinstance(digest, str):
-                    continue
-                known = copy.hashes.setdefault(seq, digest)
-                if known != digest:
-                    copy.conflicts.append((seq, str(path)))
+        for rec, _ in json_records(path):
+            if get_path(rec, "edgeguard.chain_id") != chain_id:
+                continue
+            seq, digest = get_path(rec, "event.sequence"), get_path(rec, "event.hash")
+            if not isinstance(seq, int) or not isinstance(digest, str):
+                continue
+            known = copy.hashes.setdefault(seq, digest)
+            if known != digest:
+                copy.conflicts.append((seq, str(path)))
     return copy
 
 

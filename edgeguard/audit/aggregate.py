@@ -3,8 +3,10 @@
 The decision engine marks a repeat of the same finding (kind + identifier) within the
 rule's window as ``suppressed``; it is not acted on again. The aggregator counts those
 repeats per (rule, kind, identifier) and writes one ``finding-repeats`` record per key
-and window with the count, first and last time seen and the distinct sources (up to a
-cap, then how often other sources were seen). Nothing is dropped: when more keys
+and window with the number of repeated findings (``edgeguard.repeats.count``: findings,
+not packets), the probes or packets those findings carried (``edgeguard.repeats.events``,
+the sum of each finding's own count), first and last time seen and the distinct sources
+(up to a cap, then how often other sources were seen). Nothing is dropped: when more keys
 are open than ``max_keys``, the oldest is flushed early.
 """
 
@@ -15,7 +17,7 @@ from dataclasses import dataclass, field
 
 from edgeguard.audit.sink import AuditSink
 from edgeguard.clock import Clock
-from edgeguard.ecs import iso_timestamp
+from edgeguard.ecs import finding_categorisation, iso_timestamp
 from edgeguard.events import AuditRecord, Decision, EventKind, Outcome, Scalar
 
 __all__ = ["REPEATS", "Aggregator"]
@@ -30,7 +32,8 @@ class _Tally:
     opened: float  # monotonic
     first_seen: float
     last_seen: float
-    count: int = 0
+    count: int = 0  # repeated findings
+    events: int = 0  # the probes/packets those findings counted
     sources: set[str] = field(default_factory=set)
     sources_beyond: int = 0
 
@@ -46,13 +49,13 @@ class Aggregator:
         self.max_keys = max_keys
         self._open: OrderedDict[tuple[str, str, str], _Tally] = OrderedDict()
         self.added = 0
-        self.summarised = 0  # repeats written in summary records
+        self.summarised = 0  # repeated findings written in summary records
         self.records = 0
         self.early_flushes = 0
 
     @property
     def pending(self) -> int:
-        """Repeats counted but not yet written."""
+        """Repeated findings counted but not yet written."""
         return sum(t.count for t in self._open.values())
 
     def add(self, decision: Decision) -> None:
@@ -69,7 +72,8 @@ class Aggregator:
                 _key, oldest = self._open.popitem(last=False)
                 self.early_flushes += 1
                 self._write(oldest)
-        tally.count += max(1, finding.count)
+        tally.count += 1
+        tally.events += max(1, finding.count)
         tally.first_seen = min(tally.first_seen, seen_first)
         tally.last_seen = max(tally.last_seen, seen_last)
         tally.decision = decision
@@ -96,6 +100,7 @@ class Aggregator:
             "edgeguard.finding.subtype": finding.subtype,
             "edgeguard.finding.id": finding.identifier,
             "edgeguard.repeats.count": tally.count,
+            "edgeguard.repeats.events": tally.events,
             "edgeguard.repeats.sources": tuple(sorted(tally.sources)),
             "edgeguard.repeats.other_source_sightings": tally.sources_beyond,
             "event.start": iso_timestamp(tally.first_seen),
@@ -104,14 +109,16 @@ class Aggregator:
         # One actor throughout (the usual case: the identifier is the actor): the summary
         # carries source.* like the finding did, so a SIEM correlates it on source.ip.
         single = len(tally.sources) <= 1 and tally.sources_beyond == 0
+        cat = finding_categorisation(finding.kind)
         record = AuditRecord(
             source=finding.source if single else None,
             destinations=finding.destinations if single else (),
-            action=REPEATS, kind=EventKind.ALERT, category=finding.category,
-            event_type=finding.event_type, outcome=Outcome.SUCCESS, severity=decision.severity,
+            action=REPEATS, kind=EventKind.ALERT, category=cat.category,
+            event_type=cat.type, outcome=Outcome.SUCCESS, severity=decision.severity,
             rule_id=decision.rule_id, mode=decision.mode, transport=finding.transport,
-            message=f"{tally.count} repeats of {finding.kind}/{finding.subtype} "
-                    f"{finding.identifier!r} (suppressed, not re-acted)",
+            message=f"{tally.count} repeated finding(s) of {finding.kind}/{finding.subtype} "
+                    f"{finding.identifier!r} ({tally.events} probes or packets; suppressed, "
+                    "not re-acted)",
             fields=fields)
         self.sink.write(record)
         self.summarised += tally.count

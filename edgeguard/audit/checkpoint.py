@@ -138,6 +138,7 @@ class CheckpointChecker:
         self.pruned_start = False
         self.report = CheckpointReport()
         self._last: _Sealed | None = None
+        self._after_gap = False
         self._epoch = 0
         self._k = bytearray(key.k0) if key is not None else bytearray()
 
@@ -157,6 +158,11 @@ class CheckpointChecker:
         self.count += 1
         self.last_sequence = seq
         return None
+
+    def after_gap(self) -> None:
+        """Records are missing before the next one (a collector's copy with a gap): the
+        next sealed checkpoint must still have a later epoch, but may skip epochs."""
+        self._after_gap = True
 
     def _check_sealed(self, seq: int, rec: dict[str, Any], cp: Any) -> CheckpointFailure | None:
         assert self.key is not None
@@ -202,6 +208,9 @@ class CheckpointChecker:
             return CheckpointFailure("checkpoint-epoch", f"implausible epoch {epoch}")
         if last is None and self.pruned_start:
             self.report.first_epoch = epoch
+            return None
+        if self._after_gap:  # records (and checkpoints) missing: only "later" can be checked
+            self._after_gap = False
             return None
         return self._check_continuity(seq, epoch, version, started)
 

@@ -21,6 +21,8 @@ class SyslogShipping:
     host: str = setting("127.0.0.1", "The receiver (rsyslog, syslog-ng).")
     port: int = setting(6514, "TCP port of the receiver.", minimum=1, maximum=65535)
     tls: bool = setting(True, "RFC 5425 TLS; false: plain TCP (RFC 6587 octet counting).")
+    relp: bool = setting(False, "RELP (rsyslog imrelp): the receiver acknowledges each "
+                         "message; over TLS when tls is true.")
     ca_file: str | None = setting(None, "CA certificates to check the receiver against; "
                                   "unset: the system's.")
     server_name: str | None = setting(None, "Name expected in the receiver's certificate; "

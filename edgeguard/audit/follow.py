@@ -217,20 +217,24 @@ class SegmentTail:
                 return out
             assert self._fh is not None
             chunk = self._fh.read(_CHUNK)
-            if chunk:
-                self._buffer += chunk
-                *lines, self._buffer = self._buffer.split(b"\n")
-                for line in lines:
-                    seq = _sequence(line)
-                    if seq is not None and seq > self.after:
-                        out.append((seq, line))
-                        self.after = seq
+            if not chunk:
+                if not self._moved_on():
+                    return out
+                # Rotated since that read: the writer appends its rotation checkpoint to
+                # the old file just before the rename, so read to its real end first.
+                chunk = self._fh.read(_CHUNK)
+            if not chunk:
+                self.close()
+                self._moving = True
+                files += 1
                 continue
-            if not self._moved_on():
-                return out
-            self.close()
-            self._moving = True
-            files += 1
+            self._buffer += chunk
+            *lines, self._buffer = self._buffer.split(b"\n")
+            for line in lines:
+                seq = _sequence(line)
+                if seq is not None and seq > self.after:
+                    out.append((seq, line))
+                    self.after = seq
         return out
 
     def _open(self) -> bool:

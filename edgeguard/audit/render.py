@@ -16,7 +16,7 @@ from typing import Any
 from edgeguard.audit import records as rec
 from edgeguard.audit.chain import canonical, chain_hash
 from edgeguard.clock import Clock
-from edgeguard.ecs import nest, record_fields
+from edgeguard.ecs import Observer, nest, record_fields
 from edgeguard.events import AuditRecord, EventKind, Scalar
 
 __all__ = ["ChainRenderer", "Processor", "Rendered"]
@@ -51,9 +51,10 @@ class ChainRenderer:
     """The chain head (sequence, hash) of one chain and the rendering against it."""
 
     def __init__(self, *, clock: Clock, host: str, chain_id: str, sequence: int,
-                 head_hash: str) -> None:
+                 head_hash: str, observer: Observer | None = None) -> None:
         self.clock = clock
         self.host = host
+        self.observer = dict((observer or Observer.local(host)).ecs_fields())
         self.chain_id = chain_id
         self.sequence = sequence
         self.hash = head_hash
@@ -80,7 +81,7 @@ class ChainRenderer:
     def render_strict(self, record: AuditRecord,
                       extra: Mapping[str, Scalar] | None = None) -> Rendered:
         stamp = record.timestamp if record.timestamp is not None else self.clock.now()
-        fields = record_fields(record, stamp, self.host)
+        fields = record_fields(record, stamp, self.host, self.observer)
         chain: list[Processor] = [_set("event.sequence", self.sequence + 1),
                                   _set("edgeguard.chain_id", self.chain_id)]
         if extra:

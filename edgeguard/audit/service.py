@@ -13,22 +13,32 @@ give the daemon: there (``edgeguard run --no-remote-shipping``) the remote shipp
 ``edgeguard audit ship`` (:mod:`edgeguard.audit.shipd`, its own unit), and this component
 reads their cursor files for retention and ``status``. Local destinations (journald)
 stay here.
+
+A shipper that cannot deliver reports each cause once per window
+(:mod:`edgeguard.audit.shipstate`); every tick this component audits the new reports
+(``audit-shipping-failed``, outcome failure): those of its own shippers from memory,
+those of ``edgeguard audit ship`` from the state file it keeps next to its cursor file,
+which ``status`` shows too.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from edgeguard.audit.journald import JournaldTransport
-from edgeguard.audit.shipper import Cursor, Shipper, Transport
+from edgeguard.audit.relp import RelpTransport
+from edgeguard.audit.shipper import TCP_ACK_SETTLE, Cursor, Shipper, ShippingFailure, Transport
+from edgeguard.audit.shipstate import FailureCause, ShipperState, state_path
 from edgeguard.audit.syslog import SyslogTransport
 from edgeguard.audit.writer import AuditWriter
 from edgeguard.daemon.component import Command, Component, Context, Peer, read_only
+from edgeguard.events import AuditRecord, EventKind, Outcome
 from edgeguard.policy.model import Policy
 
 if TYPE_CHECKING:  # edgeguard.policy imports audit.config: import it after policy
@@ -51,22 +61,31 @@ def local_shippers(directory: Path, config: ShippingConfig) -> list[Shipper]:
 
 
 def remote_shippers(directory: Path, config: ShippingConfig) -> list[Shipper]:
-    """Destinations over the network (syslog TCP/TLS)."""
+    """Destinations over the network (syslog over TCP/TLS, or RELP)."""
     sl = config.syslog
     if not sl.enabled:
         return []
-    transport: Transport = SyslogTransport(
-        sl.host, sl.port, tls=sl.tls, ca_file=sl.ca_file, server_name=sl.server_name,
-        cert_file=sl.cert_file, key_file=sl.key_file)
+    transport: Transport
+    if sl.relp:  # acknowledged per message: nothing before the cursor needs sending again
+        transport = RelpTransport(sl.host, sl.port, tls=sl.tls, ca_file=sl.ca_file,
+                                  server_name=sl.server_name, cert_file=sl.cert_file,
+                                  key_file=sl.key_file)
+    else:
+        transport = SyslogTransport(sl.host, sl.port, tls=sl.tls, ca_file=sl.ca_file,
+                                    server_name=sl.server_name, cert_file=sl.cert_file,
+                                    key_file=sl.key_file)
     return [Shipper(directory, transport, remote_cursors(config)[transport.name],
-                    resend=sl.resend_on_reconnect, reconnect_interval=sl.reconnect_interval)]
+                    resend=0 if sl.relp else sl.resend_on_reconnect,
+                    reconnect_interval=sl.reconnect_interval,
+                    settle=0.0 if sl.relp else TCP_ACK_SETTLE)]
 
 
 def remote_cursors(config: ShippingConfig) -> dict[str, Path]:
     """Each enabled remote destination's name and cursor file."""
-    if not config.syslog.enabled:
+    sl = config.syslog
+    if not sl.enabled:
         return {}
-    name = SyslogTransport.transport_name(tls=config.syslog.tls)
+    name = (RelpTransport if sl.relp else SyslogTransport).transport_name(tls=sl.tls)
     return {name: Path(config.cursor_directory) / f"{name}.cursor"}
 
 
@@ -87,6 +106,9 @@ class AuditService:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: asyncio.Future[None] | None = None
         self.ticks = 0
+        #: Reports of ``edgeguard audit ship`` already audited, by destination.
+        self._external_reports: dict[str, int] = {}
+        self.failures_audited = 0
 
     def start(self, ctx: Context) -> None:
         self._loop = ctx.loop
@@ -115,6 +137,54 @@ class AuditService:
         delivered = [s.shipped_sequence for s in self.shippers]
         delivered += [cursor for _, cursor in self._external()]
         return min(delivered) if delivered else None
+
+    def _external_states(self) -> list[ShipperState]:
+        if self.ship_remote:
+            return []
+        return [ShipperState.load(state_path(path), name)
+                for name, path in remote_cursors(self.config.shipping).items()]
+
+    def audit_failures(self) -> int:
+        """Audit the shipping failures reported since the last call; how many."""
+        found: list[ShippingFailure] = []
+        for shipper in self.shippers:
+            while shipper.reports:
+                found.append(shipper.reports.popleft())
+        for state in self._external_states():
+            seen = self._external_reports.get(state.name)
+            self._external_reports[state.name] = state.reports
+            if state.cause is not None and state.reports != seen and state.since is not None:
+                found.append(ShippingFailure(state.name, FailureCause(state.cause),
+                                             state.last_error, state.since, state.failures))
+        if self.writer is None:
+            return 0
+        for f in found:
+            self.writer.write(AuditRecord(
+                action="audit-shipping-failed",
+                message=f"audit records not delivered to {f.destination} ({f.cause.value}): "
+                        f"{f.error}; retrying from the cursor",
+                kind=EventKind.PIPELINE_ERROR, category=("host",), event_type=("error",),
+                outcome=Outcome.FAILURE,
+                fields={"edgeguard.shipping.destination": f.destination,
+                        "edgeguard.shipping.cause": f.cause.value,
+                        "edgeguard.shipping.failing_since": f.since,
+                        "edgeguard.shipping.failures": f.failures,
+                        "error.message": f.error}))
+        self.failures_audited += len(found)
+        return len(found)
+
+    def problems(self) -> Mapping[str, str]:
+        """Destinations that cannot be delivered to: ``edgeguard status`` shows the daemon
+        degraded (exit 1) until the shipper delivers again."""
+        failing: list[tuple[str, str, float | None, str, int]] = [
+                   (s.name, s.cause.value, s.failing_since, s.last_error, s.shipped_sequence)
+                   for s in self.shippers if s.cause is not None]
+        cursors = dict(self._external())
+        failing += [(st.name, st.cause, st.since, st.last_error, cursors.get(st.name, 0))
+                    for st in self._external_states() if st.cause is not None]
+        return {f"audit.shipping.{name}":
+                f"{cause} since {_utc(since)}: {error}; retrying from cursor {cursor}"
+                for name, cause, since, error, cursor in failing}
 
     def _external(self) -> list[tuple[str, int]]:
         """Remote destinations shipped by ``edgeguard audit ship``: name and the sequence
@@ -164,11 +234,17 @@ class AuditService:
         self.ticks += 1
         if self.writer is not None and self._loop is not None and \
                 (self._pending is None or self._pending.done()):
-            self._pending = self._loop.run_in_executor(None, self.writer.tick)
+            self._pending = self._loop.run_in_executor(None, self._housekeeping)
         self._schedule()
 
+    def _housekeeping(self) -> None:
+        assert self.writer is not None
+        self.audit_failures()
+        self.writer.tick()
+
     def counters(self) -> Mapping[str, int]:
-        out: dict[str, int] = {"ticks": self.ticks}
+        out: dict[str, int] = {"ticks": self.ticks,
+                               "shipping_failures_audited": self.failures_audited}
         if self.writer is not None:
             w = self.writer
             out.update(records_written=w.records_written, write_errors=w.write_errors,
@@ -191,11 +267,24 @@ class AuditService:
                            "edgeguard.chain_id": self.writer.chain_id,
                            "edgeguard.checkpoint.sealed": self.writer.keys is not None})
         status["shippers"] = [{"name": s.name, "cursor": s.shipped_sequence,
-                               "last_error": s.last_error} for s in self.shippers]
-        status["shippers"] += [{"name": name, "cursor": cursor, "last_error": "",
-                                "process": "edgeguard audit ship"}
-                               for name, cursor in self._external()]
+                               "last_error": s.last_error, "failing_since": s.failing_since,
+                               "cause": s.cause.value if s.cause else None,
+                               "failures": s.errors}
+                              for s in self.shippers]
+        states = {st.name: st for st in self._external_states()}
+        for name, cursor in self._external():
+            st = states[name]
+            status["shippers"].append({
+                "name": name, "cursor": cursor, "last_error": st.last_error,
+                "failing_since": st.since, "cause": st.cause, "failures": st.failures,
+                "process": "edgeguard audit ship"})
         return status
+
+
+def _utc(stamp: float | None) -> str:
+    if stamp is None:
+        return "?"
+    return datetime.fromtimestamp(stamp, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def components(policy: Policy) -> list[Component]:

@@ -9,6 +9,13 @@ daemon: shippers follow the segment files from their own cursor files
 (:mod:`edgeguard.audit.shipper`), so either process can restart without losing a
 record, and the daemon reads the same cursor files before pruning a segment.
 
+A receiver that cannot be reached is retried for ever from the cursor (this is a
+service: the receiver may come back), and each cause of failure (refused, TLS, name
+lookup...) is logged at warning once per window and written to the shipper's state file
+for ``edgeguard status`` (:mod:`edgeguard.audit.shipstate`). ``--once`` instead ships
+what is on disk now and exits: 0 when the receiver has it, 1 with the reason on stderr at
+the first failure.
+
 SIGHUP reloads the policy (a bad one is refused and the running one kept, as in the
 daemon) and restarts the shippers when ``audit.shipping`` changed; SIGTERM stops. With
 no remote destination enabled it idles, so a reload that enables one needs no other
@@ -25,8 +32,9 @@ from types import FrameType
 
 import structlog
 
+from edgeguard.audit.segments import read_head
 from edgeguard.audit.service import remote_shippers
-from edgeguard.audit.shipper import Shipper
+from edgeguard.audit.shipper import Shipper, ShippingFailure
 from edgeguard.daemon.notify import Notifier, watchdog_interval
 from edgeguard.policy.load import LoadedPolicy, PolicyError, load_policy
 
@@ -76,6 +84,19 @@ class ShipDaemon:
 
     def stop(self) -> None:
         self._stop.set()
+
+    def once(self, timeout: float) -> list[ShippingFailure]:
+        """Ship up to the current head, then stop: the failures (empty: all delivered).
+        OSError if the audit directory cannot be read, TimeoutError if a shipper neither
+        delivers nor fails in ``timeout`` seconds."""
+        head = read_head(self.audit_dir)
+        target = head.sequence if head is not None else 0
+        self._start_shippers()
+        try:
+            found = [s.wait_delivered(target, timeout) for s in self.shippers]
+        finally:
+            self._stop_shippers()
+        return [f for f in found if f is not None]
 
     def reload(self) -> bool:
         self.notifier.reloading()

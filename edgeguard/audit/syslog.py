@@ -24,7 +24,7 @@ from typing import Any
 
 from edgeguard.audit.chain import get_path
 
-__all__ = ["SD_ID", "SyslogTransport", "format_message", "syslog_severity"]
+__all__ = ["SD_ID", "SyslogTransport", "format_message", "syslog_severity", "tls_context"]
 
 #: The SD-ID of our STRUCTURED-DATA element; 32473 is the private enterprise number
 #: RFC 5612 reserves for documentation (a trust may substitute its own).
@@ -67,6 +67,17 @@ def format_message(line: bytes, record: dict[str, Any]) -> bytes:
     return head.encode("utf-8") + line
 
 
+def tls_context(ca_file: str | None, cert_file: str | None,
+                key_file: str | None) -> ssl.SSLContext:
+    """TLS 1.2 or later; the receiver's certificate must chain to ``ca_file`` (unset: the
+    system's CAs) and match the server name; an optional client certificate."""
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca_file or None)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if cert_file:
+        ctx.load_cert_chain(cert_file, key_file)
+    return ctx
+
+
 class SyslogTransport:
     """A TCP or TLS connection to a syslog receiver, octet-counting framed."""
 
@@ -75,14 +86,7 @@ class SyslogTransport:
                  key_file: str | None = None, timeout: float = 10.0) -> None:
         self.host, self.port, self.tls = host, port, tls
         self.timeout = timeout
-        self._context: ssl.SSLContext | None = None
-        if tls:
-            ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH,
-                                             cafile=ca_file if ca_file else None)
-            ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-            if cert_file:
-                ctx.load_cert_chain(cert_file, key_file)
-            self._context = ctx
+        self._context = tls_context(ca_file, cert_file, key_file) if tls else None
         self.server_name = server_name or host
         self._sock: socket.socket | None = None
         self.name = self.transport_name(tls=tls)

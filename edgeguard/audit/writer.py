@@ -49,6 +49,7 @@ from edgeguard.audit.segments import ACTIVE_NAME, AuditWriteError, read_head, se
 from edgeguard.audit.store import Reopen, SegmentStore, SegmentUnavailable
 from edgeguard.audit.syncer import Syncer
 from edgeguard.clock import Clock
+from edgeguard.ecs import Observer
 from edgeguard.events import AuditRecord, EventKind, Scalar
 
 __all__ = [
@@ -86,9 +87,10 @@ class AuditWriter:
                  checkpoint_interval: float = 60.0, checkpoint_records: int = 10_000,
                  queue_limit: int = 10_000, retention: float | None = None,
                  shipped: Callable[[], int | None] | None = None,
-                 retry_interval: float = 0.5) -> None:
+                 retry_interval: float = 0.5, observer: Observer | None = None) -> None:
         self.directory = directory
         self.clock = clock
+        self.observer = observer or Observer.local(host)
         self.fsync_interval = fsync_interval
         self.retention = retention
         self.shipped = shipped  # lowest sequence every shipper has delivered (None: no shippers)
@@ -127,12 +129,14 @@ class AuditWriter:
             head = read_head(self.directory)
         if head is None:
             self.chain = ChainRenderer(clock=self.clock, host=host, chain_id=uuid.uuid4().hex,
-                                       sequence=0, head_hash=GENESIS_HASH)
+                                       sequence=0, head_hash=GENESIS_HASH,
+                                       observer=self.observer)
             self.store.plan = Reopen("new-chain", None)
             self._reopen()
             return self.chain
         self.chain = ChainRenderer(clock=self.clock, host=host, chain_id=head.chain_id,
-                                   sequence=head.sequence, head_hash=head.hash)
+                                   sequence=head.sequence, head_hash=head.hash,
+                                   observer=self.observer)
         if head.unclean_tail or not active.exists():
             previous = segment_name(head.first_sequence) if active.exists() else None
             reason = "unclean-shutdown" if head.unclean_tail else "restart"

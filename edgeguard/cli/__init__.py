@@ -48,14 +48,17 @@ COMMANDS: dict[str, str] = {
 #: exit status after the reader of our output went away (``… | head -1``)
 EXIT_PIPE_CLOSED = 0
 
+#: The exit statuses every command shares; a command's own --help says which it uses.
+EXIT_STATUS = ("Exit status: 0 ok; 1 findings present, a broken chain or a refused request "
+               "where the command says so; 2 usage or input error (bad arguments, an "
+               "unreadable file or policy); 3 no daemon answers on the control socket.")
+
 
 def _root_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edgeguard",
         description="Enforce a school trust's information-security policy on this machine.",
-        epilog="Exit status: 0 ok; 1 findings present, a broken chain or a refused request "
-               "where the command says so; 2 usage or input error (bad arguments, an "
-               "unreadable file or policy, no daemon to ask). Reporting commands take --json "
+        epilog=f"{EXIT_STATUS} Reporting commands take --json "
                "and then print one ECS JSON object per line "
                "(docs/schema/edgeguard-ecs.schema.json), exactly; human-readable output "
                "shows control characters (an SSID's escape sequences) as \\uXXXX.",
@@ -69,7 +72,25 @@ def _build(modules: Iterable[str]) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in sorted(set(modules)):
         importlib.import_module(f"{__name__}.{name}").register(sub)
+    _complete_help(parser)
     return parser
+
+
+def _complete_help(parser: argparse.ArgumentParser) -> None:
+    """Every subcommand's ``--help`` has a description (its one-line help when it has
+    no longer one) and says its exit statuses (the shared ones when it names none)."""
+    for action in parser._actions:
+        if not isinstance(action, argparse._SubParsersAction):
+            continue
+        helps = {a.dest: a.help for a in action._choices_actions}
+        for name, child in action.choices.items():
+            if not child.description and helps.get(name):
+                text = str(helps[name])
+                child.description = text[:1].upper() + text[1:] + "."
+            said = f"{child.description or ''} {child.epilog or ''}"
+            if "Exit" not in said:
+                child.epilog = f"{child.epilog} {EXIT_STATUS}" if child.epilog else EXIT_STATUS
+            _complete_help(child)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -16,6 +16,10 @@ from edgeguard.policy.load import PROFILES, default_layers
 from edgeguard.textsafe import escape
 
 __all__ = [
+    "DEFAULT_SOCKET",
+    "EXIT_NO_DAEMON",
+    "EXIT_REFUSED",
+    "add_audit_dir_option",
     "add_policy_options",
     "add_socket_option",
     "call_daemon",
@@ -25,9 +29,16 @@ __all__ = [
     "policy_files",
     "print_json_lines",
     "print_table",
+    "report_control_error",
 ]
 
 DEFAULT_SOCKET = Path("/run/edgeguard/control.sock")
+
+#: Exit status of every command that needs the daemon when none answers on the socket
+#: (like an LSB init script's "program is not running").
+EXIT_NO_DAEMON = 3
+#: Exit status when the daemon answered but refused or could not do what was asked.
+EXIT_REFUSED = 1
 
 
 if TYPE_CHECKING:
@@ -50,6 +61,8 @@ def command_group(sub: Subparsers, name: str, help_text: str, description: str |
 
 
 def add_policy_options(parser: argparse.ArgumentParser) -> None:
+    """``--policy FILE`` (repeatable) and ``--profile NAME``: every command that reads a
+    policy takes both, with the same meaning."""
     parser.add_argument("--policy", metavar="FILE", type=Path, action="append", default=[],
                         help="policy file layered on the embedded default (repeatable); "
                              "without it, /etc/edgeguard/policy.yaml and policy.d/*.yaml")
@@ -57,27 +70,64 @@ def add_policy_options(parser: argparse.ArgumentParser) -> None:
                         help="shipped profile layered between the default and the files")
 
 
+def _hidden_alias(parser: argparse.ArgumentParser, old: str, dest: str, **kw: Any) -> None:
+    """An old spelling of an option, still accepted (scripts keep working) but not shown
+    in ``--help``, the man page or the completion."""
+    parser.add_argument(old, dest=dest, help=argparse.SUPPRESS, **kw)
+
+
+def add_audit_dir_option(parser: argparse.ArgumentParser, *old: str,
+                         help_text: str = "the audit directory (default: the policy's "
+                                          "audit.directory)") -> None:
+    """``--audit-dir DIR``, the one name of the audit directory; ``old``: former
+    spellings kept as hidden aliases (``replay --audit``)."""
+    parser.add_argument("--audit-dir", type=Path, metavar="DIR", default=None, help=help_text)
+    for spelling in old:
+        _hidden_alias(parser, spelling, "audit_dir", type=Path, metavar="DIR")
+
+
 def policy_files(args: argparse.Namespace) -> list[Path]:
     files: list[Path] = list(args.policy)
     return files if files else default_layers()
 
 
-def add_socket_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--socket", metavar="PATH", type=Path, default=DEFAULT_SOCKET,
-                        help=f"the daemon's control socket (default {DEFAULT_SOCKET})")
+def add_socket_option(parser: argparse.ArgumentParser, *, serve: bool = False) -> None:
+    """``--socket PATH``, the one name of the control socket (``--control-socket`` is a
+    hidden alias). ``serve``: the daemon's own option (it overrides the policy's
+    ``daemon.control_socket``, so no default here)."""
+    if serve:
+        parser.add_argument("--socket", metavar="PATH", type=Path, default=None,
+                            help="the control socket to serve (default: the policy's "
+                                 "daemon.control_socket)")
+    else:
+        parser.add_argument("--socket", metavar="PATH", type=Path, default=DEFAULT_SOCKET,
+                            help=f"the daemon's control socket (default {DEFAULT_SOCKET})")
+    _hidden_alias(parser, "--control-socket", "socket", metavar="PATH", type=Path)
+
+
+def report_control_error(exc: Exception) -> int:
+    """Print why the daemon did not do it (each reason it gave on its own line); the
+    exit status: :data:`EXIT_NO_DAEMON` when none answered, else :data:`EXIT_REFUSED`."""
+    # imported here: the commands that never ask the daemon start without it
+    from edgeguard.daemon.control import ControlError, DaemonUnreachable  # noqa: PLC0415
+
+    print(f"edgeguard: {exc}", file=sys.stderr)
+    if isinstance(exc, ControlError):
+        for line in exc.details:
+            print(f"  {escape(line)}", file=sys.stderr)
+    return EXIT_NO_DAEMON if isinstance(exc, DaemonUnreachable) else EXIT_REFUSED
 
 
 def call_daemon(args: argparse.Namespace, command: str,
                 params: Mapping[str, Any] | None = None) -> Any:
-    """Ask the daemon; on failure print the reason and raise SystemExit(2)."""
-    # imported here: the commands that never ask the daemon start without it
+    """Ask the daemon; when it cannot, print why and exit :data:`EXIT_NO_DAEMON` (no
+    daemon answers) or :data:`EXIT_REFUSED` (it refused or failed)."""
     from edgeguard.daemon.control import ControlError, request  # noqa: PLC0415
 
     try:
         return request(args.socket, command, params)
     except ControlError as exc:
-        print(f"edgeguard: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+        raise SystemExit(report_control_error(exc)) from None
 
 
 def print_json_lines(rows: Iterable[Mapping[str, Any]]) -> None:

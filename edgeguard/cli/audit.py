@@ -15,11 +15,13 @@ from typing import TYPE_CHECKING
 
 import orjson
 
+from edgeguard.audit.fleet import FleetError, fleet_line, fleet_row, load_keys, verify_fleet
 from edgeguard.audit.follow import follow_lines, last_lines
 from edgeguard.audit.keys import AuditKeyError, enrol, read_export
 from edgeguard.audit.shipd import ShipDaemon
 from edgeguard.audit.verify import VerifyResult, verify_paths
 from edgeguard.cli._common import (
+    add_audit_dir_option,
     add_policy_options,
     command_group,
     existing_directory,
@@ -28,7 +30,7 @@ from edgeguard.cli._common import (
 from edgeguard.ecs import nest
 from edgeguard.events import Scalar
 from edgeguard.logs import configure
-from edgeguard.policy.load import PolicyError, default_layers, load_policy
+from edgeguard.policy.load import PolicyError, load_policy
 from edgeguard.report.line import LineStyle, render_record, use_colour
 from edgeguard.report.records import TrailRecord, parse_line
 from edgeguard.report.select import SEVERITIES, RecordFilter, TimeSpecError, parse_when
@@ -46,9 +48,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     verify = sub.add_parser(
         "verify", help="check the hash chain (and checkpoints with --key)",
         description="Check the hash chain of the segments (and the checkpoints with --key) "
-                    "and name the first bad sequence. Exit 0 intact, 1 broken, 2 a path or "
-                    "key that cannot be read.")
-    verify.add_argument("paths", nargs="+", type=Path, metavar="PATH",
+                    "and name the first bad sequence; with --fleet, every host's chain a "
+                    "collector received, one line per host and chain. Exit 0 intact, 1 "
+                    "broken (any host not verified), 2 a path or key that cannot be read.")
+    verify.add_argument("paths", nargs="*", type=Path, metavar="PATH",
                         help="segment files or audit directories")
     verify.add_argument("--json", action="store_true", help="one JSON object (ECS names)")
     verify.add_argument("--key", type=Path, metavar="FILE",
@@ -56,6 +59,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     verify.add_argument("--against", type=Path, action="append", default=[], metavar="PATH",
                         help="a shipped copy (JSON lines, e.g. rsyslog's file): detects "
                              "records cut from the end of the local log")
+    fleet = verify.add_argument_group("fleet verification at the collector (--fleet)")
+    fleet.add_argument("--fleet", type=Path, metavar="DIR",
+                       help="a collector's directory of received records (any layout: "
+                            "grouped by host.name and chain id); docs/shipping.md")
+    fleet.add_argument("--keys", type=Path, metavar="DIR",
+                       help="the hosts' exported K0 files, named HOST.key: checkpoints "
+                            "are verified, and a host with a key but no record is silent")
+    fleet.add_argument("--host-copy", action="append", default=[], metavar="HOST=PATH",
+                       help="a host's own audit directory (or segment): finds records cut "
+                            "at the source (repeatable)")
+    fleet.add_argument("--expect", action="append", default=[], metavar="HOST",
+                       help="a host that must have sent records (repeatable)")
     verify.set_defaults(func=_verify)
 
     tail = sub.add_parser(
@@ -89,20 +104,24 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                     "with --no-remote-shipping (edgeguard-ship.service runs this). SIGHUP "
                     "reloads the policy. Exit 0 when stopped, 2 on a bad policy.")
     add_policy_options(ship)
-    ship.add_argument("--audit-dir", type=Path, metavar="DIR", help="override audit.directory")
+    add_audit_dir_option(ship)
     ship.add_argument("--log-json", action="store_true", help="diagnostics as JSON lines")
+    ship.add_argument("--once", action="store_true",
+                      help="ship what is on disk now and exit: 0 when delivered, 1 with the "
+                           "reason (refused, tls, name-lookup...) on stderr at the first failure")
+    ship.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
+                      help="with --once: give up (exit 1) after this long (default 60)")
     ship.set_defaults(func=_ship)
 
 
 def _dir_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--audit-dir", type=Path, metavar="DIR", help="override audit.directory")
-    parser.add_argument("--policy", type=Path, action="append", default=[], metavar="FILE",
-                        help="policy files (default: the embedded policy and /etc/edgeguard)")
+    add_audit_dir_option(parser)
+    add_policy_options(parser)
 
 
 def _policy_audit(args: argparse.Namespace) -> AuditConfig | None:
     try:
-        return load_policy(args.policy or default_layers()).policy.audit
+        return load_policy(policy_files(args), args.profile).policy.audit
     except PolicyError as exc:
         print(f"edgeguard audit: {exc}", file=sys.stderr)
         return None
@@ -118,6 +137,16 @@ def _audit_dir(args: argparse.Namespace) -> Path | None:
 
 
 def _verify(args: argparse.Namespace) -> int:
+    if args.fleet is not None:
+        return _verify_fleet(args)
+    if not args.paths:
+        print("edgeguard audit verify: give PATH (segments or a directory) or --fleet DIR",
+              file=sys.stderr)
+        return 2
+    if args.keys or args.host_copy or args.expect:
+        print("edgeguard audit verify: --keys, --host-copy and --expect need --fleet DIR "
+              "(one host: --key FILE, --against PATH)", file=sys.stderr)
+        return 2
     missing = [p for p in args.paths + args.against if not p.exists()]
     if missing:
         print(f"edgeguard audit verify: no such file or directory: {missing[0]}", file=sys.stderr)
@@ -132,6 +161,39 @@ def _verify(args: argparse.Namespace) -> int:
     result = verify_paths(args.paths, key=key, against=args.against)
     _report(result, as_json=args.json)
     return 0 if result.ok else 1
+
+
+def _verify_fleet(args: argparse.Namespace) -> int:
+    name = "edgeguard audit verify --fleet"
+    if args.paths or args.against or args.key:
+        print(f"{name}: PATH, --against and --key do not apply (use --keys, --host-copy)",
+              file=sys.stderr)
+        return 2
+    copies: dict[str, list[Path]] = {}
+    for spec in args.host_copy:
+        host, sep, path = str(spec).partition("=")
+        if not sep or not host or not path:
+            print(f"{name}: --host-copy wants HOST=PATH, not {spec!r}", file=sys.stderr)
+            return 2
+        copies.setdefault(host, []).append(Path(path))
+    missing = [p for p in [args.fleet, args.keys, *(q for v in copies.values() for q in v)]
+               if p is not None and not p.exists()]
+    not_dirs = [p for p in (args.fleet, args.keys) if p is not None and not p.is_dir()]
+    if missing or not_dirs:
+        print(f"{name}: no such directory: {(missing or not_dirs)[0]}", file=sys.stderr)
+        return 2
+    try:
+        report = verify_fleet(args.fleet, keys=load_keys(args.keys), host_copies=copies,
+                              expect=args.expect, now=time.time())
+    except FleetError as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        return 2
+    for chain in report.chains:
+        if args.json:
+            sys.stdout.write(orjson.dumps(nest(fleet_row(chain))).decode() + "\n")
+        else:
+            print(fleet_line(chain))
+    return 0 if report.ok else 1
 
 
 def _report(result: VerifyResult, *, as_json: bool) -> None:
@@ -271,4 +333,18 @@ def _ship(args: argparse.Namespace) -> int:
         for issue in exc.issues:
             print(f"edgeguard audit ship: {issue}", file=sys.stderr)
         return 2
-    return daemon.run()
+    if not args.once:
+        return daemon.run()
+    if not daemon.loaded.policy.audit.shipping.syslog.enabled:
+        print("edgeguard audit ship: no remote destination enabled (audit.shipping.syslog)",
+              file=sys.stderr)
+        return 1
+    try:
+        failures = daemon.once(args.timeout)
+    except OSError as exc:  # the audit directory, or TimeoutError: neither delivered nor failed
+        print(f"edgeguard audit ship: {exc}", file=sys.stderr)
+        return 1
+    for failure in failures:
+        print(f"edgeguard audit ship: {failure.destination} failed ({failure.cause.value}): "
+              f"{failure.error}", file=sys.stderr)
+    return 1 if failures else 0

@@ -42,7 +42,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     dev = ksub.add_parser(
         "devices", help="USB devices, their interface classes and verdicts",
         description="List every USB device with its interface classes and the kiosk verdict. "
-                    "Exit 0, or 2 for a bad policy or when no daemon answers.")
+                    "Exit 0, 2 for a bad policy, 3 when no daemon answers.")
     add_socket_option(dev)
     add_policy_options(dev)
     dev.add_argument("--offline", action="store_true",

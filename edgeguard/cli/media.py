@@ -30,13 +30,24 @@ from edgeguard.clock import SystemClock
 from edgeguard.decision import DecisionEngine, effective_mode
 from edgeguard.ecs import nest, record_fields
 from edgeguard.findings import Area
-from edgeguard.policy.load import PolicyError, load_policy
+from edgeguard.fsutil import atomic_write
+from edgeguard.media.register import (
+    RegisterError,
+    Registration,
+    drop_in_name,
+    exempt_rule,
+    trust_entries_yaml,
+    trust_entry_yaml,
+)
+from edgeguard.media.uevent import BlockDevice
+from edgeguard.policy.load import PolicyError, default_layers, load_policy
 from edgeguard.policy.types import Duration
 
 __all__ = ["register"]
 
-LIST_COLUMNS = ["volume.device_name", "volume.vendor_id", "volume.product_id",
-                "volume.serial_number", "volume.file_system_type", "edgeguard.media.encryption",
+LIST_COLUMNS = ["volume.device_name", "edgeguard.media.kind", "volume.vendor_id",
+                "volume.product_id", "volume.serial_number", "volume.file_system_type",
+                "edgeguard.media.encryption",
                 "edgeguard.media.verdict", "volume.writable", "edgeguard.media.reason"]
 
 
@@ -46,7 +57,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     lst = msub.add_parser(
         "list", help="present USB storage: identity, encryption, verdict, why",
         description="List the USB storage the running daemon sees: identity, encryption, "
-                    "verdict, whether it is writable and why. Exit 0, or 2 when no daemon "
+                    "verdict, whether it is writable and why. Exit 0, or 3 when no daemon "
                     "answers.")
     add_socket_option(lst)
     lst.add_argument("--json", action="store_true", help="one JSON object per device (ECS)")
@@ -59,6 +70,46 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                        help="how long, with a unit: 30m, 2h")
     allow.add_argument("--reason", required=True, help="why (goes into the audit record)")
     allow.set_defaults(func=_allow)
+
+    reg = msub.add_parser(
+        "register", help="add a plugged trust device to the register (a policy drop-in)",
+        description="Write /etc/edgeguard/policy.d/50-media-ID.yaml with the vendor id, "
+                    "product id, serial and size of the plugged device, check the whole "
+                    "policy with it, and ask a running daemon to reload (no daemon needed). "
+                    "Exit 0; 1 when the policy does not check; 2 for a device that cannot "
+                    "be registered.")
+    reg.add_argument("device", help="/dev name of the device or one of its partitions")
+    reg.add_argument("--id", dest="device_id", required=True, help="register id, e.g. IT-0043")
+    reg.add_argument("--owner", help="holder, goes into the description")
+    reg.add_argument("--print", dest="print_only", action="store_true",
+                     help="print the YAML instead of writing it")
+    reg.add_argument("--etc-dir", type=Path, default=Path("/etc/edgeguard"),
+                     help="where policy.yaml and policy.d/ live (default /etc/edgeguard)")
+    add_socket_option(reg)
+    reg.set_defaults(func=_register)
+
+    gen = msub.add_parser(
+        "generate", help="print a register drop-in for every removable medium present",
+        description="Like `usbguard generate-policy`: print a policy drop-in registering "
+                    "every removable disk plugged in now that reports a serial (ids PREFIX "
+                    "+ 0001, 0002, ...), for a kiosk's or a class set's register. Review "
+                    "it, save it under /etc/edgeguard/policy.d/, `edgeguard check`, reload. "
+                    "Exit 0, or 2 when no device can be registered.")
+    gen.add_argument("--id-prefix", default="DEV-", help="register id prefix (default DEV-)")
+    gen.add_argument("--owner", help="holder, goes into every description")
+    gen.set_defaults(func=_generate)
+
+    exe = msub.add_parser(
+        "exempt", help="exempt a removable system disk on its port (a udev rule)",
+        description="Print (or with --write, install) the udev rule that exempts the device "
+                    "from the read-only rule, keyed on its physical port (ID_PATH) and "
+                    "partition-table UUID: a clone on another port is not exempt. Exit 0, or "
+                    "2 for a device without a port or partition table.")
+    exe.add_argument("device", help="/dev name of the disk or one of its partitions")
+    exe.add_argument("--reason", required=True, help="why (written into the rule file)")
+    exe.add_argument("--write", metavar="FILE", type=Path, default=None,
+                     help="append to FILE, e.g. /etc/udev/rules.d/60-zz-edgeguard-exempt.rules")
+    exe.set_defaults(func=_exempt)
 
     rep = msub.add_parser(
         "replay", help="run recorded uevents through the engine (no root)",
@@ -79,7 +130,97 @@ def _list(args: argparse.Namespace) -> int:
     elif rows:
         print_table(rows, LIST_COLUMNS)
     else:
-        print("no USB storage present")
+        print("no removable media present")
+    return 0
+
+
+def _plugged(devnode: str) -> BlockDevice:
+    from edgeguard.media.source import disk_properties  # noqa: PLC0415 - needs libudev
+    from edgeguard.media.uevent import MalformedUevent, parse_uevent  # noqa: PLC0415
+
+    try:
+        return parse_uevent(disk_properties(devnode)).device
+    except (ValueError, MalformedUevent) as exc:
+        raise RegisterError(str(exc)) from None
+
+
+def _register(args: argparse.Namespace) -> int:
+    try:
+        name = drop_in_name(args.device_id)
+        text = trust_entry_yaml(_plugged(args.device),
+                                Registration(args.device_id, args.owner))
+    except RegisterError as exc:
+        print(f"edgeguard media register: {exc}", file=sys.stderr)
+        return 2
+    if args.print_only:
+        sys.stdout.write(text)
+        return 0
+    drop_in = args.etc_dir / "policy.d"
+    target = drop_in / name
+    drop_in.mkdir(mode=0o755, parents=True, exist_ok=True)
+    old = target.read_bytes() if target.exists() else None
+    atomic_write(target, text.encode(), mode=0o644)
+    try:
+        load_policy(default_layers(args.etc_dir))
+    except PolicyError as exc:
+        if old is None:
+            target.unlink()
+        else:
+            atomic_write(target, old, mode=0o644)
+        print(f"edgeguard media register: the policy with {target} does not check; "
+              f"{'restored' if old is not None else 'removed'} it:\n{exc}", file=sys.stderr)
+        return 1
+    print(f"registered {args.device} as {args.device_id}: {target}")
+    from edgeguard.daemon.control import ControlError, request  # noqa: PLC0415
+
+    try:
+        request(args.socket, "reload", None)
+        print("daemon reloaded")
+    except ControlError as exc:
+        print(f"no daemon reloaded ({exc}); it reads the register when it starts")
+    return 0
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from edgeguard.media.source import present_disks  # noqa: PLC0415 - needs libudev
+    from edgeguard.media.uevent import MalformedUevent, parse_uevent  # noqa: PLC0415
+
+    entries: list[tuple[BlockDevice, Registration]] = []
+    for props in present_disks():
+        try:
+            disk = parse_uevent(props).device
+        except MalformedUevent:
+            continue
+        if not disk.protected or disk.exempt or disk.identity is None:
+            continue
+        reg = Registration(f"{args.id_prefix}{len(entries) + 1:04d}", args.owner)
+        try:
+            trust_entries_yaml([(disk, reg)], "check")
+        except RegisterError as exc:
+            print(f"edgeguard media generate: {disk.devnode} skipped: {exc}", file=sys.stderr)
+            continue
+        entries.append((disk, reg))
+    if not entries:
+        print("edgeguard media generate: no removable disk with a serial present",
+              file=sys.stderr)
+        return 2
+    sys.stdout.write(trust_entries_yaml(entries, "edgeguard media generate"))
+    return 0
+
+
+def _exempt(args: argparse.Namespace) -> int:
+    try:
+        text = exempt_rule(_plugged(args.device), args.reason)
+    except RegisterError as exc:
+        print(f"edgeguard media exempt: {exc}", file=sys.stderr)
+        return 2
+    if args.write is None:
+        sys.stdout.write(text)
+        return 0
+    with args.write.open("a", encoding="utf-8") as out:
+        out.write(text)
+    print(f"appended to {args.write}; run `udevadm control --reload` and re-plug or "
+          "`udevadm trigger --action=change --subsystem-match=block`")
     return 0
 
 

@@ -1,9 +1,13 @@
-"""``edgeguard net blocks`` and ``edgeguard net unblock``: the live nftables blocks.
+"""``edgeguard net blocks|block|unblock|allow``: the live nftables blocks and exceptions.
 
 ``blocks`` asks the running daemon (control socket command ``net.blocks``); when no
 daemon answers it reads the kernel sets itself (root), so blocks kept in the kernel
-after a stop are still visible. ``unblock`` goes through the daemon only, because
-every unblock must be audited and the audit log is the daemon's.
+after a stop are still visible. ``block`` and ``unblock`` go through the daemon only,
+because every change must be audited and the audit log is the daemon's; an unblock
+also ends the repeat suppression of the finding behind the block, so the host's next
+offence is acted on again. ``allow`` writes a per-rule exception as a drop-in under
+``/etc/edgeguard/policy.d/`` (:mod:`edgeguard.cli._net_allow`), checks the resulting
+policy and asks the daemon to reload.
 """
 
 from __future__ import annotations
@@ -19,9 +23,19 @@ from typing import Any
 from edgeguard.actions.nftables.enforcer import entry_fields
 from edgeguard.actions.nftables.ruleset import FAMILY, TABLE, parse_entries
 from edgeguard.actions.nftables.runner import Nft, NftError
-from edgeguard.cli._common import add_socket_option, ecs_row, print_json_lines, print_table
+from edgeguard.cli._common import (
+    EXIT_NO_DAEMON,
+    add_socket_option,
+    command_group,
+    ecs_row,
+    print_json_lines,
+    print_table,
+    report_control_error,
+)
+from edgeguard.cli._net_allow import register_allow
 from edgeguard.clock import SystemClock
 from edgeguard.daemon.control import ControlError, request
+from edgeguard.policy.types import Duration
 
 __all__ = ["register"]
 
@@ -85,6 +99,38 @@ def _valid_address(text: str) -> bool:
     return True
 
 
+def _duration(text: str) -> float:
+    """``--for`` of block and allow: a duration with a unit (argparse type)."""
+    try:
+        value = float(Duration.parse(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is shorter than one second")
+    return value
+
+
+def _block(args: argparse.Namespace) -> int:
+    if not _valid_address(args.address):
+        print(f"edgeguard: {args.address!r} is not an IP or MAC address", file=sys.stderr)
+        return 2
+    if not args.reason.strip():
+        print("edgeguard: --reason must say why", file=sys.stderr)
+        return 2
+    try:
+        reply = request(args.socket, "net.block", {
+            "address": args.address, "duration": args.duration, "reason": args.reason})
+    except ControlError as exc:
+        return report_control_error(exc)
+    if args.json:
+        print_json_lines([ecs_row("network-block", reply, kind="event",
+                                  category=("network",), event_type=("denied", "start"))])
+    else:
+        print(f"blocked {reply.get('edgeguard.block.target', args.address)} for "
+              f"{args.duration:g} s: {args.reason}")
+    return 0
+
+
 def _unblock(args: argparse.Namespace) -> int:
     if not _valid_address(args.address):
         print(f"edgeguard: {args.address!r} is not an IP or MAC address", file=sys.stderr)
@@ -92,9 +138,11 @@ def _unblock(args: argparse.Namespace) -> int:
     try:
         reply = request(args.socket, "net.unblock", {"address": args.address})
     except ControlError as exc:
-        print(f"edgeguard: {exc} (unblocking needs the running daemon: it audits the change)",
-              file=sys.stderr)
-        return 1
+        code = report_control_error(exc)
+        if code == EXIT_NO_DAEMON:
+            print("edgeguard: unblocking needs the running daemon (it audits the change)",
+                  file=sys.stderr)
+        return code
     count = int(reply.get("edgeguard.unblocked", 0))
     if args.json:
         print_json_lines([ecs_row("network-unblock", reply, kind="event",
@@ -105,8 +153,10 @@ def _unblock(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    net = subparsers.add_parser("net", help="network enforcement (nftables blocks)")
-    sub = net.add_subparsers(dest="net_command", metavar="NET_COMMAND", required=True)
+    _net, sub = command_group(
+        subparsers, "net", "network enforcement: blocks, manual blocks, exceptions",
+        "Network enforcement: list, add and remove nftables blocks; make per-rule "
+        "exceptions. Exit 2 when no action is given.")
 
     blocks = sub.add_parser(
         "blocks", help="list active blocks with reason, finding and expiry",
@@ -119,11 +169,32 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add_socket_option(blocks)
     blocks.set_defaults(func=_blocks)
 
+    block = sub.add_parser(
+        "block", help="block ADDR for a while, by hand (root, audited)",
+        description="Block every packet from ADDR (IPv4, IPv6 or MAC) for --for, through "
+                    "the daemon, which audits the block with who asked and why (rule.id "
+                    "manual-block). A block already there is replaced, so the new duration "
+                    "holds. An allowlisted address is refused. Exit 0 blocked, 1 refused "
+                    "(not root, allowlisted, a monitor-only policy), 2 bad arguments, 3 "
+                    "no daemon.")
+    block.add_argument("address", metavar="ADDR", help="IPv4, IPv6 or MAC address")
+    block.add_argument("--for", dest="duration", type=_duration, required=True,
+                       metavar="DURATION", help="how long: 30m, 1h, 7d")
+    block.add_argument("--reason", required=True, help="why (goes into the audit record)")
+    block.add_argument("--json", action="store_true", help="print the reply as JSON")
+    add_socket_option(block)
+    block.set_defaults(func=_block)
+
     unblock = sub.add_parser(
         "unblock", help="remove the blocks naming ADDR (root, audited)",
         description="Remove every block naming ADDR through the daemon, which audits it. "
-                    "Exit 0 removed, 1 nothing removed or no daemon, 2 not an address.")
+                    "The findings behind those blocks are no longer suppressed as repeats "
+                    "and the host's repeat-offender history is forgotten: a new offence "
+                    "is acted on again, from network.block_duration. Exit 0 removed, 1 "
+                    "nothing removed or refused, 2 not an address, 3 no daemon.")
     unblock.add_argument("address", metavar="ADDR", help="IPv4, IPv6 or MAC address")
     unblock.add_argument("--json", action="store_true", help="print the reply as JSON")
     add_socket_option(unblock)
     unblock.set_defaults(func=_unblock)
+
+    register_allow(sub, _duration)

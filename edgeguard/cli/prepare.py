@@ -6,7 +6,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from edgeguard.cli._common import add_policy_options, policy_files
+from edgeguard.cli._common import (
+    add_audit_dir_option,
+    add_policy_options,
+    add_socket_option,
+    policy_files,
+)
 from edgeguard.daemon.prepare import prepare
 from edgeguard.policy.load import PolicyError, load_policy
 
@@ -21,9 +26,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                     "daemon itself needs no CAP_CHOWN. The unit runs it as ExecStartPre=+. "
                     "Exit 0 done, 1 a directory could not be prepared, 2 a bad policy.")
     add_policy_options(parser)
-    parser.add_argument("--audit-dir", type=Path, help="override audit.directory")
-    parser.add_argument("--control-socket", type=Path, help="override daemon.control_socket")
-    parser.add_argument("--state-dir", type=Path, help="override daemon.state_directory")
+    add_audit_dir_option(parser)
+    add_socket_option(parser, serve=True)
+    parser.add_argument("--state-dir", type=Path, metavar="DIR",
+                        help="the state directory (default: the policy's "
+                             "daemon.state_directory)")
     parser.set_defaults(func=_prepare)
 
 
@@ -35,7 +42,7 @@ def _prepare(args: argparse.Namespace) -> int:
             print(f"edgeguard prepare: {issue}", file=sys.stderr)
         return 2
     try:
-        done = prepare(policy, audit_dir=args.audit_dir, control_socket=args.control_socket,
+        done = prepare(policy, audit_dir=args.audit_dir, control_socket=args.socket,
                        state_dir=args.state_dir)
     except (OSError, KeyError) as exc:
         print(f"edgeguard prepare: {exc}", file=sys.stderr)

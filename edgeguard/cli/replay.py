@@ -13,17 +13,19 @@ import argparse
 import socket
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from edgeguard.audit.sink import AuditSink
-from edgeguard.cli._common import add_policy_options, print_json_lines
-from edgeguard.daemon.pipeline import Pipeline
-from edgeguard.decision import DecisionEngine
+from edgeguard.cli._common import add_audit_dir_option, add_policy_options, print_json_lines
 from edgeguard.ecs import finding_record, nest, record_fields, timestamp_in_range
 from edgeguard.events import Finding
-from edgeguard.net.pcapfile import CaptureFormatError
-from edgeguard.net.replay import PacketClock, ReplayResult, iter_findings
 from edgeguard.policy.load import PolicyError, load_policy
 from edgeguard.progress import FrameProgress
+
+if TYPE_CHECKING:  # start-up: the decision path (structlog, asyncio) only with --audit,
+    # the detectors only when a file is replayed (not for the parser or --help)
+    from edgeguard.audit.sink import AuditSink
+    from edgeguard.daemon.pipeline import Pipeline
+    from edgeguard.net.replay import ReplayResult
 
 __all__ = ["register"]
 
@@ -37,8 +39,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                     "clamped and counted (timestamps_clamped).")
     parser.add_argument("file", type=Path, metavar="FILE.pcap[ng]")
     parser.add_argument("--json", action="store_true", help="one ECS JSON object per line")
-    parser.add_argument("--audit", type=Path, metavar="DIR",
-                        help="also decide and write an audit log into DIR (never acts)")
+    add_audit_dir_option(parser, "--audit",
+                         help_text="also decide and write an audit log into DIR (never acts)")
     parser.add_argument("--counters", action="store_true",
                         help="print filter/decoder/detector counters to stderr at the end")
     add_policy_options(parser)
@@ -63,6 +65,9 @@ def _show(finding: Finding, *, as_json: bool, now: float, host: str) -> None:
 
 
 def _replay(args: argparse.Namespace) -> int:
+    from edgeguard.net.pcapfile import CaptureFormatError  # noqa: PLC0415 - see above
+    from edgeguard.net.replay import PacketClock, ReplayResult, iter_findings  # noqa: PLC0415
+
     try:
         loaded = load_policy(list(args.policy), args.profile)
     except PolicyError as exc:
@@ -74,10 +79,12 @@ def _replay(args: argparse.Namespace) -> int:
     host = policy.daemon.host_name or socket.gethostname()
     pipeline: Pipeline | None = None
     writer = None
-    if args.audit is not None:
+    if args.audit_dir is not None:
         from edgeguard.audit.writer import AuditWriter  # noqa: PLC0415 - only with --audit
+        from edgeguard.daemon.pipeline import Pipeline  # noqa: PLC0415
+        from edgeguard.decision import DecisionEngine  # noqa: PLC0415
 
-        writer = AuditWriter(args.audit, clock=clock, host=host)
+        writer = AuditWriter(args.audit_dir, clock=clock, host=host)
         # replay decides and records, it never changes the system: every decision is in
         # monitor mode whatever the policy's rules and sections say, and no action runs
         sink: AuditSink = writer

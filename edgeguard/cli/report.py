@@ -14,7 +14,12 @@ import sys
 import time
 from pathlib import Path
 
-from edgeguard.cli._common import add_policy_options, existing_directory
+from edgeguard.cli._common import (
+    add_audit_dir_option,
+    add_policy_options,
+    existing_directory,
+    policy_files,
+)
 from edgeguard.policy.load import PolicyError, load_policy
 from edgeguard.report.html import render_html
 from edgeguard.report.select import TimeSpecError, parse_when
@@ -42,7 +47,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("--until", metavar="WHEN", help="end of the window (default now)")
     parser.add_argument("--html", type=Path, metavar="FILE",
                         help="also write the report as one self-contained HTML page")
-    parser.add_argument("--audit-dir", type=Path, metavar="DIR", help="override audit.directory")
+    add_audit_dir_option(parser)
     add_policy_options(parser)
     parser.set_defaults(func=_report)
 
@@ -53,7 +58,7 @@ def _directory(args: argparse.Namespace) -> Path | None:
     if args.audit_dir is not None:
         return Path(args.audit_dir)
     try:
-        return Path(load_policy(list(args.policy), args.profile).policy.audit.directory)
+        return Path(load_policy(policy_files(args), args.profile).policy.audit.directory)
     except PolicyError as exc:
         print(f"edgeguard report: {exc}", file=sys.stderr)
         return None

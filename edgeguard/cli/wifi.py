@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Show each associated Wi-Fi interface (BSS, security class, AKMs, "
                     "ciphers, verdict), the VPN kill switch and any back-off in force. "
                     "Exit 1 when an association is refused or the kill switch is not in "
-                    "the state the policy wants.")
+                    "the state the policy wants, 3 when no daemon answers.")
     add_socket_option(status)
     status.add_argument("--json", action="store_true",
                         help="one JSON object per line with ECS field names")

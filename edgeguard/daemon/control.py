@@ -51,12 +51,16 @@ from edgeguard.daemon.control_limits import ConnectionGate, Refusal, RefusalSumm
 from edgeguard.policy.control import ControlConfig
 
 __all__ = [
+    "FEATURE_SECTIONS",
     "BadRequest",
     "ChangeHook",
+    "CommandFailed",
     "ControlError",
     "ControlServer",
+    "DaemonUnreachable",
     "RefusalHook",
     "Request",
+    "disabled_features",
     "parse_request",
     "peer_command_line",
     "peer_groups",
@@ -76,7 +80,39 @@ _FLUSH_INTERVAL = 5.0
 
 
 class ControlError(Exception):
-    """The daemon is unreachable or refused the command."""
+    """The daemon is unreachable or refused the command; ``details``: the reasons it
+    gave, one per line (a refused reload's policy errors, each with file:line)."""
+
+    def __init__(self, message: str, details: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.details = details
+
+
+class DaemonUnreachable(ControlError):
+    """No daemon answers on the socket (not running, or the socket is elsewhere)."""
+
+
+class CommandFailed(Exception):
+    """Raised by a command's handler: the command did not do what was asked. The peer
+    gets ``message`` and ``details``; the command's audit record has outcome failure."""
+
+    def __init__(self, message: str, details: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.details = details
+
+
+#: The first word of a control command -> the policy section that turns its feature on.
+FEATURE_SECTIONS: Mapping[str, str] = {"media": "media", "net": "network",
+                                       "network": "network", "wifi": "wifi",
+                                       "kiosk": "kiosk"}
+
+
+def disabled_features(enabled: Mapping[str, bool]) -> dict[str, str]:
+    """command prefix -> why its commands are missing, for each policy section (by name)
+    that is turned off: "media is disabled in the policy" instead of "unknown command"."""
+    return {prefix: (f"{section} is disabled in the policy ({section}.enabled: false) the "
+                     "daemon runs; enable it and restart the daemon to use this command")
+            for prefix, section in FEATURE_SECTIONS.items() if not enabled.get(section, True)}
 
 
 class BadRequest(ValueError):
@@ -155,9 +191,12 @@ class ControlServer:
     def __init__(self, path: Path, commands: Mapping[str, Command], *,
                  admin_gid: int | None = None, on_change: ChangeHook | None = None,
                  config: ControlConfig | None = None, on_refusals: RefusalHook | None = None,
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None, disabled: Mapping[str, str] | None = None,
+                 ) -> None:
         self.path = path
         self.commands = dict(commands)
+        #: command prefix -> why it is not served (:func:`disabled_features`)
+        self.disabled = dict(disabled or {})
         self.admin_gid = admin_gid
         self.on_change = on_change
         self.on_refusals = on_refusals
@@ -289,7 +328,8 @@ class ControlServer:
         if command is None:
             self.bad_requests += 1
             self.tally.add(peer.uid, Refusal.BAD_REQUEST, req.command[:64])
-            return {"ok": False, "error": f"unknown command {req.command[:64]!r}"}
+            why = self.disabled.get(req.command.partition(".")[0])
+            return {"ok": False, "error": why or f"unknown command {req.command[:64]!r}"}
         refusal = self._refusal(peer, req.command, command)
         if refusal is not None:
             self.refused += 1
@@ -302,6 +342,9 @@ class ControlServer:
         peer = _with_command_line(peer, req.command_line)
         try:
             result = await command.handler(peer, req.args)
+        except CommandFailed as exc:
+            self._audit(command, peer, req, False, "; ".join((str(exc), *exc.details))[:4000])
+            return {"ok": False, "error": str(exc), "details": list(exc.details)}
         except Exception as exc:  # noqa: BLE001 - report, never kill the daemon
             error = f"{type(exc).__name__}: {exc}"
             self._audit(command, peer, req, False, error)
@@ -362,7 +405,9 @@ def request(path: Path | str, command: str, args: Mapping[str, Any] | None = Non
                     break
                 chunks.append(chunk)
     except OSError as exc:
-        raise ControlError(f"cannot reach edgeguard at {path}: {exc.strerror or exc}") from None
+        raise DaemonUnreachable(f"cannot reach edgeguard at {path}: {exc.strerror or exc} "
+                                "(is the daemon running? systemctl status edgeguard)"
+                                ) from None
     try:
         response = orjson.loads(b"".join(chunks))
     except orjson.JSONDecodeError:
@@ -370,5 +415,7 @@ def request(path: Path | str, command: str, args: Mapping[str, Any] | None = Non
     if not isinstance(response, dict):
         raise ControlError("the daemon sent no valid answer")
     if not response.get("ok"):
-        raise ControlError(str(response.get("error")))
+        details = response.get("details")
+        raise ControlError(str(response.get("error")), tuple(
+            str(d) for d in details) if isinstance(details, list) else ())
     return response.get("result")

@@ -21,7 +21,7 @@ from edgeguard.actions.base import Action, Describes, settle
 from edgeguard.actions.worker import ActionJob, ActionRunner, InlineRunner
 from edgeguard.audit.sink import AuditSink
 from edgeguard.decision import DecisionEngine
-from edgeguard.ecs import decision_record
+from edgeguard.ecs import categorise_action, decision_record
 from edgeguard.events import (
     ActionKind,
     ActionResult,
@@ -51,9 +51,8 @@ def action_record(decision: Decision, kind: ActionKind,
     decision's record (:func:`decision_record`), when the caller has it already."""
     if base is None:
         base = decision_record(decision)
-    event_type = ("change",) if kind is ActionKind.RATE_LIMIT else ("denied",)
-    return dataclasses.replace(base, action=kind.value, kind=EventKind.EVENT,
-                               event_type=event_type, outcome=Outcome.FAILURE)
+    return categorise_action(dataclasses.replace(base, action=kind.value, kind=EventKind.EVENT,
+                                                 outcome=Outcome.FAILURE), kind)
 
 
 class Pipeline:
@@ -138,7 +137,7 @@ class Pipeline:
         if not result.ok:
             self.actions_failed += 1
         try:
-            self.audit.write(settle(job.record, result))
+            self.audit.write(categorise_action(settle(job.record, result), job.kind))
         except OSError as exc:
             self.audit_errors += 1
             log.error("audit write failed", action=job.kind.value, error=str(exc))

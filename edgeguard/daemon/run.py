@@ -39,14 +39,14 @@ from edgeguard.daemon.component import (
     changing,
     read_only,
 )
-from edgeguard.daemon.control import ControlServer
+from edgeguard.daemon.control import CommandFailed, ControlServer, disabled_features
 from edgeguard.daemon.control_limits import RefusalSummary
 from edgeguard.daemon.notify import Notifier, watchdog_interval
 from edgeguard.daemon.pipeline import Pipeline
 from edgeguard.daemon.privileges import drop_capabilities, set_no_new_privs
 from edgeguard.daemon.registry import build_components
 from edgeguard.decision import DecisionEngine
-from edgeguard.ecs import iso_timestamp
+from edgeguard.ecs import Observer, iso_timestamp
 from edgeguard.events import AuditRecord, Decision, EventKind, Finding, Outcome, Scalar
 from edgeguard.policy.load import LoadedPolicy, PolicyError, default_layers, load_policy
 from edgeguard.policy.model import Policy
@@ -97,6 +97,8 @@ class Daemon:
         self.started = self.clock.monotonic()
         self.reloads = 0
         self.reload_failures = 0
+        #: Why the last reload was refused (file:line: field: message), () if it was not.
+        self.reload_errors: tuple[str, ...] = ()
         self.components: list[Component] = []
         self.component_errors: dict[str, str] = {}
         self._stop = asyncio.Event()
@@ -107,8 +109,10 @@ class Daemon:
             self.audit_dir, clock=self.clock, host=self.host,
             segment_size=policy.audit.segment_size, fsync_interval=policy.audit.fsync_interval,
             file_mode=policy.audit.file_mode, file_group=_audit_group(policy),
+            observer=Observer.local(self.host, "kiosk" if policy.kiosk.enabled else "gateway"),
         )
-        self.engine = DecisionEngine(policy, self.clock)
+        # Records the policy's exceptions coming into force and expiring.
+        self.engine = DecisionEngine(policy, self.clock, audit=self.writer)
         # Suppressed repeats (a flood of one finding) become periodic summary records, so
         # every attempt is accounted for without a line per packet.
         self.aggregator = Aggregator(self.writer, self.clock,
@@ -156,7 +160,8 @@ class Daemon:
                                 admin_gid=_group_id(self.loaded.policy.daemon.admin_group),
                                 on_change=self._audit_command,
                                 config=self.loaded.policy.daemon.control,
-                                on_refusals=self._audit_refusals, clock=self.clock)
+                                on_refusals=self._audit_refusals, clock=self.clock,
+                                disabled=disabled_features(_sections_enabled(self.loaded.policy)))
         self.control = control
         await control.start()
         if control.problem:
@@ -256,6 +261,7 @@ class Daemon:
     def _flush_summaries(self, loop: asyncio.AbstractEventLoop) -> None:
         try:
             self.aggregator.flush()
+            self.engine.tick()
         finally:
             if not self._stop.is_set():
                 loop.call_later(_SUMMARY_INTERVAL, self._flush_summaries, loop)
@@ -287,6 +293,7 @@ class Daemon:
         except PolicyError as exc:
             self.reload_failures += 1
             errors = tuple(str(i) for i in exc.issues)
+            self.reload_errors = errors
             self.record("policy-reload-failed",
                         f"policy reload refused ({len(errors)} errors); running policy kept",
                         outcome=Outcome.FAILURE, kind=EventKind.PIPELINE_ERROR, fields={
@@ -298,6 +305,7 @@ class Daemon:
             self.notifier.ready("policy reload refused; running policy kept")
             return False
         self.loaded = loaded
+        self.reload_errors = ()
         self.engine.reload(loaded.policy)
         for comp in self.components:
             if comp.name in self.component_errors:
@@ -327,8 +335,12 @@ class Daemon:
         return self.status()
 
     async def _reload_cmd(self, peer: Peer, args: Mapping[str, Any]) -> dict[str, Any]:
-        ok = await self.reload()
-        return {"reloaded": ok, "policy_digest": self.loaded.digest}
+        if not await self.reload():
+            # The command's audit record then has outcome failure; the peer gets the errors.
+            raise CommandFailed(f"policy reload refused ({len(self.reload_errors)} errors); "
+                                f"running policy {self.loaded.digest[:12]} kept",
+                                self.reload_errors[:50])
+        return {"reloaded": True, "policy_digest": self.loaded.digest}
 
     def status(self) -> dict[str, Any]:
         seq, head = self.writer.head
@@ -381,6 +393,13 @@ def _audit_group(policy: Policy) -> int:
     except KeyError:
         raise StartupError(f"audit.file_group: no group {str(name)!r} on this host; create "
                            "it or set audit.file_group to an existing group") from None
+
+
+def _sections_enabled(policy: Policy) -> dict[str, bool]:
+    """Which feature sections the policy turns on (the control socket says so when a
+    command is aimed at one that is off)."""
+    return {"media": policy.media.enabled, "network": policy.network.enabled,
+            "wifi": policy.wifi.enabled, "kiosk": policy.kiosk.enabled}
 
 
 def _group_id(name: str | None) -> int | None:

@@ -202,8 +202,7 @@ class UsbGuard:
             kind=FINDING_KIND, subtype=FLAGGED_SUBTYPE if flagged else reason.value,
             message=message,
             identifier=f"{dev.bus_path}/{dev.identity}/{dev.serial or ''}",
-            severity=reason.severity, category=("host", "intrusion_detection"),
-            event_type=("info",) if flagged else ("denied",), first_seen=now, last_seen=now,
+            severity=reason.severity, first_seen=now, last_seen=now,
             evidence=evidence)
         # The pipeline de-authorises (DeauthorizeAction), on a repeat too: the catalogue
         # marks refusals "reapply on repeat".

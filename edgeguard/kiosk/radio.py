@@ -110,15 +110,15 @@ class RadioGuard:
             kind=FINDING_KIND, subtype=subtype,
             message=f"{name} radio {event.idx} is soft-unblocked; the kiosk policy keeps "
                     f"{name} off", identifier=f"rfkill{event.idx}",
-            severity=Severity.MODERATE, category=("host", "intrusion_detection"),
-            event_type=("change",), first_seen=now, last_seen=now, evidence=evidence)
+            severity=Severity.MODERATE, first_seen=now, last_seen=now, evidence=evidence)
         decision = self.submit(finding)
         if decision.mode is not Mode.ENFORCE:
             return
         record = AuditRecord(
             action="rfkill-unblock-reverted",
             message=f"{name} radio {event.idx} soft-blocked again",
-            category=("host",), event_type=("denied",), severity=decision.severity,
+            category=("host", "intrusion_detection"), event_type=("denied",),
+            severity=decision.severity,
             rule_id=decision.rule_id, mode=decision.mode, fields=dict(evidence.ecs_fields()))
         if self._audited(record, lambda: self._write(lambda: self.device.block(
                 event.idx, event.type))):

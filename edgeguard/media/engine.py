@@ -37,6 +37,7 @@ from edgeguard.media.evidence import (
     verdict_finding,
     verdict_record,
 )
+from edgeguard.media.exempt import ExemptWatch
 from edgeguard.media.malformed import (
     MalformedDevice,
     escape,
@@ -44,6 +45,7 @@ from edgeguard.media.malformed import (
     malformed_finding,
     malformed_record,
 )
+from edgeguard.media.mtp import mtp_finding, parse_mtp
 from edgeguard.media.uevent import Action, BlockDevice, MalformedUevent, Uevent, parse_uevent
 
 __all__ = ["MediaCounters", "MediaEngine"]
@@ -53,12 +55,13 @@ __all__ = ["MediaCounters", "MediaEngine"]
 class MediaCounters:
     events: int = 0
     malformed: int = 0
-    ignored: int = 0  # well-formed but not USB storage
+    ignored: int = 0  # well-formed but not a removable medium (internal disks)
     exempt: int = 0  # USB, but exempted by the administrator's udev rule (a USB system disk)
     dropped: int = 0  # over media.max_devices: left read-only, untracked
     vanished: int = 0  # removed before we could act
     action_failures: int = 0
     reapplied: int = 0  # same verdict, kernel state had to be restored (udev change)
+    mtp: int = 0  # phone/camera (MTP/PTP) interfaces seen, blocked or allowed by udev
 
     def as_dict(self) -> dict[str, int]:
         return dataclasses.asdict(self)
@@ -98,6 +101,7 @@ class MediaEngine:
         self._unmount = unmount
         self._revoke = revoke
         self.counters = MediaCounters()
+        self.exempt_watch = ExemptWatch(config.max_devices)
         self._nodes: OrderedDict[str, _Node] = OrderedDict()
         self._malformed: OrderedDict[str, MalformedDevice] = OrderedDict()
 
@@ -105,6 +109,12 @@ class MediaEngine:
     def handle_properties(self, props: object) -> None:
         """Parse and handle one uevent; malformed input is counted and skipped."""
         self.counters.events += 1
+        if isinstance(props, Mapping) and props.get("SUBSYSTEM") == "usb":
+            mtp = parse_mtp(props)  # the only USB events the source passes on
+            if mtp is not None:
+                self.counters.mtp += 1
+                self._report(mtp_finding(mtp, self.clock.now()))
+            return
         try:
             event = parse_uevent(props)
         except MalformedUevent as exc:
@@ -116,7 +126,12 @@ class MediaEngine:
 
     def handle(self, event: Uevent) -> None:
         dev = event.device
-        if not dev.usb or dev.exempt:
+        if event.action is not Action.REMOVE and (dev.protected or dev.exempt):
+            for finding in self.exempt_watch.observe(dev, self.clock.now()):
+                self._report(finding)
+        elif event.action is Action.REMOVE:
+            self.exempt_watch.forget(dev.name)
+        if not dev.protected or dev.exempt:
             if dev.exempt:
                 self.counters.exempt += 1
             else:
@@ -231,6 +246,14 @@ class MediaEngine:
         allow = self.allows.active(head.identity)
         self._apply(evaluate(head, parts, self.config, self.catalogue, allow), force)
 
+    def _report(self, finding: Finding) -> None:
+        """An alert-style finding (exempt device, not-encrypted): through the pipeline
+        when there is one (rules, mode, repeat suppression), else recorded directly."""
+        if self._submit is not None:
+            self._submit(finding)
+        else:
+            self.audit.write(finding_record(finding, action=f"usb-{finding.subtype}"))
+
     def _decide(self, finding: Finding) -> Decision:
         """What the policy says about a node's verdict (a state change recorded every
         time, so never suppressed): rule id and mode."""
@@ -322,11 +345,7 @@ class MediaEngine:
         if (assessment.verdict is Verdict.NOT_ENCRYPTED and head
                 and "not-encrypted" not in node.findings):
             node.findings.add("not-encrypted")
-            finding = not_encrypted_finding(assessment, self.clock.now())
-            if self._submit is not None:
-                self._submit(finding)  # rules, mode and repeat suppression: the pipeline's
-            else:
-                self.audit.write(finding_record(finding, action="usb-not-encrypted"))
+            self._report(not_encrypted_finding(assessment, self.clock.now()))
         if (ok and self._mount is not None and decision.enforcing
                 and assessment.verdict in (Verdict.READ_ONLY, Verdict.NOT_ENCRYPTED)):
             self._mount(dev)

@@ -42,6 +42,9 @@ VERDICT_SUBTYPES = {
     Verdict.BLOCKED: "blocked",
 }
 SUBTYPES = (*VERDICT_SUBTYPES.values(), MALFORMED)
+#: ECS ``volume.bus_type`` of each kind (edgeguard.media.kind names the kind itself).
+_BUS_TYPES = {"usb": "usb", "sd": "sd", "memstick": "memstick", "firewire": "ieee1394",
+              "nvme": "nvme", "external": "pci", "optical": "scsi"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,8 +58,10 @@ class MediaEvidence:
         fields: dict[str, Scalar] = {
             "volume.device_name": dev.devnode,
             "volume.device_type": dev.devtype,
-            "volume.bus_type": "usb" if dev.usb else "unknown",
-            "volume.removable": True,
+            "volume.bus_type": _BUS_TYPES.get(dev.kind_name, "unknown"),
+            "volume.removable": dev.protected,
+            "edgeguard.media.kind": dev.kind_name,
+            "edgeguard.media.id_path": dev.id_path,
             "volume.vendor_id": dev.vendor_id,
             "volume.product_id": dev.product_id,
             "volume.serial_number": dev.serial,
@@ -96,8 +101,6 @@ def verdict_finding(assessment: Assessment, now: float) -> Finding:
         message=f"{dev.devnode}: {assessment.reason}",
         identifier=f"{dev.vendor_id}:{dev.product_id}:{dev.serial}:{dev.name}",
         severity=Severity.MINOR,
-        category=("host", "configuration"),
-        event_type=("change",),
         first_seen=now,
         last_seen=now,
     )
@@ -132,8 +135,6 @@ def not_encrypted_finding(assessment: Assessment, now: float) -> Finding:
                 "kept read-only",
         identifier=f"{dev.vendor_id}:{dev.product_id}:{dev.serial}",
         severity=Severity.MODERATE,
-        category=("host", "configuration"),
-        event_type=("info",),
         first_seen=now,
         last_seen=now,
         evidence=MediaEvidence(assessment, writable=False),

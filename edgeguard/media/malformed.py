@@ -93,7 +93,6 @@ def malformed_finding(device: MalformedDevice) -> Finding:
     """The proposal to the decision engine (``usb``/``malformed``): rule id and mode."""
     return Finding(kind="usb", subtype="malformed", message=device.reason,
                    identifier=device.key, severity=Severity.MODERATE,
-                   category=("host", "configuration"), event_type=("info",),
                    first_seen=device.seen, last_seen=device.seen)
 
 

@@ -16,15 +16,19 @@ from typing import Any
 
 from edgeguard.media.block import DeviceGone
 from edgeguard.media.engine import MediaEngine
+from edgeguard.media.uevent import MalformedUevent, parse_uevent
 
 __all__ = ["SimulatedKernel", "replay"]
 
 
 def _is_usb(props: Mapping[str, Any]) -> bool:
+    """Whether the shipped udev rule makes this node read-only (every protected kind)."""
     devpath = props.get("DEVPATH")
-    if props.get("EDGEGUARD_MEDIA_EXEMPT") == "1":  # the rule's one exemption
-        return False
-    return props.get("ID_BUS") == "usb" or (isinstance(devpath, str) and "/usb" in devpath)
+    try:
+        device = parse_uevent(props).device
+        return device.protected and not device.exempt  # the one exemption needs ID_PATH
+    except MalformedUevent:
+        return props.get("ID_BUS") == "usb" or (isinstance(devpath, str) and "/usb" in devpath)
 
 
 class SimulatedKernel:

@@ -14,6 +14,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from edgeguard.media.kind import MediaKind, classify_kind
+
 __all__ = [
     "Action",
     "BlockDevice",
@@ -30,6 +32,9 @@ _MAX_TEXT = 256
 SECTOR = 512
 #: The largest size we believe (1 EiB); anything larger is a malformed value.
 _MAX_SIZE = 1 << 60
+#: The properties edgeguard.media.kind reads (validated as text first).
+_KIND_KEYS = ("ID_BUS", "ID_USB_DRIVER", "ID_CDROM", "EDGEGUARD_MEDIA", "EDGEGUARD_MEDIA_KIND",
+              "EDGEGUARD_REMOVABLE", "EDGEGUARD_EXTERNAL", "EDGEGUARD_MMC_TYPE")
 
 
 class MalformedUevent(ValueError):
@@ -64,6 +69,18 @@ class BlockDevice:
     usb_syspath: str | None = None  # /sys path of the USB interface/device, for de-authorising
     rule_ro: bool = False  # the shipped udev rule ran and set the ro flag
     exempt: bool = False  # EDGEGUARD_MEDIA_EXEMPT=1 from the admin's own udev rule
+    kind: MediaKind = MediaKind.INTERNAL  # how it is attached (edgeguard.media.kind)
+    id_path: str | None = None  # udev ID_PATH: the physical port, which no device can claim
+    part_table_uuid: str | None = None  # ID_PART_TABLE_UUID (content: the device chooses it)
+
+    @property
+    def protected(self) -> bool:
+        """A removable medium the udev rule makes read-only (every kind but internal)."""
+        return self.usb or self.kind.protected
+
+    @property
+    def kind_name(self) -> str:
+        return MediaKind.USB.value if self.usb and not self.kind.protected else self.kind.value
 
     @property
     def devnode(self) -> str:
@@ -192,6 +209,12 @@ def parse_uevent(props: object) -> Uevent:
         part_table=_text(props, "ID_PART_TABLE_TYPE") if devtype == "disk" else None,
         usb_syspath=usb_path,
         rule_ro=_text(props, "EDGEGUARD_MEDIA") == "read-only",
-        exempt=_text(props, "EDGEGUARD_MEDIA_EXEMPT") == "1",
+        # the shipped rule honours an exemption only with a port (ID_PATH) to key it on
+        exempt=(_text(props, "EDGEGUARD_MEDIA_EXEMPT") == "1"
+                and _text(props, "ID_PATH") is not None),
+        kind=classify_kind({k: v for k in _KIND_KEYS if (v := _text(props, k)) is not None},
+                           name, devpath),
+        id_path=_text(props, "ID_PATH"),
+        part_table_uuid=_text(props, "ID_PART_TABLE_UUID"),
     )
     return Uevent(action=action, device=device, seqnum=seqnum)

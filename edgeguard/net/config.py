@@ -318,8 +318,8 @@ class NetworkConfig:
                                   "socket (the TPACKET_V3 ring, in 1 MiB blocks); absorbs "
                                   "bursts while a worker is busy.", unit="bytes",
                                   minimum=2 * 1024 * 1024, maximum=1024 * 1024 * 1024)
-    capture_workers: int = setting(1, "Capture worker processes per interface; above 1 the "
-                                   "kernel spreads flows over them (PACKET_FANOUT_HASH).",
+    capture_workers: int = setting(1, "Capture worker processes per interface; above 1 each "
+                                   "owns a share of the addresses (all their traffic).",
                                    minimum=1, maximum=16)
     stats_interval: Duration = setting(Duration(300), "How often capture counters (kernel "
                                        "drops) are written to the audit log.", unit="duration",

@@ -1,15 +1,16 @@
 """The network component: capture workers per interface, findings into the pipeline.
 
 Each watched interface gets ``capture_workers`` worker processes
-(:mod:`edgeguard.net.worker`; with more than one they share a ``PACKET_FANOUT_HASH``
-group so the kernel spreads flows over them). A worker's reports arrive on a socket
-pair registered with ``loop.add_reader``: findings go to ``ctx.submit(finding)``,
-counters (kernel drops included) feed :meth:`counters` (shown by
-``edgeguard status``) and a periodic ``capture-stats`` audit record. A worker that
-dies is restarted after a pause and counted. A worker that cannot start (no such
-interface, no capability) is audited once per cause (``capture-worker-failed``, with its
-error) however often the restart repeats it, and :meth:`problems` reports it, so
-``edgeguard status`` shows the daemon degraded until a worker of that interface runs.
+(:mod:`edgeguard.net.worker`; with more than one each owns a share of the addresses,
+:mod:`edgeguard.net.fanout`, so a scan's probes and answers all reach one of them).
+A worker's reports arrive on a socket pair registered with ``loop.add_reader``:
+findings go to ``ctx.submit(finding)``, counters (kernel drops included) feed
+:meth:`counters` (shown by ``edgeguard status``) and a periodic ``capture-stats`` audit
+record. A worker that dies is restarted after a pause and counted. A worker that cannot
+start (no such interface, no capability) is audited once per cause
+(``capture-worker-failed``, with its error) however often the restart repeats it, and
+:meth:`problems` reports it, so ``edgeguard status`` shows the daemon degraded until a
+worker of that interface runs.
 An enabled network watch that names no interface is a problem too.
 """
 
@@ -23,7 +24,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import structlog
@@ -31,6 +32,7 @@ import structlog
 from edgeguard.daemon.component import Command, Component, Context, Peer, read_only
 from edgeguard.events import AuditRecord, EventKind, Outcome, Scalar
 from edgeguard.net.config import NetworkConfig
+from edgeguard.net.fanout import Share
 from edgeguard.net.worker import MAX_MESSAGE, Reconfigure, WorkerReport, WorkerSpec
 from edgeguard.policy.model import Policy
 
@@ -90,11 +92,6 @@ def stop_worker(handle: WorkerHandle) -> None:
             continue
 
 
-def fanout_group(interface: str) -> int:
-    """A fanout group id unique to this daemon and interface."""
-    return (os.getpid() * 31 + socket.if_nametoindex(interface)) & 0xFFFF
-
-
 class NetworkComponent(Component):
     name = "network"
 
@@ -121,10 +118,11 @@ class NetworkComponent(Component):
 
     def _specs(self, cfg: NetworkConfig) -> list[WorkerSpec]:
         out: list[WorkerSpec] = []
+        count = cfg.capture_workers
         for interface in cfg.interfaces:
-            group = fanout_group(interface) if cfg.capture_workers > 1 else None
-            out.extend(WorkerSpec(interface, cfg, ring=self.ring, fanout_group=group, index=i)
-                       for i in range(cfg.capture_workers))
+            out.extend(WorkerSpec(interface, cfg, ring=self.ring, index=i,
+                                  share=Share(i, count) if count > 1 else None)
+                       for i in range(count))
         return out
 
     def _launch(self, spec: WorkerSpec) -> None:
@@ -232,8 +230,7 @@ class NetworkComponent(Component):
     def _relaunch(self, spec: WorkerSpec) -> None:
         if self._stopping:
             return
-        self._launch(WorkerSpec(spec.interface, self.cfg, spec.ring, spec.fanout_group,
-                                spec.index))
+        self._launch(replace(spec, config=self.cfg))
 
     def _stats(self) -> None:
         assert self.ctx is not None

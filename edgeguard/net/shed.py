@@ -23,18 +23,19 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Protocol, runtime_checkable
+from typing import Protocol
 
 from edgeguard.net.capture import attach_filter
 from edgeguard.net.detect.flood import ShedTarget
-from edgeguard.net.filter import FilterSpec, build_filter
+from edgeguard.net.fanout import Share, share_filter
+from edgeguard.net.filter import FilterSpec
 
 __all__ = ["ShedSource", "Shedder", "spec_with"]
 
 
-@runtime_checkable
 class ShedSource(Protocol):
-    """What the detector chain offers for shedding (the flood detector behind it)."""
+    """What the detector chain offers for shedding (the flood detector behind it).
+    Checked statically only (no runtime-checkable protocol: mypyc compiles this)."""
 
     def shed_wanted(self) -> frozenset[ShedTarget]: ...
 
@@ -56,31 +57,33 @@ class Shedder:
     """Keeps one capture socket's filter in step with the floods in progress."""
 
     def __init__(self, sock: socket.socket, base: FilterSpec,
-                 now: Callable[[], float] = time.time) -> None:
+                 now: Callable[[], float] = time.time, share: Share | None = None) -> None:
         self.sock = sock
         self.base = base
+        self.share = share  # this worker's addresses (several workers on the interface)
         self.now = now
         self.current: frozenset[ShedTarget] = frozenset()
         self.swaps = 0
         self.errors = 0
 
-    def rebase(self, base: FilterSpec, source: object) -> None:
+    def rebase(self, base: FilterSpec, source: ShedSource | None) -> None:
         """A new policy: new filter knobs; the (new) detectors start with nothing shed."""
         self.base = base
         self.current = frozenset()
-        attach_filter(self.sock, build_filter(base))
-        if isinstance(source, ShedSource):
+        attach_filter(self.sock, share_filter(base, self.share))
+        if source is not None:
             source.shed_applied(frozenset(), self.now())
 
-    def update(self, source: object) -> bool:
-        """Swap the filter when the floods in progress changed; True when it did."""
-        if not isinstance(source, ShedSource):
+    def update(self, source: ShedSource | None) -> bool:
+        """Swap the filter when the floods in progress changed; True when it did (never
+        without a ``source``: a chain that cannot shed)."""
+        if source is None:
             return False
         wanted = source.shed_wanted()
         if wanted == self.current:
             return False
         try:
-            attach_filter(self.sock, build_filter(spec_with(self.base, wanted)))
+            attach_filter(self.sock, share_filter(spec_with(self.base, wanted), self.share))
         except (OSError, ValueError):
             self.errors += 1  # the old filter stays: still correct, only slower
             return False

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import gc
 import os
 import pickle
 import select
@@ -31,13 +32,23 @@ from edgeguard.clock import SystemClock
 from edgeguard.events import Finding
 from edgeguard.net.capture import RecvCapture, RingCapture, is_cooked, open_capture_socket
 from edgeguard.net.config import NetworkConfig
-from edgeguard.net.filter import build_filter
+from edgeguard.net.detect.chain import DetectorChain
+from edgeguard.net.fanout import Share, share_filter
 from edgeguard.net.inspect import Chain, Inspector, build_chain, filter_spec
-from edgeguard.net.shed import Shedder
+from edgeguard.net.packet import Packet
+from edgeguard.net.shed import Shedder, ShedSource
 
-__all__ = ["Reconfigure", "WorkerReport", "WorkerSpec", "main"]
+__all__ = ["Reconfigure", "WorkerReport", "WorkerSpec", "main", "tune_gc"]
 
 OUTBOX_LIMIT = 10_000
+#: Batches (a 1 MiB ring block: thousands of frames; or 4096 frames received one by one)
+#: read before the worker looks at its control socket and timers again.
+MAX_BATCHES = 64
+#: Young-generation threshold of the garbage collector in the worker (the default is
+#: 700): every packet allocates a few acyclic objects and a batch keeps a block's
+#: packets alive, so with the default the collector keeps walking the detectors' tables
+#: for nothing. Objects alive after start-up are frozen out of collections.
+GC_YOUNG = 10_000
 BATCH = 64  # findings per message
 REPORT_EVERY = 1.0  # seconds between counter reports
 MAX_MESSAGE = 1 << 20
@@ -49,8 +60,9 @@ class WorkerSpec:
     interface: str
     config: NetworkConfig
     ring: bool = True
-    fanout_group: int | None = None
     index: int = 0
+    #: with several workers on the interface: the addresses this one owns (fanout.py)
+    share: Share | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,10 +88,9 @@ class Worker:
         self.clock = SystemClock()
         self.cooked = is_cooked(spec.interface)  # no Ethernet header on this link
         base = replace(filter_spec(self.cfg), cooked=self.cooked)
-        program = build_filter(base)
+        program = share_filter(base, spec.share)
         sock = open_capture_socket(spec.interface, program, promiscuous=self.cfg.promiscuous,
-                                   rcvbuf=int(self.cfg.ring_size),
-                                   fanout_group=spec.fanout_group, ring=spec.ring,
+                                   rcvbuf=int(self.cfg.ring_size), ring=spec.ring,
                                    cooked=self.cooked)
         self.capture: RecvCapture | RingCapture = (
             RingCapture(sock, blocks=max(2, int(self.cfg.ring_size) // (1 << 20)),
@@ -87,22 +98,50 @@ class Worker:
             if spec.ring else RecvCapture(sock, snap=self.cfg.snap_length, cooked=self.cooked))
         self.inspector = Inspector(chain if chain is not None else build_chain(self.cfg,
                                                                               self.clock))
-        self.shedder = Shedder(sock, base)
+        self.shedder = Shedder(sock, base, share=spec.share)
         self.outbox: deque[Finding] = deque()
         self.findings_dropped = 0
+        self.findings_not_owned = 0  # about another worker's address: it reports them
         self.findings = 0
         self._next_report = 0.0
 
-    def _sink(self, data: bytes, ts: float, wire_len: int, vlan: int | None) -> None:
-        found = self.inspector.frame(data, ts, wire_len, vlan)
-        if found:
-            self._queue(found)
-            # a flood's first finding: have the kernel sample it from the next packet
-            self.shedder.update(self.inspector.chain)
+    def read(self) -> int:
+        """Decode what the kernel queued (a ring block at a time), then feed the packets
+        to the detectors; returns the frames read."""
+        packets: list[Packet] = []
+        capture, to_packet = self.capture, self.inspector.packet
+        total = 0
+        for _ in range(MAX_BATCHES):
+            n = capture.drain_packets(to_packet, packets)
+            if not n:
+                break
+            total += n
+            self.feed(packets)
+            packets.clear()
+        return total
+
+    def feed(self, packets: list[Packet]) -> None:
+        feed = self.inspector.chain.feed
+        for pkt in packets:
+            found = feed(pkt)
+            if found:
+                self._queue(found)
+                # a flood's first finding: have the kernel sample it from the next packet
+                self.shedder.update(self.shed_source)
+
+    @property
+    def shed_source(self) -> ShedSource | None:
+        """The detector chain, when it can shed (a substitute chain in tests cannot)."""
+        chain = self.inspector.chain
+        return chain if isinstance(chain, DetectorChain) else None
 
     def _queue(self, found: list[Finding]) -> None:
-        self.findings += len(found)
+        share = self.spec.share
         for finding in found:
+            if share is not None and not share.owns(finding):
+                self.findings_not_owned += 1
+                continue
+            self.findings += 1
             if len(self.outbox) >= OUTBOX_LIMIT:
                 self.outbox.popleft()
                 self.findings_dropped += 1
@@ -115,6 +154,7 @@ class Worker:
         out.update({"kernel_packets": stats.packets, "kernel_drops": stats.drops,
                     "kernel_freezes": stats.freezes, "findings": self.findings,
                     "findings_dropped": self.findings_dropped,
+                    "findings_not_owned": self.findings_not_owned,
                     "outbox": len(self.outbox)})
         return out
 
@@ -151,9 +191,9 @@ class Worker:
     def reconfigure(self, cfg: NetworkConfig) -> None:
         if cfg != self.cfg:
             self.inspector.chain = build_chain(cfg, self.clock)
-        self.shedder.rebase(replace(filter_spec(cfg), cooked=self.cooked), self.inspector.chain)
+        self.shedder.rebase(replace(filter_spec(cfg), cooked=self.cooked), self.shed_source)
         self.cfg = cfg
-        self.shedder.update(self.inspector.chain)  # floods a kept chain still sees
+        self.shedder.update(self.shed_source)  # floods a kept chain still sees
 
     def run(self) -> None:
         tick_every = 1.0
@@ -162,15 +202,23 @@ class Worker:
             readable, _, _ = select.select([self.capture.sock, self.ctl], [], [], 0.2)
             if self.ctl in readable and not self.control():
                 return
-            self.capture.drain(self._sink)
+            self.read()
             mono = time.monotonic()
             if mono >= next_tick:
                 next_tick = mono + tick_every
                 found = self.inspector.chain.tick(self.clock.now())
                 if found:
                     self._queue(found)
-                self.shedder.update(self.inspector.chain)  # floods that ended
+                self.shedder.update(self.shed_source)  # floods that ended
             self.flush(mono)
+
+
+def tune_gc() -> None:
+    """Freeze what start-up built (never walked again) and let the young generation grow
+    to :data:`GC_YOUNG` objects."""
+    gc.freeze()
+    threshold = gc.get_threshold()
+    gc.set_threshold(max(threshold[0], GC_YOUNG), threshold[1], threshold[2])
 
 
 def _die_with_parent() -> None:
@@ -192,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         ctl.send(pickle.dumps(WorkerReport(error=f"{spec.interface}: {exc}")))
         return 1
     ctl.setblocking(False)
+    tune_gc()
     try:
         worker.run()
     finally:

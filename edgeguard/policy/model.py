@@ -6,10 +6,12 @@ from dataclasses import dataclass
 
 from edgeguard.audit.config import AuditConfig
 from edgeguard.events import ActionKind, Mode, Severity
+from edgeguard.findings import FINDING_TYPES, default_rule_id, suggest
 from edgeguard.kiosk.config import KioskConfig
 from edgeguard.media.config import MediaConfig
 from edgeguard.net.config import NetworkConfig
 from edgeguard.policy.control import ControlConfig
+from edgeguard.policy.exceptions import RuleException
 from edgeguard.policy.types import Duration, setting
 from edgeguard.wifi.config import WifiConfig
 
@@ -71,6 +73,10 @@ class Policy:
     rules: tuple[RuleConfig, ...] = setting(
         (), "Per-finding rules, merged by id across layers. The most specific match wins "
         "(kind and subtype before kind alone), then the one defined last.")
+    exceptions: tuple[RuleException, ...] = setting(
+        (), "Per-rule exceptions with an expiry and a reason (`edgeguard net allow` writes "
+        "them as drop-ins): a covered finding is recorded but only logged. Merged by id "
+        "across layers; each is audited when it comes into force and when it expires.")
     daemon: DaemonConfig = setting(None, "The daemon itself.", factory=DaemonConfig)
     media: MediaConfig = setting(None, "USB storage (LT2 §7, §3.2).", factory=MediaConfig)
     network: NetworkConfig = setting(None, "Network watch and enforcement (LT2 §2.2, §11.3).",
@@ -87,3 +93,12 @@ class Policy:
             if rule.id in seen:
                 raise ValueError(f"rules[{index}]: duplicate rule id {rule.id!r}")
             seen.add(rule.id)
+        known = seen | {default_rule_id(f.kind, f.subtype) for f in FINDING_TYPES}
+        ids: set[str] = set()
+        for index, exc in enumerate(self.exceptions):
+            if exc.id in ids:
+                raise ValueError(f"exceptions[{index}]: duplicate exception id {exc.id!r}")
+            ids.add(exc.id)
+            if exc.rule not in known:
+                raise ValueError(f"exceptions[{index}]: no rule {exc.rule!r}"
+                                 f"{suggest(exc.rule, sorted(known))}")

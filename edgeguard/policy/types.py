@@ -8,6 +8,7 @@ with these parsers, so a section module never parses YAML itself.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import grp
 import ipaddress
 import re
@@ -22,6 +23,7 @@ __all__ = [
     "IPNetwork",
     "MacAddress",
     "Rate",
+    "Timestamp",
     "UsbId",
     "setting",
 ]
@@ -78,6 +80,32 @@ class Rate(float):
         if not match:
             raise ValueError(f"expected a rate such as '500/s' or '300/m', got {text!r}")
         return cls(float(match.group(1)) / _DURATION_UNITS[match.group(2)])
+
+
+class Timestamp(float):
+    """A moment, written in ISO 8601 with its zone: ``2026-12-14T19:00:00Z`` or
+    ``2026-12-14T19:00:00+00:00``; held as seconds since the epoch. A time without a
+    zone is refused (it would mean a different moment on each host)."""
+
+    what = "time such as '2026-12-14T19:00:00Z'"
+    accepts_numbers = True  # unquoted, YAML reads it as a timestamp: parse its text
+
+    @classmethod
+    def parse(cls, text: str) -> Timestamp:
+        try:
+            moment = datetime.datetime.fromisoformat(text.strip())
+        except ValueError:
+            raise ValueError(f"expected an ISO 8601 time such as '2026-12-14T19:00:00Z', "
+                             f"got {text!r}") from None
+        if moment.tzinfo is None:
+            raise ValueError(f"{text!r} has no time zone: add 'Z' (UTC) or an offset "
+                             "such as '+01:00'")
+        return cls(moment.timestamp())
+
+    def iso(self) -> str:
+        """The moment in UTC, as written in a policy (``...Z``)."""
+        moment = datetime.datetime.fromtimestamp(float(self), datetime.UTC)
+        return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class MacAddress(str):

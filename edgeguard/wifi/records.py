@@ -22,7 +22,9 @@ def association_record(evidence: WifiEvidence, how: str, mode: Mode) -> AuditRec
     bss = evidence.bss
     return AuditRecord(
         action="wifi-association", kind=EventKind.EVENT, category=("network",),
-        event_type=("connection", "allowed" if allowed else "denied"),
+        # the association happened: whether it is refused is the finding's, and what was
+        # done about it the disconnect's (issue 22: never "denied" when nothing was)
+        event_type=("connection", "start"),
         message=f"{evidence.interface} {how} {bss.bssid}: "
                 f"{bss.classification.security.value}, "
                 f"{'allowed' if allowed else 'refused'} ({evidence.assessment.reason})",

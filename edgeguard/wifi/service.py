@@ -316,7 +316,6 @@ class WifiComponent:
             message=f"{assoc.ifname}: {how} to {evidence.ecs_fields().get('edgeguard.wifi.ssid')!r}"
                     f" refused: {assoc.assessment.reason}",
             identifier=f"{assoc.ifname}/{assoc.bss.bssid}", severity=Severity.MODERATE,
-            category=("network",), event_type=("connection", "denied"),
             first_seen=now, last_seen=now, evidence=evidence,
         )
         # The pipeline disconnects (DisconnectAction), on a repeat too: the catalogue
@@ -344,8 +343,8 @@ class WifiComponent:
                 kind="wifi-rogue", subtype="evil-twin", severity=Severity.MODERATE,
                 message=f"possible evil twin of {verdict.network.ssid if verdict.network else ''!r}"
                         f" at {bss.bssid}: {verdict.reason}",
-                identifier=f"{ifname}/{bss.bssid}", category=("network", "threat"),
-                event_type=("indicator",), first_seen=now, last_seen=now, evidence=evidence,
+                identifier=f"{ifname}/{bss.bssid}", first_seen=now, last_seen=now,
+                evidence=evidence,
             ))
 
     # -- kill switch and audit ----------------------------------------------------------

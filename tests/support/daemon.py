@@ -43,14 +43,16 @@ class Notify:
 
 class Daemon:
     def __init__(self, tmp: Path, policy: Path, extra_env: dict[str, str] | None = None,
-                 sock: Path | None = None) -> None:
+                 sock: Path | None = None, policy_files: tuple[Path, ...] = ()) -> None:
         self.tmp = tmp
         self.audit = tmp / "audit"
         self.sock = sock or tmp / "control.sock"
         self.notify = Notify(tmp / "notify.sock")
         env = edgeguard_env({"NOTIFY_SOCKET": str(self.notify.path), **(extra_env or {})})
         self.proc = subprocess.Popen(
-            edgeguard_argv("run", "--policy", str(policy), "--audit-dir", str(self.audit),
+            edgeguard_argv("run", *(a for p in (policy_files or (policy,))
+                                    for a in ("--policy", str(p))),
+                           "--audit-dir", str(self.audit),
                            "--control-socket", str(self.sock), "--state-dir", str(tmp / "state")),
             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -68,10 +70,11 @@ class Daemon:
     @classmethod
     @contextlib.contextmanager
     def running(cls, tmp: Path, policy: Path, extra_env: dict[str, str] | None = None,
-                sock: Path | None = None) -> Iterator[Daemon]:
+                sock: Path | None = None, policy_files: tuple[Path, ...] = (),
+                ) -> Iterator[Daemon]:
         """Started and READY inside the block; killed and reaped after it if the test
         did not stop it."""
-        d = cls(tmp, policy, extra_env, sock)
+        d = cls(tmp, policy, extra_env, sock, policy_files)
         try:
             d.notify.wait_for("READY=1")
             yield d

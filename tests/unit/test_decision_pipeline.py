@@ -122,7 +122,9 @@ def test_pipeline_enforce_audits_action_outcome(tmp_path: Path, works: bool) -> 
     alert, action = sink.records
     assert alert.kind is EventKind.ALERT
     assert action.action == "block"
-    assert action.event_type == ("denied",)
+    # "denied" only for a block that took effect; a failed one is info with outcome failure
+    assert action.event_type == (("denied",) if works else ("info",))
+    assert alert.event_type == ("info",)
     assert action.rule_id == "port-scan"
     assert action.outcome is (Outcome.SUCCESS if works else Outcome.FAILURE)
     if not works:
@@ -172,11 +174,13 @@ def test_a_flood_of_repeats_becomes_one_summary(tmp_path: Path) -> None:
     for _ in range(500):
         pipe.submit(finding())
     assert len(sink.records) == 1  # the first alert; the repeats are pending
-    assert aggregator.pending == 499 * 25  # every attempt the repeats counted (25 each)
+    assert aggregator.pending == 499  # repeated findings, not the probes they carried
     clock.advance(61)
     assert aggregator.flush() == 1
     summary = sink.records[-1]
-    assert summary.fields["edgeguard.repeats.count"] == 499 * 25
+    assert summary.fields["edgeguard.repeats.count"] == 499  # findings (issue 21)
+    assert summary.fields["edgeguard.repeats.events"] == 499 * 25  # every probe still counted
+    assert "499 repeated finding(s)" in summary.message
     assert summary.fields["edgeguard.repeats.sources"] == ("10.0.0.7",)
     assert summary.source is not None  # one actor: named as the source
     assert summary.source.ip == "10.0.0.7"
@@ -303,3 +307,122 @@ def test_an_action_is_looked_up_in_the_findings_area_first(tmp_path: Path) -> No
     pipe.add_actions({ActionKind.DEAUTHORIZE: media}, Area.MEDIA)
     pipe.submit(finding("dev", kind="usb-device", subtype="late-hid"))
     assert (kiosk.calls, media.calls) == (1, 0)
+
+
+# -- issue 21: unblock resets suppression; per-rule exceptions -------------------------
+
+def test_forget_ends_the_suppression_of_one_finding(tmp_path: Path) -> None:
+    engine = DecisionEngine(policy_from(tmp_path, "mode: enforce\n"), FakeClock())
+    assert not engine.decide(finding()).suppressed
+    assert engine.decide(finding()).suppressed
+    assert engine.decide(finding("10.0.0.8")).suppressed is False
+    assert engine.forget("scan", "10.0.0.7") is True
+    assert not engine.decide(finding()).suppressed  # acted on again
+    assert engine.decide(finding("10.0.0.8")).suppressed  # the other host's window holds
+    assert engine.forget("scan", "10.9.9.9") is False
+
+
+EXCEPTED = """mode: enforce
+exceptions:
+  - id: inventory-scanner
+    rule: port-scan
+    address: 10.0.0.0/29
+    until: {until}
+    reason: "IT's inventory scanner, ticket 4711"
+"""
+
+
+def _iso(when: float) -> str:
+    import datetime  # noqa: PLC0415
+
+    return datetime.datetime.fromtimestamp(when, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_an_exception_logs_only_its_rule_and_hosts_until_it_expires(tmp_path: Path) -> None:
+    clock = FakeClock()
+    sink = MemorySink()
+    policy = policy_from(tmp_path, EXCEPTED.format(until=_iso(clock.now() + 3600)))
+    engine = DecisionEngine(policy, clock, audit=sink)
+    assert [r.action for r in sink.records] == ["policy-exception-added"]
+    added = sink.records[0]
+    assert added.fields["edgeguard.exception.id"] == "inventory-scanner"
+    assert added.fields["event.reason"] == "IT's inventory scanner, ticket 4711"
+
+    severe = finding(severity=Severity.SEVERE)
+    covered = engine.decide(severe)
+    assert covered.rule_id == "port-scan"
+    assert covered.actions == (ActionKind.LOG,)
+    assert covered.exception == "inventory-scanner"
+    outside = engine.decide(replace(severe, identifier="10.0.0.9",
+                                    source=Endpoint(ip="10.0.0.9")))
+    assert outside.actions == (ActionKind.LOG, ActionKind.BLOCK)  # not in 10.0.0.0/29
+    other_rule = engine.decide(finding(kind="flood", subtype="syn-flood",
+                                       severity=Severity.SEVERE))
+    assert ActionKind.BLOCK in other_rule.actions  # only port-scan is excepted
+
+    clock.advance(3601)
+    engine.forget("scan", "10.0.0.7")
+    assert engine.decide(severe).actions == (ActionKind.LOG, ActionKind.BLOCK)  # expired
+    engine.tick()
+    engine.tick()  # audited once
+    assert [r.action for r in sink.records] == ["policy-exception-added",
+                                                "policy-exception-expired"]
+
+
+def test_an_excepted_finding_is_recorded_with_the_exception(tmp_path: Path) -> None:
+    clock = FakeClock()
+    sink = MemorySink()
+    block = FakeBlock()
+    policy = policy_from(tmp_path, EXCEPTED.format(until=_iso(clock.now() + 3600)))
+    pipe = Pipeline(DecisionEngine(policy, clock), sink, {ActionKind.BLOCK: block})
+    pipe.submit(finding(severity=Severity.SEVERE))
+    assert block.calls == 0  # the exception kept the block from being made
+    (alert,) = sink.records
+    assert alert.fields["edgeguard.exception.id"] == "inventory-scanner"
+    assert alert.fields["edgeguard.actions"] == ("log",)
+
+
+def test_reload_audits_exceptions_removed_and_added(tmp_path: Path) -> None:
+    clock = FakeClock()
+    sink = MemorySink()
+    until = _iso(clock.now() + 3600)
+    engine = DecisionEngine(policy_from(tmp_path, EXCEPTED.format(until=until)), clock,
+                            audit=sink)
+    engine.reload(policy_from(tmp_path, EXCEPTED.format(until=until)))  # unchanged
+    assert len(sink.records) == 1
+    engine.reload(policy_from(tmp_path, "mode: enforce\n"))
+    assert sink.records[-1].action == "policy-exception-removed"
+    stale = EXCEPTED.format(until=_iso(clock.now() - 60))
+    engine.reload(policy_from(tmp_path, stale))  # loaded already past its expiry
+    assert sink.records[-1].action == "policy-exception-expired"
+    assert engine.decide(finding(severity=Severity.SEVERE)).exception == ""
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("exceptions:\n  - {id: a, rule: port-scn, address: 10.0.0.7, "
+     "until: '2030-01-01T00:00:00Z', reason: x}\n", "no rule 'port-scn' (did you mean"),
+    ("exceptions:\n  - {id: a, rule: port-scan, address: 10.0.0.7, "
+     "until: '2030-01-01T00:00:00', reason: x}\n", "has no time zone"),
+    ("exceptions:\n  - {id: a, rule: port-scan, address: 10.0.0.7/8, "
+     "until: '2030-01-01T00:00:00Z', reason: x}\n", "host bits set"),
+    ("exceptions:\n  - {id: a, rule: port-scan, address: 10.0.0.7, "
+     "until: '2030-01-01T00:00:00Z'}\n", "an exception needs"),
+])
+def test_a_bad_exception_is_a_file_line_error(tmp_path: Path, text: str, message: str) -> None:
+    from edgeguard.policy.load import PolicyError  # noqa: PLC0415
+
+    path = tmp_path / "p.yaml"
+    path.write_text(text)
+    with pytest.raises(PolicyError) as caught:
+        load_policy([path])
+    assert f"{path}:" in str(caught.value)
+    assert message in str(caught.value)
+
+
+def test_exceptions_merge_by_id_across_drop_ins(tmp_path: Path) -> None:
+    first, second = tmp_path / "60-a.yaml", tmp_path / "60-b.yaml"
+    for path, ident in ((first, "a"), (second, "b")):
+        path.write_text(f"exceptions:\n  - {{id: {ident}, rule: port-scan, address: 10.0.0.7, "
+                        "until: 2030-01-01T00:00:00Z, reason: x}\n")  # unquoted time too
+    policy = load_policy([first, second]).policy
+    assert [e.id for e in policy.exceptions] == ["a", "b"]

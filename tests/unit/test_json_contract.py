@@ -57,6 +57,7 @@ CONTRACT_TESTS: dict[tuple[str, ...], tuple[str, ...]] = {
     ("media", "replay"): ("tests/unit/test_json_contract.py",),
     ("net", "blocks"): ("tests/linux/nft/test_daemon_nft.py",),
     ("net", "unblock"): ("tests/linux/nft/test_daemon_nft.py",),
+    ("net", "block"): ("tests/linux/nft/test_daemon_nft.py",),
     ("wifi", "classify"): ("tests/unit/wifi/test_classify_capture.py",),
     ("wifi", "status"): ("tests/unit/wifi/test_cli_wifi.py",
                          "tests/linux/wifi/test_daemon_killswitch.py"),
@@ -275,6 +276,23 @@ def test_audit_verify_json_intact_broken_and_unreadable(audit_log: Path) -> None
     assert run_edgeguard(["audit", "verify", "--json", str(audit_log / "nope")]).returncode == 2
 
 
+def test_audit_verify_fleet_json_over_the_segments_as_received(audit_log: Path,
+                                                               tmp_path: Path) -> None:
+    """The same log as a collector would hold it (syslog prefix, one file): one valid row."""
+    collector = tmp_path / "collector"
+    collector.mkdir()
+    with (collector / "received.log").open("wb") as fh:
+        for seg in _segments(audit_log):
+            for line in seg.read_bytes().splitlines():
+                fh.write(b"<110>1 - contract-test edgeguard - - - " + line + b"\n")
+    total = sum(len(seg.read_bytes().splitlines()) for seg in _segments(audit_log))
+    done = run_edgeguard(["audit", "verify", "--fleet", str(collector), "--json"])
+    assert done.returncode == 0, done.stdout
+    (row,) = validate_lines(done.stdout)
+    assert row["edgeguard"]["fleet"]["status"] == "verified"
+    assert row["edgeguard"]["audit"]["records"] == total
+
+
 # -- media list (recorded uevents through the engine, on a real control socket) -------------
 @pytest.fixture
 def media_socket(tmp_path: Path) -> Iterator[Path]:
@@ -306,9 +324,9 @@ def test_media_list_json(media_socket: Path) -> None:
     assert nodes["/dev/loop0p1"]["volume"]["writable"] is False
 
 
-def test_media_list_without_a_daemon_exits_2(tmp_path: Path) -> None:
+def test_media_list_without_a_daemon_exits_3(tmp_path: Path) -> None:
     done = run_edgeguard(["media", "list", "--json", "--socket", str(tmp_path / "no.sock")])
-    assert done.returncode == 2
+    assert done.returncode == 3  # no daemon
     assert done.stdout == ""
 
 
@@ -350,9 +368,9 @@ def test_status_json_of_a_running_daemon(daemon: Daemon) -> None:
     assert f"pid {daemon.proc.pid}" in text.stdout
 
 
-def test_status_without_a_daemon_exits_2(tmp_path: Path) -> None:
+def test_status_without_a_daemon_exits_3(tmp_path: Path) -> None:
     done = run_edgeguard(["status", "--json", "--socket", str(tmp_path / "no.sock")])
-    assert done.returncode == 2
+    assert done.returncode == 3  # no daemon
     assert done.stdout == ""
 
 

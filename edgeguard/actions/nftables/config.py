@@ -48,6 +48,19 @@ class EnforcementConfig:
         "elements removed outside edgeguard (reading a full set is costly: ~1.6 s for 65536 "
         "elements).", unit="duration", minimum=1, maximum=3600)
 
+    repeat_block_factor: float = setting(
+        2.0, "A host blocked again within repeat_block_window after its previous block "
+        "ended is blocked this many times as long as last time (fail2ban's "
+        "bantime.increment); 1 turns the growth off.", unit="factor", minimum=1,
+        maximum=100)
+    repeat_block_window: Duration = setting(
+        Duration(86400), "How soon after a block ends a new block of the same host counts "
+        "as a repeat (and grows); quieter than this, the host starts again from "
+        "network.block_duration.", unit="duration", minimum=0)
+    repeat_block_max: Duration = setting(
+        Duration(7 * 86400), "The longest a grown block lasts.", unit="duration",
+        minimum=1)
+
     def __post_init__(self) -> None:
         if not float(self.rate_limit).is_integer():
             raise ValueError("rate_limit: nftables limits take whole packets per second")

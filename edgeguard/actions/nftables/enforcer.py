@@ -9,18 +9,21 @@ one went early (removed by someone else: recorded as such, never as an expiry).
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import ipaddress
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from edgeguard.actions.nftables.offenders import Offence, RepeatOffenders
 from edgeguard.actions.nftables.plan import Change
 from edgeguard.actions.nftables.ruleset import (
     FAMILY,
     SETS,
     TABLE,
     Entry,
+    Tag,
     element_command,
     parse_entries,
     parse_rule_counters,
@@ -31,13 +34,19 @@ from edgeguard.actions.nftables.runner import Nft, NftError
 from edgeguard.audit.sink import AuditSink
 from edgeguard.clock import Clock
 from edgeguard.ecs import iso_timestamp
-from edgeguard.events import ActionResult, AuditRecord, EventKind, Outcome, Scalar
+from edgeguard.events import ActionKind, ActionResult, AuditRecord, EventKind, Outcome, Scalar
 from edgeguard.net.config import NetworkConfig
+from edgeguard.policy.types import MacAddress
 
-__all__ = ["EARLY_SLACK", "Enforcer", "entry_fields"]
+__all__ = ["EARLY_SLACK", "MANUAL_KIND", "MANUAL_RULE", "Enforcer", "entry_fields"]
 
 #: An element gone more than this many seconds before its expiry was removed, not expired.
 EARLY_SLACK = 2.0
+
+
+#: ``rule.id`` and finding kind of a block an operator made (``edgeguard net block``).
+MANUAL_RULE = "manual-block"
+MANUAL_KIND = "manual/block"
 
 
 @dataclass(slots=True)
@@ -90,6 +99,8 @@ class Enforcer:
         self.counts: Counter[str] = Counter()
         self.dropped: dict[str, int] = {}  # packets dropped per rule, from the last poll
         self._full_reported = 0
+        #: Hosts blocked recently, so a repeat offender's next block grows.
+        self.offenders = RepeatOffenders()
 
     # -- table lifecycle -------------------------------------------------------------
     def _listing(self) -> list[dict[str, object]] | None:
@@ -170,6 +181,7 @@ class Enforcer:
         ``changed=False``; for several (some present) the same elements are then
         ``add``-ed, again in one transaction, which leaves the present ones untouched.
         """
+        change, note, offence = self._grown(change)
         try:
             self._add(change, "create")
         except NftError as exc:
@@ -184,7 +196,30 @@ class Enforcer:
             except NftError as again:
                 return self._failed(change, again)
         self.counts["added"] += 1
-        return ActionResult(change.action, ok=True, detail=change.describe())
+        self._noted(change, offence)
+        return ActionResult(change.action, ok=True, detail=change.describe() + note)
+
+    def _grown(self, change: Change) -> tuple[Change, str, Offence | None]:
+        """A block of one address, lengthened when it is a repeat offender's
+        (:mod:`.offenders`), with a note for the result's detail and the offence to
+        remember once the block is in; any other change as it is (no offence)."""
+        if change.action is not ActionKind.BLOCK or len(change.keys) != 1 \
+                or not isinstance(change.keys[0], str):
+            return change, "", None
+        offence = self.offenders.next_block(change.keys[0], change.timeout,
+                                            self.network.enforcement, self.clock.monotonic())
+        if offence.count == 1:
+            return change, "", offence
+        return (dataclasses.replace(change, timeout=offence.timeout),
+                f" (repeat offender: block {offence.count} within "
+                f"network.enforcement.repeat_block_window, grown from {change.timeout:g} s)",
+                offence)
+
+    def _noted(self, change: Change, offence: Offence | None) -> None:
+        if offence is not None and isinstance(change.keys[0], str):
+            self.offenders.note(change.keys[0], offence)
+            if offence.count > 1:
+                self.counts["repeat_blocks"] += 1
 
     def apply_many(self, changes: Sequence[Change]) -> list[ActionResult]:
         """Add every change's elements in one transaction; when that fails (an element
@@ -192,18 +227,20 @@ class Enforcer:
         gets its own result."""
         if len(changes) == 1:
             return [self.apply(changes[0])]
+        grown = [self._grown(c) for c in changes]
         try:
             self.nft.run([element_command("create", c.set, c.keys, c.timeout, c.tag)
-                          for c in changes])
+                          for c, _, _ in grown])
         except NftError:
             self.counts["batch_fallbacks"] += 1
             return [self.apply(change) for change in changes]
         out = []
-        for change in changes:
+        for change, note, offence in grown:
             self._remember([Entry(change.set, key, change.timeout, change.timeout, change.tag)
                             for key in change.keys], refresh=False)
             self.counts["added"] += 1
-            out.append(ActionResult(change.action, ok=True, detail=change.describe()))
+            self._noted(change, offence)
+            out.append(ActionResult(change.action, ok=True, detail=change.describe() + note))
         self.counts["batches"] += 1
         return out
 
@@ -222,6 +259,59 @@ class Enforcer:
         self.counts["errors"] += 1
         return ActionResult(change.action, ok=False, detail=f"nft: {exc}")
 
+    def manual_change(self, address: str, duration: float, reason: str) -> Change:
+        """The block an operator asks for; ValueError when it must not be made (not an
+        address, allowlisted)."""
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            try:
+                mac = str(MacAddress.parse(address))
+            except ValueError:
+                raise ValueError(f"{address!r} is not an IP or MAC address") from None
+            if mac in self.network.enforcement.mac_allowlist:
+                raise ValueError(f"refused: MAC {mac} is in "
+                                 "network.enforcement.mac_allowlist") from None
+            return Change(ActionKind.BLOCK, "blockmac", (mac,), duration,
+                          Tag(MANUAL_RULE, MANUAL_KIND, reason))
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        for net in self.network.allowlist:
+            if ip.version == net.version and ip in net:
+                raise ValueError(f"refused: {ip} is allowlisted ({net}, network.allowlist)")
+        return Change(ActionKind.BLOCK, f"block{ip.version}", (str(ip),), duration,
+                      Tag(MANUAL_RULE, MANUAL_KIND, reason))
+
+    def block(self, change: Change, user: str, reason: str) -> ActionResult:
+        """Install an operator's block (replacing any block of the same address, so the
+        new duration holds) and audit it with who asked and why."""
+        key = change.keys[0]
+        try:
+            try:
+                self._add(change, "create")
+            except NftError as exc:
+                if exc.errno != errno.EEXIST:
+                    raise
+                self.nft.run([element_command("delete", change.set, (key,)),
+                              element_command("create", change.set, (key,), change.timeout,
+                                              change.tag)])
+                self.known.pop((change.set, key), None)
+                self._remember([Entry(change.set, key, change.timeout, change.timeout,
+                                      change.tag)], refresh=False)
+            result = ActionResult(change.action, ok=True, detail=change.describe())
+            self.counts["manual_blocks"] += 1
+        except NftError as exc:
+            result = self._failed(change, exc)
+        fields = entry_fields(Entry(change.set, key, change.timeout, change.timeout,
+                                    change.tag), self.clock.now())
+        fields.update({"user.name": user, "event.reason": reason})
+        self.audit.write(AuditRecord(
+            action="block", message=f"manual block by {user}: {result.detail}",
+            category=("network",), event_type=("denied",),
+            outcome=Outcome.SUCCESS if result.ok else Outcome.FAILURE,
+            rule_id=MANUAL_RULE, fields=fields))
+        return result
+
     def unblock(self, address: str, user: str) -> list[Entry]:
         """Remove every block, flow drop and rate limit naming ``address`` (one transaction)."""
         gone = [e for e in self.entries()
@@ -231,6 +321,8 @@ class Enforcer:
         self.nft.run([element_command("delete", e.set, (e.key,)) for e in gone])
         for entry in gone:
             self.known.pop((entry.set, entry.key), None)
+            if isinstance(entry.key, str):
+                self.offenders.forget(entry.key)  # a false alarm is no offence
             self.counts["unblocked"] += 1
             self._record_gone(entry, "network-unblock", f"unblocked by {user}",
                               {"user.name": user})

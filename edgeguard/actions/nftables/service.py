@@ -2,7 +2,9 @@
 
 It builds ``inet edgeguard`` at start (when the policy can enforce at all), polls the
 kernel sets every ``network.enforcement.expiry_poll_interval`` to audit expiries,
-serves ``net.blocks`` / ``net.unblock`` on the control socket, and hands the pipeline
+serves ``net.blocks`` / ``net.block`` / ``net.unblock`` on the control socket (an unblock
+also ends the repeat suppression of the finding behind each block it removes, so the
+host's next offence is acted on again), and hands the pipeline
 its actions (:meth:`EnforcementComponent.actions`). Under a policy that can only
 monitor, it removes any table a previous enforcing run left, so monitor changes nothing.
 """
@@ -16,6 +18,7 @@ from typing import Any, TypeVar
 
 from edgeguard.actions.nftables.actions import NftAction, nft_actions
 from edgeguard.actions.nftables.enforcer import Enforcer, entry_fields
+from edgeguard.actions.nftables.ruleset import Entry
 from edgeguard.actions.nftables.runner import Nft, NftError
 from edgeguard.actions.worker import LoopSink
 from edgeguard.daemon.component import (
@@ -32,10 +35,14 @@ from edgeguard.findings import Area
 from edgeguard.net.config import NetworkConfig
 from edgeguard.policy.model import Policy
 
-__all__ = ["EnforcementComponent", "PermissionDenied", "can_enforce", "components"]
+__all__ = ["MAX_MANUAL_BLOCK", "EnforcementComponent", "PermissionDenied", "can_enforce",
+           "components"]
 
 
 T = TypeVar("T")
+
+#: The longest block ``edgeguard net block --for`` may ask for (seconds; 365 days).
+MAX_MANUAL_BLOCK = 365 * 86400.0
 
 
 class PermissionDenied(Exception):
@@ -154,6 +161,7 @@ class EnforcementComponent:
 
     def commands(self) -> Mapping[str, Command]:
         return {"net.blocks": read_only(self.cmd_blocks),
+                "net.block": changing(self.cmd_block),
                 "net.unblock": changing(self.cmd_unblock)}
 
     async def cmd_blocks(self, peer: Peer, args: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -163,6 +171,32 @@ class EnforcementComponent:
             return []
         now = self._ctx.clock.now() if self._ctx else 0.0
         return [entry_fields(e, now) for e in await self._on_worker(self.enforcer.entries)]
+
+    async def cmd_block(self, peer: Peer, args: Mapping[str, Any]) -> dict[str, Any]:
+        """Block ``args["address"]`` for ``args["duration"]`` seconds because of
+        ``args["reason"]``; root only, audited (the block itself and the command)."""
+        if peer.uid != 0:
+            raise PermissionDenied("net.block is for root only")
+        address = str(args.get("address", "")).strip()
+        reason = str(args.get("reason", "")).strip()
+        duration = args.get("duration")
+        if not isinstance(duration, int | float) or isinstance(duration, bool) \
+                or not 1 <= duration <= MAX_MANUAL_BLOCK:
+            raise ValueError(f"net.block needs a duration from 1 s to {MAX_MANUAL_BLOCK:g} s")
+        if not address or not reason:
+            raise ValueError("net.block needs an address and a reason")
+        if self.enforcer is None or not can_enforce(self.policy):
+            raise ValueError("the policy cannot enforce network decisions (monitor mode): "
+                             "there is no nftables table to block in")
+        enforcer = self.enforcer
+        change = enforcer.manual_change(address, float(duration), reason)
+        user = f"uid={peer.uid} pid={peer.pid}"
+        result = await self._on_worker(lambda: enforcer.block(change, user, reason))
+        if not result.ok:
+            raise ValueError(result.detail)
+        fields = entry_fields(Entry(change.set, change.keys[0], change.timeout,
+                                    change.timeout, change.tag))
+        return {**fields, "event.reason": reason}
 
     async def cmd_unblock(self, peer: Peer, args: Mapping[str, Any]) -> dict[str, Any]:
         """Remove every block naming ``args["address"]``; root only, audited."""
@@ -174,6 +208,10 @@ class EnforcementComponent:
         enforcer = self.enforcer
         gone = await self._on_worker(
             lambda: enforcer.unblock(address, user=f"uid={peer.uid} pid={peer.pid}"))
+        decider = self._ctx.decider if self._ctx is not None else None
+        if decider is not None:
+            for entry in gone:  # the host's next finding is new, not a repeat
+                decider.forget(entry.tag.finding_kind.partition("/")[0], entry.tag.finding_id)
         return {"edgeguard.unblocked": len(gone),
                 "edgeguard.block.targets": [e.describe() for e in gone]}
 

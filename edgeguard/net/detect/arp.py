@@ -242,7 +242,6 @@ class ArpSpoofDetector:
             kind=KIND, subtype=subtype,
             message=f"{mac} {what}" + (f" to {', '.join(victims[:4])}" if victims else ""),
             identifier=f"arp-spoof:{mac}:{subtype}", severity=Severity.SEVERE,
-            category=("network", "intrusion_detection"), event_type=("info",),
             source=endpoint(claimer.own_ip, mac),
             destinations=tuple(endpoint(v) for v in victims),
             transport="arp", first_seen=claimer.first, last_seen=claimer.last,

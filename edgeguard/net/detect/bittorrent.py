@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import edgeguard.net.detect.bt_signatures as sig
-from edgeguard.events import Finding, Severity
+from edgeguard.events import Finding, Flow, Severity
 from edgeguard.net.config import NetworkConfig
 from edgeguard.net.detect.bt_flows import FlowKey, Opening, TcpFlow, UtpFlow, flow_key
 from edgeguard.net.detect.bt_handshake import HandshakeAssembler
@@ -346,11 +346,12 @@ class BitTorrentDetector:
         if act.reported_at is not None and pkt.ts - act.reported_at < self.cfg.report_every:
             return []
         act.reported_at = pkt.ts
-        return [self._finding(actor, subtype, role, act)]
+        flow = Flow(pkt.proto, pkt.src_ip, pkt.dst_ip, pkt.sport, pkt.dport)
+        return [self._finding(actor, subtype, role, act, flow=flow)]
 
     def _finding(self, actor: str, subtype: str, role: str, act: Activity, *,
                  confidence: float | None = None, host_evidence: tuple[str, ...] = (),
-                 sizes: tuple[int, ...] = ()) -> Finding:
+                 sizes: tuple[int, ...] = (), flow: Flow | None = None) -> Finding:
         peers = tuple(act.peers)
         what = {"tracker": "serves as a BitTorrent tracker",
                 "client": "downloads .torrent metainfo"}.get(role, f"uses BitTorrent ({subtype})")
@@ -361,7 +362,7 @@ class BitTorrentDetector:
         return Finding(
             kind=KIND, subtype=subtype, message=message,
             identifier=f"bittorrent:{actor}:{subtype}" + ("" if role == "peer" else f":{role}"),
-            severity=Severity.MODERATE, category=("network",), event_type=("info",),
+            severity=Severity.MODERATE,
             source=endpoint(actor, act.mac), destinations=tuple(endpoint(p) for p in peers),
             transport="udp" if subtype in ("dht", "utp", "udp-tracker", "lsd") else "tcp",
             first_seen=act.first, last_seen=act.last, count=act.packets,
@@ -369,4 +370,4 @@ class BitTorrentDetector:
                 signal=subtype, role=role, peers=len(peers), packets=act.packets,
                 port=act.port, info_hash=act.info_hash, confidence=confidence,
                 host_evidence=host_evidence, opening_sizes=sizes,
-                samples=tuple(act.samples)))
+                samples=tuple(act.samples)), flow=flow)

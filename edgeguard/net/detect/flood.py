@@ -223,7 +223,6 @@ class FloodDetector:
                      f"peak {st.peak:.0f}/s over {self.cfg.window:g}s (threshold "
                      f"{threshold:g}/s), {st.packets} packets, {state}"),
             identifier=f"flood:{name}:{dst}:{subtype}", severity=Severity.SEVERE,
-            category=("network", "intrusion_detection"), event_type=("info", "denied"),
             source=actor,
             destinations=(endpoint(dst, None, ports[0] if len(ports) == 1 else None),),
             transport="tcp" if kind == "syn" else "udp",

@@ -447,7 +447,6 @@ class ScanDetector:
                      f"in {state.duration():.1f}s"
                      + (f" (decoys {', '.join(decoys)})" if decoys else "")),
             identifier=f"scan:{actor}:{subtype}", severity=Severity.SEVERE,
-            category=("network", "intrusion_detection"), event_type=("info", "denied"),
             source=endpoint(actor_ip, state.mac),
             destinations=tuple(endpoint(h, None, single_port) for h in hosts[:8]),
             transport="udp" if kind == "udp" else "tcp",

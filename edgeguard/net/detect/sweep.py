@@ -139,7 +139,6 @@ class SweepDetector:
             message=(f"{asker} {method} ping sweep: asked for {len(recent)} addresses, "
                      f"{unanswered} unanswered, in {duration:.1f}s"),
             identifier=f"scan:{asker}:{subtype}", severity=Severity.SEVERE,
-            category=("network", "intrusion_detection"), event_type=("info",),
             source=endpoint(asker, sw.mac),
             destinations=tuple(endpoint(a) for a in recent[:8]),
             transport="arp" if method == "arp" else method,

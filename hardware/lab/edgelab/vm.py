@@ -29,6 +29,7 @@ from .sdimage import SystemdImage
 __all__ = ["GuestError", "LabVM", "Result", "qemu_binary"]
 
 MAGIC = b"EGL1"
+SD_SLOT = "sdslot"  # the built-in SD reader's drive (an empty slot until insert_card)
 SRC = "/src"  # the working tree inside the guest (read-only)
 SCRATCH = "/lab"  # the host scratch directory inside the guest (read-write)
 CMDLINE = ("console=ttyS0", "rdinit=/init", "panic=-1", "loglevel=4",
@@ -119,6 +120,10 @@ class LabVM:
             "-device", "virtserialport,chardev=agent,name=edgelab",
             "-device", "virtio-rng-pci",
             "-device", "qemu-xhci,id=xhci",
+            # a built-in SD reader with an empty slot: insert_card() puts a card in
+            # (the guest sees card-detect, as on a laptop); SD buses are not hot-pluggable
+            "-device", "sdhci-pci,id=sdhci", "-drive", f"if=none,id={SD_SLOT}",
+            "-device", f"sd-card,drive={SD_SLOT},id=sdcard",
             "-virtfs", f"local,path={self.share},mount_tag=src,security_model=none,readonly=on",
             "-virtfs", f"local,path={self.scratch},mount_tag=lab,security_model=none",
             *(["-drive", f"file={self.disk},format=raw,if=virtio,cache=writeback"]
@@ -313,7 +318,7 @@ class LabVM:
 
     # -- USB over QMP ----------------------------------------------------------------------
     def plug_stick(self, image: Path, *, serial: str | None = None, dev_id: str | None = None,
-                   removable: bool = True) -> str:
+                   removable: bool = True, port: str | None = None) -> str:
         """Hot-plug ``image`` as a USB mass-storage stick; returns the QEMU device id.
 
         The backend is a -blockdev node added over QMP: unlike -drive it survives device_del,
@@ -329,6 +334,8 @@ class LabVM:
                                  "id": dev_id, "removable": removable}
         if serial:
             props["serial"] = serial
+        if port:  # the xhci root port: ID_PATH follows it, whatever the stick claims
+            props["port"] = port
         try:
             self.qmp.execute("device_add", **props)
         except Exception:
@@ -342,6 +349,41 @@ class LabVM:
         assert self.qmp is not None
         self.qmp.execute("device_add", driver=driver, bus="xhci.0", id=dev_id, **props)
         self.plugged[dev_id] = _Plugged(dev_id, None, None)
+        return dev_id
+
+    def insert_card(self, image: Path) -> None:
+        """Insert ``image`` as an SD card into the built-in reader (media change)."""
+        assert self.qmp is not None
+        self.qmp.execute("blockdev-change-medium", id="sdcard", filename=str(image),
+                         format="raw")
+
+    def eject_card(self) -> None:
+        assert self.qmp is not None
+        self.qmp.execute("eject", id="sdcard", force=True)
+
+    def plug_cdrom(self, image: Path, *, dev_id: str, serial: str | None = None) -> str:
+        """Hot-plug ``image`` as a USB CD/DVD drive (usb-storage over a media=cdrom drive:
+        QEMU's scsi-cd)."""
+        assert self.qmp is not None
+        node = f"drv-{dev_id}"
+        self.qmp.execute("human-monitor-command", **{"command-line": (
+            f"drive_add 0 if=none,id={node},file={image},format=raw,media=cdrom,readonly=on")})
+        props: dict[str, Any] = {"driver": "usb-storage", "bus": "xhci.0", "drive": node,
+                                 "id": dev_id, "removable": True}
+        if serial:
+            props["serial"] = serial
+        self.qmp.execute("device_add", **props)
+        self.plugged[dev_id] = _Plugged(dev_id, None, image)
+        return dev_id
+
+    def plug_nvme(self, image: Path, *, dev_id: str, serial: str) -> str:
+        """Hot-plug ``image`` as an NVMe disk on the PCI bus (a fixed, internal disk)."""
+        assert self.qmp is not None
+        node = f"node-{dev_id}"
+        self.qmp.execute("blockdev-add", driver="raw", **{"node-name": node},
+                         file={"driver": "file", "filename": str(image)})
+        self.qmp.execute("device_add", driver="nvme", id=dev_id, drive=node, serial=serial)
+        self.plugged[dev_id] = _Plugged(dev_id, node, image)
         return dev_id
 
     def unplug(self, dev_id: str, timeout: float = 20) -> None:

@@ -12,7 +12,7 @@ import orjson
 import pytest
 from rsyslog_helpers import Rsyslog, make_certs
 
-from edgeguard.audit.shipper import Shipper
+from edgeguard.audit.shipper import TCP_ACK_SETTLE, Shipper
 from edgeguard.audit.syslog import SyslogTransport
 from edgeguard.audit.writer import AuditWriter
 from edgeguard.clock import SystemClock
@@ -40,7 +40,7 @@ def _shipper(tmp_path: Path, log: Path, rs: Rsyslog, *, tls: bool) -> Shipper:
     transport = SyslogTransport("127.0.0.1", rs.tls_port if tls else rs.tcp_port, tls=tls,
                                 ca_file=str(rs.ca), server_name="localhost")
     return Shipper(log, transport, tmp_path / "cursors" / f"{transport.name}.cursor",
-                   resend=RESEND, reconnect_interval=0.5)
+                   resend=RESEND, reconnect_interval=0.5, settle=TCP_ACK_SETTLE)
 
 
 def _seqs(rs: Rsyslog) -> list[int]:

@@ -120,3 +120,38 @@ def test_daemon_serves_blocks_and_unblock_and_keeps_the_table(lab: Lab, tmp_path
     started = [r for r in second.records()
                if r["event"]["action"] == "network-enforcement-started"]  # type: ignore[index]
     assert started[-1]["edgeguard"]["block"]["restored"] == 1  # type: ignore[index]
+
+
+def test_manual_block_drops_real_packets_and_is_audited(lab: Lab, tmp_path: Path) -> None:
+    """Issue 21: ``net block ADDR --for --reason`` through the real daemon: the kernel
+    drops the host's packets, the record says who and why; ``net unblock`` lifts it."""
+    daemon = Daemon(lab, tmp_path)
+    try:
+        done = daemon.cli("net", "block", lab.scan_ip, "--for", "1h", "--reason",
+                          "false alarm drill", "--json")
+        assert done.returncode == 0, done.stderr
+        (row,) = validate_lines(done.stdout)  # the --json contract (docs/schema)
+        assert row["rule"]["id"] == "manual-block"
+        assert row["edgeguard"]["block"]["timeout"] == 3600
+        listing = lab.ns(lab.gateway, NFT, "-j", "list", "set", "inet", "edgeguard",
+                         "block4").stdout
+        assert lab.scan_ip in listing
+        assert "manual-block|manual/block|false alarm drill" in listing
+        lab.count_at_target(lab.scan_ip)
+        lab.syns(10)
+        assert lab.received(lab.scan_ip) == 0  # dropped
+        refused = daemon.cli("net", "block", "not-an-address", "--for", "1h", "--reason", "x")
+        assert refused.returncode == 2
+        assert daemon.cli("net", "unblock", lab.scan_ip).returncode == 0
+        lab.count_at_target(lab.scan_ip)
+        lab.syns(10)
+        assert lab.received(lab.scan_ip) > 0  # flows again
+    finally:
+        daemon.stop()
+    (manual,) = [r for r in daemon.records() if r["event"]["action"] == "block"]  # type: ignore[index]
+    assert manual["event"]["outcome"] == "success"  # type: ignore[index]
+    assert manual["event"]["reason"] == "false alarm drill"  # type: ignore[index]
+    assert manual["user"]["name"].startswith("uid=0 ")  # type: ignore[index]
+    commands = [r["edgeguard"]["control"]["command"] for r in daemon.records()  # type: ignore[index]
+                if r["event"]["action"] == "control-command"]  # type: ignore[index]
+    assert commands == ["net.block", "net.unblock"]

@@ -55,11 +55,11 @@ network:
 
 
 class GatewayDaemon:
-    def __init__(self, lab: Lab, tmp: Path, mode: str, allow: str = ""):
+    def __init__(self, lab: Lab, tmp: Path, mode: str, allow: str = "", extra: str = ""):
         self.sock = tmp / "control.sock"
         self.audit = tmp / "audit"
         policy = tmp / "policy.yaml"
-        policy.write_text(POLICY.format(mode=mode, allow=allow))
+        policy.write_text(POLICY.format(mode=mode, allow=allow) + extra)
         env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(
             [IP, "netns", "exec", lab.gateway, sys.executable, "-m", "edgeguard", "run",
@@ -153,6 +153,45 @@ def test_nmap_through_the_gateway_is_detected_and_blocked(lab: Lab, tmp_path: Pa
         for proc in services:
             proc.kill()
             proc.wait(timeout=10)
+
+
+def _nmap(lab: Lab) -> None:
+    lab.ns(lab.scanner, NMAP, "-sS", "-Pn", "-n", "-p", "1-1500", "--scan-delay", "2ms",
+           "--max-scan-delay", "2ms", "--max-retries", "0", "--max-rtt-timeout", "100ms",
+           "--host-timeout", "30s", lab.target_ip, check=False, timeout=120)
+
+
+@pytest.mark.skipif(not os.access(NMAP, os.X_OK), reason="nmap missing (ci/apt.d/nft.txt)")
+def test_a_scanner_unblocked_and_scanning_again_is_blocked_again(
+        lab: Lab, tmp_path: Path) -> None:
+    """Issue 21: scan -> block -> ``net unblock`` -> fresh scan -> blocked again. The
+    detector keeps the scan open until network.scan.idle passes without a probe and then
+    raises its summary (same identifier); on the old main that summary was a suppressed
+    repeat ("N repeats ... not re-acted", suppress_for 10 min) and the host stayed
+    unblocked. Now the unblock ends the suppression and the summary is acted on."""
+    lab.count_at_target(lab.scan_ip)
+    daemon = GatewayDaemon(lab, tmp_path, "enforce", extra="  scan:\n    idle: 10s\n")
+
+    def blocks() -> list[dict[str, Any]]:
+        return [r for r in daemon.actions() if r["event"]["action"] == "block"
+                and r["event"]["outcome"] == "success"]
+    try:
+        _nmap(lab)
+        wait(lambda: len(blocks()) == 1, 30, daemon._why)
+        unblock = subprocess.run(
+            [sys.executable, "-m", "edgeguard", "net", "unblock", lab.scan_ip, "--socket",
+             str(daemon.sock)], capture_output=True, text=True, timeout=60, check=False,
+            env=dict(os.environ, PYTHONPATH=str(ROOT)))
+        assert unblock.returncode == 0, unblock.stderr
+        assert request(daemon.sock, "net.blocks", {}) == []
+        _nmap(lab)
+        wait(lambda: len(blocks()) == 2, 40, daemon._why)  # idle (10 s) after the scan
+        assert [r["source.ip"] for r in request(daemon.sock, "net.blocks", {})] == [
+            lab.scan_ip]
+        second = blocks()[1]["edgeguard"]["action"]["detail"]
+        assert "for 600 s" in second, second  # forgiven by the unblock: not grown
+    finally:
+        daemon.stop()
 
 
 @pytest.mark.skipif(not os.access(NMAP, os.X_OK), reason="nmap missing (ci/apt.d/nft.txt)")

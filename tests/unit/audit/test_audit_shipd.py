@@ -32,8 +32,8 @@ from tests.support.process import terminate
 class Receiver:
     """RFC 6587 octet-counted syslog over TCP on 127.0.0.1: the sequences received."""
 
-    def __init__(self) -> None:
-        self.server = socket.create_server(("127.0.0.1", 0))
+    def __init__(self, port: int = 0) -> None:
+        self.server = socket.create_server(("127.0.0.1", port))
         self.server.settimeout(0.2)
         self.port = self.server.getsockname()[1]
         self.sequences: list[int] = []
@@ -196,4 +196,5 @@ def test_daemon_without_remote_shipping_reads_the_ship_process_cursor(tmp_path: 
     assert before == 0  # enabled but nothing delivered yet: retention keeps everything
     assert other == 0
     assert shippers == [{"name": "syslog-tcp", "cursor": 7, "last_error": "",
+                         "failing_since": None, "cause": None, "failures": 0,
                          "process": "edgeguard audit ship"}]

@@ -162,6 +162,7 @@ def test_component_commands_declare_read_only_where_they_are_registered() -> Non
     reads = (Privilege.ADMIN_GROUP, False)
     assert declared == {
         "net.blocks": reads, "net.unblock": (Privilege.ROOT, True),
+        "net.block": (Privilege.ROOT, True),
         "audit.status": reads, "kiosk.devices": reads, "media.list": reads,
         "media.allow": (Privilege.ROOT, True), "network.capture": reads,
         "wifi.status": reads,

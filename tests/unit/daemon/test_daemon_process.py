@@ -101,7 +101,7 @@ def test_bad_policy_at_start_exits_2(tmp_path: Path) -> None:
 
 def test_status_without_daemon_is_a_clear_error(tmp_path: Path) -> None:
     result = run_edgeguard(["status", "--socket", str(tmp_path / "none.sock")])
-    assert result.returncode == 2
+    assert result.returncode == 3  # the one "no daemon" status of every command
     assert "cannot reach edgeguard" in result.stderr
 
 

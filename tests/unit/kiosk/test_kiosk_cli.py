@@ -61,4 +61,4 @@ def test_bad_policy_is_a_usage_error(tmp_path: Path) -> None:
 
 def test_daemon_not_running(tmp_path: Path) -> None:
     result = run_edgeguard(["kiosk", "devices", "--socket", str(tmp_path / "none.sock")])
-    assert result.returncode == 2
+    assert result.returncode == 3  # no daemon

@@ -134,7 +134,10 @@ def test_late_adapters_stay_out(kiosk: Kiosk, fixture: str, reason: str) -> None
     kiosk.start()
     kiosk.plug("1-1", fixture)
     assert kiosk.fake.read("1-1/authorized") == "0"
-    assert _one(kiosk.records(), f"usb-device-{reason}")["event"]["type"] == ["denied"]
+    records = kiosk.records()
+    assert _one(records, f"usb-device-{reason}")["event"]["type"] == ["info"]  # the fact
+    refused = _one(records, "deauthorize")  # what was done about it: denied, and it held
+    assert (refused["event"]["type"], refused["event"]["outcome"]) == (["denied"], "success")
 
 
 def test_storage_and_hub_are_authorised_for_the_media_path(kiosk: Kiosk) -> None:

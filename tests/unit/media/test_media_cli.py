@@ -34,5 +34,5 @@ def test_allow_needs_root_and_a_valid_duration() -> None:
 
 def test_list_without_daemon_says_so() -> None:
     out = run_edgeguard(["media", "list", "--socket", "/nonexistent.sock"])
-    assert out.returncode == 2
+    assert out.returncode == 3  # no daemon
     assert "cannot reach edgeguard" in out.stderr

@@ -69,7 +69,7 @@ def test_json_status_of_a_refused_network_exits_1(refused: Path) -> None:
     assert rows[1]["edgeguard"]["mode"] == "monitor"
 
 
-def test_unreachable_daemon_is_a_usage_error(tmp_path: Path) -> None:
+def test_unreachable_daemon_is_the_no_daemon_status(tmp_path: Path) -> None:
     done = run_edgeguard(["wifi", "status", "--socket", str(tmp_path / "none.sock")])
-    assert done.returncode == 2
+    assert done.returncode == 3
     assert "cannot reach edgeguard" in done.stderr
