@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+import ipaddress
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -21,7 +22,7 @@ from edgeguard.clock import Clock
 from edgeguard.events import Decider, Decision, Finding
 from edgeguard.policy.model import Policy
 
-__all__ = ["Command", "CommandHandler", "Component", "Context", "Degradable", "Peer",
+__all__ = ["Command", "CommandHandler", "Component", "Context", "Degradable", "Forgetting", "Peer",
            "Privilege", "changing", "read_only"]
 
 
@@ -77,6 +78,37 @@ def changing(handler: CommandHandler) -> Command:
     return Command(handler, Privilege.ROOT, changes_state=True)
 
 
+class Forgetting:
+    """Addresses an operator forgave (``net unblock``), passed from the component that
+    unblocks (nftables enforcement) to those keeping per-source history (the capture
+    workers' detectors), which subscribe: the host's next offence is then detected
+    afresh rather than taken for the one already reported. Neither component imports
+    the other."""
+
+    def __init__(self) -> None:
+        self._listeners: list[Callable[[tuple[str, ...]], None]] = []
+
+    def subscribe(self, listener: Callable[[tuple[str, ...]], None]) -> None:
+        self._listeners.append(listener)
+
+    def forget(self, addresses: Iterable[str]) -> tuple[str, ...]:
+        """Tell every subscriber; addresses are passed as packets spell them (an IP's
+        compressed text, a lower-case MAC). Returns what was passed on."""
+        wanted = tuple(dict.fromkeys(_as_packets_spell(a) for a in addresses if a.strip()))
+        if wanted:
+            for listener in self._listeners:
+                listener(wanted)
+        return wanted
+
+
+def _as_packets_spell(address: str) -> str:
+    text = address.strip()
+    try:
+        return ipaddress.ip_address(text).compressed
+    except ValueError:
+        return text.lower()
+
+
 @dataclass(slots=True)
 class Context:
     loop: asyncio.AbstractEventLoop
@@ -96,6 +128,8 @@ class Context:
     #: The decision engine, for areas that propose state changes recorded every time
     #: (media verdicts) rather than findings: it matches ``rules:`` and picks the mode.
     decider: Decider | None = None
+    #: ``net unblock`` forgets the address here; the network component subscribes.
+    forgetting: Forgetting = field(default_factory=Forgetting)
 
 
 class Component(Protocol):

@@ -8,7 +8,7 @@ policy keys). The detectors are the chain from :mod:`edgeguard.net.detect`;
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Protocol
 
 from edgeguard.clock import Clock
@@ -33,6 +33,8 @@ class Chain(Protocol):
     def finish(self) -> list[Finding]: ...
 
     def counters(self) -> Mapping[str, int]: ...
+
+    def forget(self, addresses: Iterable[str]) -> None: ...
 
 
 def build_chain(cfg: NetworkConfig, clock: Clock) -> Chain:

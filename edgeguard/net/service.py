@@ -33,7 +33,7 @@ from edgeguard.daemon.component import Command, Component, Context, Peer, read_o
 from edgeguard.events import AuditRecord, EventKind, Outcome, Scalar
 from edgeguard.net.config import NetworkConfig
 from edgeguard.net.fanout import Share
-from edgeguard.net.worker import MAX_MESSAGE, Reconfigure, WorkerReport, WorkerSpec
+from edgeguard.net.worker import MAX_MESSAGE, Forget, Reconfigure, WorkerReport, WorkerSpec
 from edgeguard.policy.model import Policy
 
 __all__ = ["NetworkComponent", "components"]
@@ -103,6 +103,7 @@ class NetworkComponent(Component):
         self.worker_restarts = 0
         self.worker_errors = 0
         self.findings_submitted = 0
+        self.addresses_forgotten = 0
         #: worker name -> its last error, while it has one (cleared by a clean report)
         self.failing: dict[str, str] = {}
         self._audited_causes: set[str] = set()
@@ -112,6 +113,7 @@ class NetworkComponent(Component):
     # -- lifecycle ---------------------------------------------------------------------
     def start(self, ctx: Context) -> None:
         self.ctx = ctx
+        ctx.forgetting.subscribe(self.forget)
         for spec in self._specs(self.cfg):
             self._launch(spec)
         self._stats_timer = ctx.loop.call_later(float(self.cfg.stats_interval), self._stats)
@@ -148,6 +150,15 @@ class NetworkComponent(Component):
         for handle in self.workers:
             with contextlib.suppress(OSError):
                 handle.sock.send(pickle.dumps(Reconfigure(new)))
+
+    def forget(self, addresses: tuple[str, ...]) -> None:
+        """An operator unblocked ``addresses``: every worker's detectors drop what they
+        keep about them (a worker restarted later starts afresh anyway)."""
+        message = pickle.dumps(Forget(addresses), protocol=pickle.HIGHEST_PROTOCOL)
+        for handle in self.workers:
+            with contextlib.suppress(OSError):
+                handle.sock.send(message)
+        self.addresses_forgotten += len(addresses)
 
     def stop(self) -> None:
         self._stopping = True
@@ -255,6 +266,7 @@ class NetworkComponent(Component):
         out["worker_restarts"] = self.worker_restarts
         out["worker_errors"] = self.worker_errors
         out["findings_submitted"] = self.findings_submitted
+        out["addresses_forgotten"] = self.addresses_forgotten
         return out
 
     def commands(self) -> Mapping[str, Command]:

@@ -10,7 +10,8 @@ Backpressure is bounded at every step: the kernel queue/ring (its drops are coun
 counted as ``findings_dropped``), and the socket pair's buffer (sends never block).
 
 Run as ``python -m edgeguard.net.worker FD``: the first message on FD is a pickled
-:class:`WorkerSpec`; later messages are :class:`Reconfigure`; EOF means stop.
+:class:`WorkerSpec`; later messages are :class:`Reconfigure` or :class:`Forget`; EOF
+means stop.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from edgeguard.net.inspect import Chain, Inspector, build_chain, filter_spec
 from edgeguard.net.packet import Packet
 from edgeguard.net.shed import Shedder, ShedSource
 
-__all__ = ["Reconfigure", "WorkerReport", "WorkerSpec", "main", "tune_gc"]
+__all__ = ["Forget", "Reconfigure", "WorkerReport", "WorkerSpec", "main", "tune_gc"]
 
 OUTBOX_LIMIT = 10_000
 #: Batches (a 1 MiB ring block: thousands of frames; or 4096 frames received one by one)
@@ -74,6 +75,15 @@ class Reconfigure:
 
 
 @dataclass(frozen=True, slots=True)
+class Forget:
+    """Addresses an operator unblocked (``net unblock``): every detector drops what it
+    keeps about them, so a fresh offence is detected afresh (not taken for the one
+    already reported, which a scan would be for ``network.scan.window``)."""
+
+    addresses: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class WorkerReport:
     findings: tuple[Finding, ...] = ()
     counters: dict[str, int] = field(default_factory=dict)
@@ -103,6 +113,7 @@ class Worker:
         self.findings_dropped = 0
         self.findings_not_owned = 0  # about another worker's address: it reports them
         self.findings = 0
+        self.forgotten = 0  # addresses forgotten on the daemon's request
         self._next_report = 0.0
 
     def read(self) -> int:
@@ -155,6 +166,7 @@ class Worker:
                     "kernel_freezes": stats.freezes, "findings": self.findings,
                     "findings_dropped": self.findings_dropped,
                     "findings_not_owned": self.findings_not_owned,
+                    "forgotten": self.forgotten,
                     "outbox": len(self.outbox)})
         return out
 
@@ -186,7 +198,13 @@ class Worker:
         msg = pickle.loads(raw)  # noqa: S301 - from our own parent over a socket pair
         if isinstance(msg, Reconfigure):
             self.reconfigure(msg.config)
+        elif isinstance(msg, Forget):
+            self.forget(msg.addresses)
         return True
+
+    def forget(self, addresses: tuple[str, ...]) -> None:
+        self.inspector.chain.forget(addresses)
+        self.forgotten += len(addresses)
 
     def reconfigure(self, cfg: NetworkConfig) -> None:
         if cfg != self.cfg:

@@ -212,6 +212,11 @@ class EnforcementComponent:
         if decider is not None:
             for entry in gone:  # the host's next finding is new, not a repeat
                 decider.forget(entry.tag.finding_kind.partition("/")[0], entry.tag.finding_id)
+        if self._ctx is not None:
+            # ... and the detectors' history of it goes too, so a fresh offence is
+            # detected at all (a closed scan is otherwise not reported again for 1 h)
+            self._ctx.forgetting.forget(
+                [address, *(e.key for e in gone if isinstance(e.key, str))])
         return {"edgeguard.unblocked": len(gone),
                 "edgeguard.block.targets": [e.describe() for e in gone]}
 

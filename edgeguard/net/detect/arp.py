@@ -136,6 +136,12 @@ class ArpSpoofDetector:
             "requests_evicted": self.requests.evicted,
         }
 
+    def forget(self, address: str) -> None:
+        """An operator unblocked ``address``: what the MAC (or the MAC owning that
+        address) claimed and was reported for goes; the genuine bindings it contradicted
+        stay (they are the victims' facts, not the claimer's)."""
+        self.claimers.pop_where(lambda mac, cl: address in (mac, cl.own_ip))
+
     # -- internals ----------------------------------------------------------------------
     def _claimer(self, mac: str, ts: float) -> Claimer:
         claimer = self.claimers.touch(mac)

@@ -11,7 +11,9 @@ packet's time and, at the end, ``DetectorChain.finish``) so time-driven findings
 slow scan crossing its threshold, a flood ending) come out even when no packet arrives.
 
 Detectors never act and never suppress repeats (the decision engine does that by
-``Finding.identifier``); they do keep every table bounded and count evictions.
+``Finding.identifier``); they do keep every table bounded and count evictions. What
+they keep per source (a scan reported once per source history, a flood once per
+episode) is dropped by ``forget`` when an operator unblocks that source.
 
 A detector that only reads some packets may say which in a ``wants`` attribute (a set
 of :data:`~edgeguard.net.packet.ARP` and IP protocol numbers; the packet classes live
@@ -54,6 +56,11 @@ class Detector(Protocol):
 
     def counters(self) -> Mapping[str, int]:
         """Counters for ``edgeguard status``: packets seen, table sizes, evictions."""
+
+    def forget(self, address: str) -> None:
+        """Drop every per-source state kept for ``address`` (IP text as packets carry
+        it, or a lower-case MAC): an operator unblocked it (``net unblock``), so its
+        next offence is detected afresh, not taken for the one already reported."""
 
 
 def wanted_by(det: Detector, cls: PacketClass) -> bool:

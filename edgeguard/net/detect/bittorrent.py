@@ -151,6 +151,15 @@ class BitTorrentDetector:
             **self.handshakes.counters(),
         }
 
+    def forget(self, address: str) -> None:
+        """An operator unblocked ``address``: its activities (and when each was last
+        reported), opaque and shaped flows and BitTorrent signals go, so its next use is
+        reported at once rather than after ``report_every``."""
+        self.acts.pop_where(lambda key, act: key[0] == address or act.mac == address)
+        self.opaque.pop(address)
+        self.shaped.pop(address)
+        self.intel.bittorrent.pop(address)
+
     # -- TCP ----------------------------------------------------------------------------
     def _tcp(self, pkt: Packet) -> list[Finding]:
         syn = pkt.tcp_flags & 0x02

@@ -137,6 +137,13 @@ class DetectorChain:
             if isinstance(det, Sheds):
                 det.shed_applied(targets, since)
 
+    def forget(self, addresses: Iterable[str]) -> None:
+        """Every detector drops what it keeps about each of ``addresses`` (an operator
+        unblocked them: the next offence is new, see :meth:`Detector.forget`)."""
+        for address in addresses:
+            for det in self.detectors:
+                det.forget(address)
+
     def counters(self) -> dict[str, int]:
         out = {
             "detect.packets": self.packets,

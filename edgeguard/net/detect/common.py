@@ -109,6 +109,14 @@ class BoundedTable(Generic[K, V]):
     def pop(self, key: K) -> V | None:
         return self._data.pop(key, None)
 
+    def pop_where(self, match: Callable[[K, V], bool]) -> list[tuple[K, V]]:
+        """Remove every entry ``match`` accepts (a full walk: for rare operator actions
+        such as forgetting an address, never per packet); returns them, oldest first."""
+        gone = [(key, value) for key, value in self._data.items() if match(key, value)]
+        for key, _ in gone:
+            del self._data[key]
+        return gone
+
     def oldest(self) -> tuple[K, V] | None:
         if not self._data:
             return None

@@ -182,6 +182,15 @@ class FloodDetector:
             self.rates.pop(old[0])
         return out
 
+    def forget(self, address: str) -> None:
+        """An operator unblocked ``address`` (a sender's MAC or one of a flood's source
+        addresses): the floods it counts toward end silently, so one that goes on is
+        reported again as a new flood."""
+        for key, _ in self.rates.pop_where(
+                lambda key, st: key[0] == address or st.mac == address
+                or address in st.sources):
+            self.active.pop(key, None)
+
     def shed_wanted(self) -> frozenset[ShedTarget]:
         """Destinations of floods in progress the kernel should sample (IPv4 only,
         the ``filter_shed_max`` busiest); empty when shedding is off."""

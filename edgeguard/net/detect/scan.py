@@ -144,6 +144,17 @@ class ScanDetector:
             self.n_expired += 1
         return out
 
+    def forget(self, address: str) -> None:
+        """An operator unblocked ``address``: its history (contacts, probe types already
+        reported, an open scan) and its probes waiting for answers go, so a fresh scan
+        from it is reported again (a MAC: every source seen through that MAC)."""
+        for ip, state in self.sources.pop_where(
+                lambda ip, state: address in (ip, state.mac)):
+            self._source_gone(ip, state)
+        self.pending.pop_where(lambda key, _: key[0] == address)
+        self.candidates.pop_where(lambda key, _: key[0] == address)
+        self.half.pop_where(lambda key, _: key[0] == address)
+
     def _source_gone(self, ip: str, state: SourceState) -> None:
         self.active.pop(ip, None)
         self.contacts_total -= len(state.contacts)

@@ -82,6 +82,12 @@ class SweepDetector:
             self.sweepers.pop(old[0])
         return []
 
+    def forget(self, address: str) -> None:
+        """An operator unblocked ``address`` (an asker's IP or MAC): its sweeps are
+        judged afresh, and the scan detector no longer takes its probes for a sweep's."""
+        self.sweepers.pop_where(lambda key, sw: key[0] == address or sw.mac == address)
+        self.intel.sweepers.pop(address)
+
     def counters(self) -> Mapping[str, int]:
         return {"packets": self.n_packets, "sweepers": len(self.sweepers),
                 "sweepers_evicted": self.sweepers.evicted}

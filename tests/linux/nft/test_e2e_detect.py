@@ -164,13 +164,16 @@ def _nmap(lab: Lab) -> None:
 @pytest.mark.skipif(not os.access(NMAP, os.X_OK), reason="nmap missing (ci/apt.d/nft.txt)")
 def test_a_scanner_unblocked_and_scanning_again_is_blocked_again(
         lab: Lab, tmp_path: Path) -> None:
-    """Issue 21: scan -> block -> ``net unblock`` -> fresh scan -> blocked again. The
-    detector keeps the scan open until network.scan.idle passes without a probe and then
-    raises its summary (same identifier); on the old main that summary was a suppressed
-    repeat ("N repeats ... not re-acted", suppress_for 10 min) and the host stayed
-    unblocked. Now the unblock ends the suppression and the summary is acted on."""
+    """Issue 21: scan -> block -> the detector closes the scan (network.scan.idle
+    without a probe) -> ``net unblock`` -> fresh scan -> blocked again, during that scan.
+    On the old main the decision engine suppressed the host's next finding as a repeat
+    (10 min), and even with that fixed the scan detector, which reports each probe type
+    once per source history (network.scan.window, 1 h), did not report the fresh scan:
+    the host scanned on unblocked. Now the unblock also makes the capture workers'
+    detectors forget the host, so the fresh scan is detected (and blocked) as new."""
+    idle = 3
     lab.count_at_target(lab.scan_ip)
-    daemon = GatewayDaemon(lab, tmp_path, "enforce", extra="  scan:\n    idle: 10s\n")
+    daemon = GatewayDaemon(lab, tmp_path, "enforce", extra=f"  scan:\n    idle: {idle}s\n")
 
     def blocks() -> list[dict[str, Any]]:
         return [r for r in daemon.actions() if r["event"]["action"] == "block"
@@ -178,18 +181,29 @@ def test_a_scanner_unblocked_and_scanning_again_is_blocked_again(
     try:
         _nmap(lab)
         wait(lambda: len(blocks()) == 1, 30, daemon._why)
+        time.sleep(idle + 2)  # the last probe is older than idle: the detector closed it
         unblock = subprocess.run(
             [sys.executable, "-m", "edgeguard", "net", "unblock", lab.scan_ip, "--socket",
              str(daemon.sock)], capture_output=True, text=True, timeout=60, check=False,
             env=dict(os.environ, PYTHONPATH=str(ROOT)))
         assert unblock.returncode == 0, unblock.stderr
         assert request(daemon.sock, "net.blocks", {}) == []
-        _nmap(lab)
-        wait(lambda: len(blocks()) == 2, 40, daemon._why)  # idle (10 s) after the scan
+        wait(lambda: sum(r.get("forgotten", 0)
+                         for r in request(daemon.sock, "network.capture", {})) >= 1,
+             10, daemon._why)  # every worker has forgotten the host
+        before = lab.received(lab.scan_ip)
+        _nmap(lab)  # 1500 probes
+        wait(lambda: len(blocks()) == 2, 10, daemon._why)
+        # blocked while the fresh scan ran (at its first alarm), not after it ended:
+        # a good part of it never reached the target (without the forget, all of it did)
+        through = lab.received(lab.scan_ip) - before
+        assert through < 1200, (through, daemon._why())
         assert [r["source.ip"] for r in request(daemon.sock, "net.blocks", {})] == [
             lab.scan_ip]
-        second = blocks()[1]["edgeguard"]["action"]["detail"]
-        assert "for 600 s" in second, second  # forgiven by the unblock: not grown
+        second = blocks()[1]
+        assert second["edgeguard"]["finding"]["id"].startswith(f"scan:{lab.scan_ip}")
+        detail = second["edgeguard"]["action"]["detail"]
+        assert "for 600 s" in detail, detail  # forgiven by the unblock: not grown
     finally:
         daemon.stop()
 
