@@ -51,7 +51,8 @@ def test_install_kiosk_puts_everything_in_place(tmp_path: Path) -> None:
     assert sorted(manifest["files"]) == sorted(
         ["/" + UNIT, "/" + DROPIN, "/" + SHIP_UNIT, "/" + SHIP_DROPIN,
          f"/{RULES}/60-edgeguard-kiosk.rules",
-         f"/{RULES}/61-edgeguard-media.rules"])
+         f"/{RULES}/61-edgeguard-media.rules",
+         f"/{RULES}/72-edgeguard-media-uaccess.rules"])
 
 
 def test_policy_template_is_a_valid_policy(tmp_path: Path) -> None:
