@@ -26,6 +26,7 @@ import re
 import select
 import socket
 import ssl
+import time
 from collections import OrderedDict
 from typing import Any
 
@@ -121,8 +122,12 @@ class RelpTransport:
             self._buf.clear()
             txnr = self._next_txnr()
             sock.sendall(encode_frame(txnr, "open", _OFFER))
+            deadline = time.monotonic() + self.timeout
             while True:
-                frames = self._read(self.timeout)
+                left = deadline - time.monotonic()
+                if left <= 0:  # a receiver that accepts but never answers
+                    raise TimeoutError(f"RELP: no answer to open in {self.timeout:g} s")
+                frames = self._read(left)
                 if not frames and self._eof:
                     raise ConnectionResetError("RELP: the receiver closed the session at open")
                 for rtxnr, command, data in frames:
@@ -168,11 +173,13 @@ class RelpTransport:
         assert self._sock is not None
         frames: list[bytes] = []
         for seq, line, record in batch:
+            deadline = time.monotonic() + self.timeout
             while len(self._pending) >= self.window:  # frames not yet sent are pending too
                 if frames:
                     self._sock.sendall(b"".join(frames))
                     frames = []
-                got = self._read(self.timeout)
+                left = deadline - time.monotonic()
+                got = self._read(left) if left > 0 else []
                 if not got and not self._eof:
                     raise TimeoutError(f"RELP: no answer in {self.timeout:g} s "
                                        f"({len(self._pending)} messages open)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -109,3 +110,54 @@ def test_a_refused_open_or_message_is_a_protocol_failure() -> None:
     relp.close()
     srv.thread.join(5)
     srv.sock.close()
+
+
+class Mute:
+    """Accepts one session and never answers it (``chatter``: sends, every 50 ms, an
+    answer to a transaction the client never opened)."""
+
+    def __init__(self, chatter: bool) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.chatter = chatter
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        conn, _ = self.sock.accept()
+        with conn:
+            for _ in range(200):  # 10 s at most
+                if self.done.wait(0.05):
+                    return
+                if self.chatter:
+                    try:
+                        conn.sendall(encode_frame(999, "rsp", b"200 OK"))
+                    except OSError:
+                        return
+
+
+@pytest.mark.parametrize("chatter", [False, True], ids=["silent", "unrelated-answers"])
+def test_a_receiver_that_never_answers_open_times_out(chatter: bool) -> None:
+    mute = Mute(chatter)
+    relp = RelpTransport("127.0.0.1", mute.port, tls=False, timeout=0.5)
+    raised: list[BaseException] = []
+
+    def attempt() -> None:
+        try:
+            relp.connect()
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+            raised.append(exc)
+
+    worker = threading.Thread(target=attempt, daemon=True)
+    started = time.monotonic()
+    worker.start()
+    worker.join(5)
+    mute.done.set()
+    mute.sock.close()
+    assert not worker.is_alive(), "connect() still waiting for an answer after 5 s"
+    assert time.monotonic() - started < 3
+    assert len(raised) == 1
+    assert isinstance(raised[0], TimeoutError)
+    assert classify(raised[0]) is FailureCause.TIMEOUT  # reported, audited, in status
+    assert not relp.connected
