@@ -108,6 +108,8 @@ class AuditService:
         self.ticks = 0
         #: Reports of ``edgeguard audit ship`` already audited, by destination.
         self._external_reports: dict[str, int] = {}
+        #: What was last repaired in each ``edgeguard audit ship`` state file (logged once).
+        self._state_damage: dict[str, str] = {}
         self.failures_audited = 0
 
     def start(self, ctx: Context) -> None:
@@ -141,8 +143,14 @@ class AuditService:
     def _external_states(self) -> list[ShipperState]:
         if self.ship_remote:
             return []
-        return [ShipperState.load(state_path(path), name)
-                for name, path in remote_cursors(self.config.shipping).items()]
+        states = [ShipperState.load(state_path(path), name)
+                  for name, path in remote_cursors(self.config.shipping).items()]
+        for state in states:  # logged once per destination and kind of damage
+            if state.damage and self._state_damage.get(state.name) != state.damage:
+                log.warning("shipper state file repaired on reading", shipper=state.name,
+                            damage=state.damage)
+            self._state_damage[state.name] = state.damage
+        return states
 
     def audit_failures(self) -> int:
         """Audit the shipping failures reported since the last call; how many."""
@@ -235,12 +243,16 @@ class AuditService:
         if self.writer is not None and self._loop is not None and \
                 (self._pending is None or self._pending.done()):
             self._pending = self._loop.run_in_executor(None, self._housekeeping)
+            self._pending.add_done_callback(_log_failure)
         self._schedule()
 
     def _housekeeping(self) -> None:
+        """The writer's tick runs whatever auditing the shipping failures raised."""
         assert self.writer is not None
-        self.audit_failures()
-        self.writer.tick()
+        try:
+            self.audit_failures()
+        finally:
+            self.writer.tick()
 
     def counters(self) -> Mapping[str, int]:
         out: dict[str, int] = {"ticks": self.ticks,
@@ -279,6 +291,13 @@ class AuditService:
                 "failing_since": st.since, "cause": st.cause, "failures": st.failures,
                 "process": "edgeguard audit ship"})
         return status
+
+
+def _log_failure(done: asyncio.Future[None]) -> None:
+    """An executor job's exception, which nothing else awaits."""
+    if not done.cancelled() and (exc := done.exception()) is not None:
+        log.error("audit housekeeping failed", error=f"{type(exc).__name__}: {exc}",
+                  exc_info=exc)
 
 
 def _utc(stamp: float | None) -> str:

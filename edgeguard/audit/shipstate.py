@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import enum
 import errno
+import math
 import socket
 import ssl
 from dataclasses import asdict, dataclass
@@ -100,19 +101,75 @@ class ShipperState:
     reports: int = 0  # failures reported (logged and handed to the auditor)
     updated: float = 0.0
 
+    #: What :meth:`load` had to repair in the file (empty: nothing); not saved.
+    damage: str = ""
+
     @classmethod
     def load(cls, path: Path, name: str) -> ShipperState:
+        """The state another process wrote, each field checked on its own: a cause this
+        version does not know is ``other``, a ``since`` that is not a number is the file's
+        modification time, bad counters are 0, and a file that exists but is not a JSON
+        object is a failure of cause ``other`` (a shipper whose state cannot be read must
+        not look healthy). What was repaired is in :attr:`damage` for the caller to log."""
         try:
-            doc = orjson.loads(path.read_bytes())
-            return cls(name, doc.get("cause"), str(doc.get("last_error", "")),
-                       doc.get("since"), int(doc.get("failures", 0)),
-                       int(doc.get("reports", 0)), float(doc.get("updated", 0.0)))
-        except (OSError, orjson.JSONDecodeError, TypeError, ValueError, AttributeError):
+            raw = path.read_bytes()
+        except FileNotFoundError:
             return cls(name)
+        except OSError as exc:
+            return cls._unreadable(path, name, f"cannot read {path}: {exc}")
+        try:
+            doc = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            return cls._unreadable(path, name, f"{path} is not JSON: {exc}")
+        if not isinstance(doc, dict):
+            return cls._unreadable(path, name, f"{path} is not a JSON object")
+        damage: list[str] = []
+        cause = doc.get("cause")
+        if cause is not None and (not isinstance(cause, str) or cause not in _CAUSES):
+            damage.append(f"unknown cause {str(cause)[:40]!r} read as {FailureCause.OTHER.value}")
+            cause = FailureCause.OTHER.value
+        since = _number(doc.get("since"))
+        if since is None and doc.get("since") is not None:
+            damage.append("since is not a number: the file's time is used")
+            since = _mtime(path)
+        if cause is not None and since is None:
+            since = _mtime(path)
+        counts = [_number(doc.get(k, 0)) for k in ("failures", "reports", "updated")]
+        if any(c is None for c in counts):
+            damage.append("failures/reports/updated not numbers: read as 0")
+        failures, reports, updated = (c or 0.0 for c in counts)
+        return cls(name, cause, str(doc.get("last_error", ""))[:_ERROR_MAX], since,
+                   int(failures), int(reports), updated, "; ".join(damage))
+
+    @classmethod
+    def _unreadable(cls, path: Path, name: str, why: str) -> ShipperState:
+        return cls(name, FailureCause.OTHER.value, f"shipper state unreadable: {why}",
+                   _mtime(path), damage=why)
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
-        atomic_write(path, orjson.dumps(asdict(self)), mode=0o640)
+        doc = asdict(self)
+        del doc["damage"]
+        atomic_write(path, orjson.dumps(doc), mode=0o640)
+
+
+_CAUSES = frozenset(c.value for c in FailureCause)
+_ERROR_MAX = 500  # characters of another process's error message kept
+
+
+def _number(value: object) -> float | None:
+    """A finite int or float (not a bool), else None."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _mtime(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return None
 
 
 def state_path(cursor_path: Path) -> Path:

@@ -18,6 +18,7 @@ from pathlib import Path
 import orjson
 import pytest
 from audit_helpers import sample_record, write_log
+from structlog.testing import capture_logs
 from test_audit_shipd import Receiver
 
 from edgeguard.audit.follow import SegmentTail
@@ -312,3 +313,89 @@ def test_ship_service_keeps_retrying_and_logs_the_cause_once(tmp_path: Path) -> 
         _, err = proc.communicate(timeout=30)
     assert err.count("audit shipping failed") == 1, err
     assert "cause=refused" in err
+
+
+def _external_service(tmp_path: Path) -> tuple[AuditService, AuditWriter, Path, Context]:
+    policy_file = tmp_path / "p.yaml"
+    policy_file.write_text(f"""audit:
+  shipping:
+    cursor_directory: {tmp_path / 'cursors'}
+    syslog: {{enabled: true, host: 127.0.0.1, port: 9, tls: false}}
+""")
+    policy = load_policy([policy_file]).policy
+    clock = FakeClock()
+    writer = AuditWriter(tmp_path / "log", clock=clock, host="h")
+    service = AuditService(policy)
+    state_file = state_path(remote_cursors(policy.audit.shipping)["syslog-tcp"])
+    ctx = Context(loop=asyncio.new_event_loop(), clock=clock, audit=writer, policy=policy,
+                  state_dir=tmp_path, submit=lambda f, s: None,  # type: ignore[arg-type,return-value]
+                  ship_remote=False)
+    return service, writer, state_file, ctx
+
+
+@pytest.mark.parametrize("doc", [
+    b'{"cause": "gremlins", "since": "yesterday", "failures": "x", "reports": 2}',
+    b'{"cause": ["tls"], "since": null}',
+    b"\x00not json",
+    b'["tls"]',
+], ids=["unknown-cause", "cause-not-a-string", "not-json", "not-an-object"])
+def test_a_damaged_state_file_is_a_failure_of_cause_other_and_still_audited(
+        tmp_path: Path, doc: bytes) -> None:
+    """Another process writes the state file: whatever is in it, the daemon audits the
+    failure (cause ``other``), shows it, and logs the repair once."""
+    service, writer, state_file, ctx = _external_service(tmp_path)
+    state_file.parent.mkdir(parents=True)
+    state_file.write_bytes(doc)
+    state = ShipperState.load(state_file, "syslog-tcp")
+    assert state.cause == FailureCause.OTHER.value
+    assert state.since == state_file.stat().st_mtime  # not a number: the file's time
+    assert state.damage
+    service.start(ctx)
+    try:
+        with capture_logs() as logs:
+            assert service.audit_failures() == 1  # was: ValueError in the executor
+            assert service.audit_failures() == 0
+            assert list(service.problems()) == ["audit.shipping.syslog-tcp"]
+        repaired = [e for e in logs if e["event"] == "shipper state file repaired on reading"]
+        assert len(repaired) == 1
+    finally:
+        service.stop()
+        ctx.loop.close()
+        writer.close()
+
+
+def test_a_failing_failure_audit_neither_skips_the_writer_tick_nor_goes_unlogged(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    service, writer, _, ctx = _external_service(tmp_path)
+    ticks: list[int] = []
+
+    def broken() -> int:
+        raise RuntimeError("boom")
+
+    service.start(ctx)
+    monkeypatch.setattr(service, "audit_failures", broken)
+    monkeypatch.setattr(writer, "tick", lambda: ticks.append(1))
+
+    async def one_tick() -> None:
+        service._loop = asyncio.get_running_loop()
+        service._tick()
+        assert service._pending is not None
+        with pytest.raises(RuntimeError):
+            await service._pending
+        await asyncio.sleep(0)  # the done callback runs
+
+    try:
+        with capture_logs() as logs:
+            ctx.loop.run_until_complete(one_tick())
+        assert ticks == [1]  # the checkpoint/prune tick ran regardless
+        failed = [e for e in logs if e["event"] == "audit housekeeping failed"]
+        assert len(failed) == 1
+        assert "boom" in failed[0]["error"]
+    finally:
+        if service._timer is not None:
+            service._timer.cancel()
+        service._timer = None
+        monkeypatch.undo()
+        service.stop()
+        ctx.loop.close()
+        writer.close()
