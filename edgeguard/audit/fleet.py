@@ -4,10 +4,19 @@ The collector (rsyslog, syslog-ng, a file sink) writes the records it received a
 lines, each optionally after a syslog prefix (anything before the first ``{``): one file
 per host, several rotated files per host, or every host mixed in one file all work,
 because records are grouped by their own ``host.name`` and ``edgeguard.chain_id``, never
-by file name. Files are read oldest first (modification time, then name), one line at a
-time; each chain keeps only its head, a bounded window of recent hashes (to recognise the
-duplicates a reconnect resends) and a bounded reorder buffer, so memory grows with the
-number of chains, not records.
+by file name. A first pass notes, per file, the lowest sequence of each chain in it; files
+are then read in sequence order (a file whose chain starts earlier is read before one that
+continues it, whatever the modification times say: editing a file must not move its
+records behind newer ones), one line at a time. Each chain starts at the lowest sequence
+the collector holds, keeps only its head, a bounded window of recent hashes (to recognise
+the duplicates a reconnect resends) and a bounded reorder buffer, so memory grows with the
+number of chains and files, not records.
+
+Silence is measured from when the *collector* received a host's newest record (its file's
+modification time; in a file holding several hosts, the earlier of that and the record's
+own ``@timestamp``), never from the host's clock alone: a record dated in the future cannot
+keep a host from going silent, and records dated more than :data:`FUTURE_GRACE` after
+their file was last written are flagged.
 
 Per host and chain the result is one of (worst first):
 
@@ -16,12 +25,18 @@ Per host and chain the result is one of (worst first):
   not seal its predecessor or (with the host's K0) its MAC or epoch is wrong, or the
   host's own copy disagrees with what the collector received;
 * ``truncated-at-source``: with the host's copy given, the collector holds records the
-  host no longer has (cut from the end of its trail);
+  host no longer has (cut from the end of its trail), or a whole chain the host no longer
+  holds (its audit directory wiped and a fresh chain started) unless that chain's last
+  record is the checkpoint of a clean stop (``reason: shutdown``);
 * ``gap``: sequences the collector never received (or, with the host's copy, records the
   host holds that never arrived);
 * ``silent``: nothing from the host, not even a checkpoint, for longer than its
   checkpoint interval (plus :data:`SILENT_GRACE`); a host named by ``--expect`` or a key
   file with no record at all is silent too;
+* ``unchecked``: what was received verifies, but part of the chain could not be checked:
+  resends older than :data:`DUPLICATE_WINDOW` (not compared with what was first received),
+  the chain's head (sequences before the first received) never received and no host copy
+  given, or records dated more than :data:`FUTURE_GRACE` in the future (host clock ahead);
 * ``verified``: none of these; with K0 every received checkpoint's MAC and epoch verified.
 """
 
@@ -29,6 +44,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import enum
+import heapq
+import itertools
 import os
 from array import array
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -46,6 +63,7 @@ from edgeguard.events import Scalar
 
 __all__ = [
     "DUPLICATE_WINDOW",
+    "FUTURE_GRACE",
     "REORDER_LIMIT",
     "SILENT_GRACE",
     "ChainReport",
@@ -66,6 +84,11 @@ DUPLICATE_WINDOW = 4096
 REORDER_LIMIT = 1024
 #: Seconds past a host's checkpoint interval before it counts as silent.
 SILENT_GRACE = TIME_GRACE
+#: Seconds a record's ``@timestamp`` may lie after its file was last written (clock skew)
+#: before the record counts as future-dated.
+FUTURE_GRACE = TIME_GRACE
+#: The ``edgeguard.checkpoint.reason`` of the checkpoint a clean stop writes.
+CLEAN_STOP = "shutdown"
 DEFAULT_INTERVAL = 60.0  # a chain with no checkpoint received: the policy default
 _MAX_LISTED = 8  # gap ranges and problems kept per chain (the rest are counted)
 
@@ -81,6 +104,7 @@ class Status(enum.Enum):
     TRUNCATED_AT_SOURCE = "truncated-at-source"
     GAP = "gap"
     SILENT = "silent"
+    UNCHECKED = "unchecked"
     VERIFIED = "verified"
 
 
@@ -102,6 +126,8 @@ class ChainReport:
     sealed: bool = False  # checked with the host's K0
     duplicates: int = 0  # byte-identical resends (harmless)
     unchecked_duplicates: int = 0  # resends older than DUPLICATE_WINDOW: not compared
+    future_dated: int = 0  # records dated beyond FUTURE_GRACE after their receipt
+    ended_cleanly: bool = False  # the newest record is a clean stop's checkpoint
     missing: int = 0
     gaps: list[tuple[int, int]] = field(default_factory=list)
     problems: list[tuple[Status, int, str]] = field(default_factory=list)
@@ -170,45 +196,68 @@ class _HashRing:
         return self.hashes[32 * slot:32 * slot + 32].hex()
 
 
+@dataclass(frozen=True, slots=True)
+class _Receipt:
+    """When the collector received the records of one file: its modification time; in a
+    file several hosts write to (``shared``), a record's own time if that is earlier."""
+
+    mtime: float
+    shared: bool
+    future: str  # @timestamps above this (text compare, fixed width) are future-dated
+
+    def of(self, stamp: str) -> float:
+        own = _seconds(stamp) if self.shared else None
+        return self.mtime if own is None else min(own, self.mtime)
+
+
 class _ChainState:
     """The streaming check of one chain: head, duplicate window, reorder buffer."""
 
     def __init__(self, report: ChainReport, keys: Mapping[str, tuple[str, ExportedKey]],
-                 ) -> None:
+                 start: int) -> None:
         self.report = report
         self.keys = keys
         self.checker = CheckpointChecker(None)
-        self.expected: int | None = None
+        # The lowest sequence any file holds (first pass): records are taken in order from
+        # there, so one read late is a reorder or a duplicate, never a new start.
+        self.expected = start
         self.prev_hash: str | None = None
         self.recent = _HashRing(DUPLICATE_WINDOW)
-        self.last_stamp = ""  # the newest @timestamp (RFC 3339, fixed width: sorts as text)
-        self.pending: dict[int, tuple[dict[str, Any], bytes]] = {}
+        self.last_stamp = ""  # the @timestamp of the newest record taken
+        self.last_receipt: _Receipt | None = None
+        self.pending: dict[int, tuple[dict[str, Any], bytes, _Receipt]] = {}
+        if start > 1:
+            report.notes.append(f"the collector's copy starts at sequence {start}")
+            self.checker.pruned_start = True
 
-    def add(self, seq: int, rec: dict[str, Any], body: bytes) -> None:
-        report = self.report
+    def add(self, seq: int, rec: dict[str, Any], body: bytes, receipt: _Receipt) -> None:
         stamp = rec.get("@timestamp")
-        if isinstance(stamp, str) and len(stamp) == _STAMP_LEN and stamp > self.last_stamp:
-            self.last_stamp = stamp
-        if self.expected is None:  # the first record the collector holds
-            if seq > 1:
-                report.notes.append(f"the collector's copy starts at sequence {seq}")
-                self.checker.pruned_start = True
-            self._accept(seq, rec, body, linked=False)
-            return
+        if isinstance(stamp, str) and len(stamp) == _STAMP_LEN and stamp > receipt.future:
+            self.report.future_dated += 1
+            if self.report.future_dated == 1:
+                self.report.problem(Status.UNCHECKED, seq, f"dated {stamp}, more than "
+                                    f"{FUTURE_GRACE:g} s after the collector received it "
+                                    "(host clock ahead): host times not trusted")
         if seq < self.expected or seq in self.pending:
             self._duplicate(seq, rec)
         elif seq == self.expected:
-            self._accept(seq, rec, body, linked=True)
+            self._accept(seq, rec, body, receipt, linked=self.prev_hash is not None)
             self._drain()
         else:
-            self.pending[seq] = (rec, body)
+            self.pending[seq] = (rec, body, receipt)
             if len(self.pending) > REORDER_LIMIT:
                 self._skip_to(min(self.pending))
 
     def finish(self) -> None:
         while self.pending:
             self._skip_to(min(self.pending))
-        self.report.last_time = _seconds(self.last_stamp)
+        report = self.report
+        if self.last_receipt is not None:
+            report.last_time = self.last_receipt.of(self.last_stamp)
+        if report.unchecked_duplicates:
+            report.problem(Status.UNCHECKED, report.first_sequence or 0,
+                           f"{report.unchecked_duplicates} resent records older than the "
+                           f"last {DUPLICATE_WINDOW} were not compared with the first copy")
 
     def _skip_to(self, seq: int) -> None:
         """Records ``expected .. seq - 1`` never arrived: a gap."""
@@ -219,14 +268,14 @@ class _ChainState:
             self.report.gaps.append((first, last))
         self.report.problem(Status.GAP, first, f"sequences {first}..{last} were not received")
         self.checker.after_gap()
-        rec, body = self.pending.pop(seq)
-        self._accept(seq, rec, body, linked=False)
+        rec, body, receipt = self.pending.pop(seq)
+        self._accept(seq, rec, body, receipt, linked=False)
         self._drain()
 
     def _drain(self) -> None:
         while self.expected in self.pending:
-            rec, body = self.pending.pop(self.expected)
-            self._accept(self.expected, rec, body, linked=True)
+            rec, body, receipt = self.pending.pop(self.expected)
+            self._accept(self.expected, rec, body, receipt, linked=True)
 
     def _duplicate(self, seq: int, rec: dict[str, Any]) -> None:
         digest = get_path(rec, "event.hash")
@@ -240,7 +289,8 @@ class _ChainState:
             self.report.problem(Status.TAMPERED, seq, f"sequence {seq} was received twice "
                                 "with different hashes")
 
-    def _accept(self, seq: int, rec: dict[str, Any], body: bytes, *, linked: bool) -> None:
+    def _accept(self, seq: int, rec: dict[str, Any], body: bytes, receipt: _Receipt, *,
+                linked: bool) -> None:
         report = self.report
         digest = get_path(rec, "event.hash")
         if not isinstance(digest, str):
@@ -252,8 +302,14 @@ class _ChainState:
         elif linked and chain_hash(str(self.prev_hash), strip_hash(rec)) != digest:
             report.problem(Status.TAMPERED, seq, "content does not chain from the record "
                            "before it (edited or inserted)")
-        if get_path(rec, "event.action") == CHECKPOINT:
+        checkpoint = get_path(rec, "event.action") == CHECKPOINT
+        if checkpoint:
             self._checkpoint(seq, rec, linked=linked)
+        report.ended_cleanly = checkpoint and \
+            get_path(rec, "edgeguard.checkpoint.reason") == CLEAN_STOP
+        stamp = rec.get("@timestamp")
+        self.last_stamp = stamp if isinstance(stamp, str) else ""
+        self.last_receipt = receipt
         self.prev_hash = digest
         self.expected = seq + 1
         self.recent.put(seq, digest)
@@ -291,18 +347,82 @@ class _ChainState:
 
 
 def received_files(directory: Path) -> list[Path]:
-    """Every regular file under ``directory``, oldest first (mtime, then path)."""
-    found: list[tuple[float, str, Path]] = []
+    """Every regular file under ``directory`` (by path; :func:`_reading_order` orders them)."""
+    found: list[Path] = []
     for root, dirs, files in os.walk(directory):
         dirs.sort()
         for name in files:
             path = Path(root) / name
             try:
                 if path.is_file():
-                    found.append((path.stat().st_mtime, str(path), path))
+                    found.append(path)
             except OSError:
                 continue
-    return [p for _, _, p in sorted(found)]
+    return sorted(found)
+
+
+@dataclass(slots=True)
+class _Survey:
+    """The first pass over one file: the lowest sequence of each chain in it, its hosts."""
+
+    mtime: float
+    firsts: dict[str, int] = field(default_factory=dict)
+    hosts: set[str] = field(default_factory=set)
+
+
+def _survey(files: Sequence[Path]) -> dict[Path, _Survey]:
+    out: dict[Path, _Survey] = {}
+    for path in files:
+        try:
+            survey = _Survey(path.stat().st_mtime)
+        except OSError:
+            continue
+        for host, chain, seq, _, _ in _records(path):
+            survey.hosts.add(host)
+            if seq < survey.firsts.get(chain, seq + 1):
+                survey.firsts[chain] = seq
+        out[path] = survey
+    return out
+
+
+def _reading_order(surveys: Mapping[Path, _Survey]) -> list[Path]:
+    """Files so that, for every chain, a file starting at a lower sequence comes first
+    (rotated, edited or copied files alike); ties and contradictions (which only a
+    tampered copy has) by modification time, then path."""
+    def key(path: Path) -> tuple[float, str]:
+        return surveys[path].mtime, str(path)
+
+    by_chain: dict[str, list[tuple[int, float, str, Path]]] = {}
+    for path, survey in surveys.items():
+        for chain, first in survey.firsts.items():
+            by_chain.setdefault(chain, []).append((first, *key(path), path))
+    after: dict[Path, set[Path]] = {p: set() for p in surveys}
+    before_count = dict.fromkeys(surveys, 0)
+    for entries in by_chain.values():
+        ordered = [entry[-1] for entry in sorted(entries)]
+        for earlier, later in itertools.pairwise(ordered):
+            if later not in after[earlier]:
+                after[earlier].add(later)
+                before_count[later] += 1
+    ready = [(key(p), p) for p, n in before_count.items() if n == 0]
+    heapq.heapify(ready)
+    order: list[Path] = []
+    left = set(surveys)
+    while left:
+        if not ready:  # a cycle: take the oldest file left
+            oldest = min(left, key=key)
+            before_count[oldest] = 0
+            ready.append((key(oldest), oldest))
+        _, path = heapq.heappop(ready)
+        if path not in left:
+            continue
+        left.discard(path)
+        order.append(path)
+        for later in after[path]:
+            before_count[later] -= 1
+            if before_count[later] == 0 and later in left:
+                heapq.heappush(ready, (key(later), later))
+    return order
 
 
 def load_keys(directory: Path | None) -> dict[str, tuple[str, ExportedKey]]:
@@ -319,14 +439,13 @@ def load_keys(directory: Path | None) -> dict[str, tuple[str, ExportedKey]]:
     return keys
 
 
-def _records(files: Sequence[Path]) -> Iterator[tuple[str, str, int, dict[str, Any], bytes, str]]:
-    for path in files:
-        for rec, body in json_records(path):
-            chain, seq = get_path(rec, "edgeguard.chain_id"), get_path(rec, "event.sequence")
-            host = get_path(rec, "host.name")
-            if not isinstance(chain, str) or not isinstance(seq, int) or isinstance(seq, bool):
-                continue
-            yield str(host or "?"), chain, seq, rec, body, str(path)
+def _records(path: Path) -> Iterator[tuple[str, str, int, dict[str, Any], bytes]]:
+    for rec, body in json_records(path):
+        chain, seq = get_path(rec, "edgeguard.chain_id"), get_path(rec, "event.sequence")
+        host = get_path(rec, "host.name")
+        if not isinstance(chain, str) or not isinstance(seq, int) or isinstance(seq, bool):
+            continue
+        yield str(host or "?"), chain, seq, rec, body
 
 
 def verify_fleet(directory: Path, *, keys: Mapping[str, tuple[str, ExportedKey]] | None = None,
@@ -341,21 +460,35 @@ def verify_fleet(directory: Path, *, keys: Mapping[str, tuple[str, ExportedKey]]
     the time silence is measured to.
     """
     keys = keys or {}
-    files = received_files(directory)
+    host_copies = host_copies or {}
+    surveys = _survey(received_files(directory))
+    starts: dict[str, int] = {}
+    for survey in surveys.values():
+        for chain, first in survey.firsts.items():
+            starts[chain] = min(first, starts.get(chain, first))
     states: dict[str, _ChainState] = {}
-    for host, chain, seq, rec, body, where in _records(files):
-        state = states.get(chain)
-        if state is None:
-            state = states[chain] = _ChainState(ChainReport(host, chain), keys)
-        state.report.files.add(where)
-        state.add(seq, rec, body)
+    for path in _reading_order(surveys):
+        survey = surveys[path]
+        receipt = _Receipt(survey.mtime, len(survey.hosts) > 1,
+                           iso_timestamp(survey.mtime + FUTURE_GRACE))
+        for host, chain, seq, rec, body in _records(path):
+            state = states.get(chain)
+            if state is None:
+                start = starts.get(chain, seq)  # a file changed since the first pass
+                state = states[chain] = _ChainState(ChainReport(host, chain), keys, start)
+            state.report.files.add(str(path))
+            state.add(seq, rec, body, receipt)
     for state in states.values():
         state.finish()
     reports = [s.report for s in states.values()]
     for report in reports:
         if not report.sealed and keys:
             report.notes.append("no K0 for this chain's key among the key files: chain only")
-    _compare_host_copies(reports, host_copies or {})
+        if (report.first_sequence or 1) > 1 and report.host not in host_copies:
+            report.problem(Status.UNCHECKED, report.first_sequence or 0,
+                           f"sequences 1..{(report.first_sequence or 1) - 1} (the chain's "
+                           "head) were never received, and no host copy was given")
+    _compare_host_copies(reports, host_copies)
     _silence(reports, set(expect) | {host for host, _ in keys.values()}, now, grace)
     reports.sort(key=lambda r: (r.host, r.first_sequence or 0, r.chain_id or ""))
     return FleetReport(reports)
@@ -370,7 +503,12 @@ def _compare_host_copies(reports: list[ChainReport],
             received = sorted(Path(f) for f in report.files)
             local = verify_paths(list(paths), against=received)
             if local.chain_id != report.chain_id:
-                continue  # another chain of this host (an older enrolment)
+                if not report.ended_cleanly:  # the host lost the chain it was writing
+                    report.problem(Status.TRUNCATED_AT_SOURCE, report.last_sequence or 0,
+                                   f"the host's copy no longer holds this chain (it holds "
+                                   f"{local.chain_id or 'none'}), which did not end with a "
+                                   f"clean stop: its audit directory was wiped or replaced")
+                continue
             problem = local.problem
             if problem is not None and problem.reason == "truncated":
                 report.problem(Status.TRUNCATED_AT_SOURCE, problem.sequence,
@@ -419,11 +557,17 @@ def fleet_line(report: ChainReport) -> str:
             f"{report.records} records, {span}, {report.checkpoints} checkpoints ({sealing})")
     if report.duplicates:
         line += f", {report.duplicates} duplicates"
+    if report.unchecked_duplicates:
+        line += f", {report.unchecked_duplicates} unchecked duplicates"
+    if report.future_dated:
+        line += f", {report.future_dated} future-dated"
     if report.missing:
         line += f", {report.missing} missing"
     if report.problems:
         status, seq, detail = min(report.problems, key=lambda p: (_RANK[p[0]], p[1]))
         line += f": first {status.value} at sequence {seq}: {detail}"  # seq > 0: records
+    if report.notes:
+        line += " (" + "; ".join(report.notes) + ")"
     return line
 
 
@@ -443,6 +587,7 @@ def fleet_row(report: ChainReport) -> dict[str, Scalar]:
         "edgeguard.fleet.sealed": report.sealed,
         "edgeguard.fleet.duplicates": report.duplicates,
         "edgeguard.fleet.unchecked_duplicates": report.unchecked_duplicates,
+        "edgeguard.fleet.future_dated": report.future_dated,
         "edgeguard.fleet.missing": report.missing,
         "edgeguard.fleet.gaps": tuple(f"{a}..{b}" for a, b in report.gaps),
         "edgeguard.fleet.problems": tuple(f"{s.value} at {q}: {d}"

@@ -5,9 +5,12 @@ silent, never heard from; one file per host and all mixed in one file."""
 
 from __future__ import annotations
 
+import os
 import random
+import shutil
 import time
 import tracemalloc
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
@@ -58,7 +61,15 @@ def receive(collector: Path, host: str, lines: list[bytes], *, prefix: bool = Tr
     with path.open("ab") as fh:
         for line in lines:
             fh.write(head + line + b"\n")
+    received_at(path, max(orjson.loads(line)["@timestamp"] for line in lines))
     return path
+
+
+def received_at(path: Path, stamp: str | float) -> None:
+    """The collector wrote ``path`` last at ``stamp`` (an @timestamp or seconds)."""
+    when = stamp if isinstance(stamp, float) else datetime.strptime(
+        stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
+    os.utime(path, (when, when))
 
 
 def rechain(lines: list[bytes], edit_at: int) -> list[bytes]:
@@ -155,6 +166,7 @@ def test_one_mixed_file_gives_the_same_result(
             for lines in per_host.values():
                 if index < len(lines):
                     fh.write(lines[index].partition(b" - scan-syn - ")[2])  # no prefix too
+    received_at(mixed / "all.log", max(p.stat().st_mtime for p in collector.iterdir()))
     copies = {"kiosk-4": [homes["kiosk-4"]]}
     assert by_host(verify_fleet(mixed, keys=load_keys(keys), host_copies=copies, now=now)) \
         == by_host(verify_fleet(collector, keys=load_keys(keys), host_copies=copies, now=now))
@@ -200,6 +212,7 @@ def _synthetic(path: Path, count: int, host: str = "gw-big") -> None:
                    "event": {"action": "scan-syn", "sequence": seq}, "message": f"r{seq}"}
             rec["event"]["hash"] = prev = chain_hash(prev, rec)
             fh.write(canonical(rec) + b"\n")
+    received_at(path, START)
 
 
 def _peak(directory: Path) -> int:
@@ -294,3 +307,120 @@ def test_tampering_after_many_gaps_is_still_tampering(tmp_path: Path) -> None:
     assert len(chain.gaps) == 8  # listed; the rest counted
     assert chain.missing == sum(1 for index in range(len(lines)) if index % 6 == 3)
     assert any(p[0] is Status.TAMPERED for p in chain.problems)
+
+
+# -- reviewer's findings: file order, unchecked resends, missing head, host clock, wiped trail
+
+
+def _chain_lines(count: int, host: str = "gw-big", *, first: int = 1,
+                 stamp: str = "2027-01-15T08:00:00.000000Z") -> list[bytes]:
+    prev, out = GENESIS_HASH, []
+    for seq in range(first, first + count):
+        rec = {"@timestamp": stamp, "host": {"name": host},
+               "edgeguard": {"chain_id": "c" * 32},
+               "event": {"action": "scan-syn", "sequence": seq}, "message": f"r{seq}"}
+        rec["event"]["hash"] = prev = chain_hash(prev, rec)
+        out.append(canonical(rec))
+    return out
+
+
+def _edit(line: bytes) -> bytes:
+    rec = orjson.loads(line)
+    rec["message"] = "nothing happened here"
+    return canonical(rec)
+
+
+def test_an_edited_file_read_last_by_mtime_is_still_chain_checked(tmp_path: Path) -> None:
+    """5000 records in 25 rotated files; record 11 edited in the file holding 1..200, which
+    the edit made the newest: read in sequence order, it is tampering, not 200 resends."""
+    lines = _chain_lines(5000)
+    lines[10] = _edit(lines[10])
+    collector = tmp_path / "c"
+    collector.mkdir()
+    for part in range(25):
+        path = collector / f"gw-big.log.{24 - part}"
+        path.write_bytes(b"\n".join(lines[200 * part:200 * part + 200]) + b"\n")
+        received_at(path, START - 1000 + part)
+    received_at(collector / "gw-big.log.24", START)  # the edit bumped its mtime
+    (chain,) = verify_fleet(collector, now=START + 5).chains
+    assert chain.status is Status.TAMPERED, (chain.problems, chain.unchecked_duplicates)
+    assert chain.problems[0][1] == 11
+    assert chain.unchecked_duplicates == 0
+    assert chain.records == 5000
+
+
+def test_a_late_head_is_verified_not_taken_for_resends(tmp_path: Path) -> None:
+    """Records below the first one read (the chain's head arriving after 101..200)."""
+    lines = _chain_lines(200)
+    lines[40] = _edit(lines[40])
+    receive(tmp_path / "c", "gw-big", lines[100:] + lines[:100], prefix=False)
+    (chain,) = verify_fleet(tmp_path / "c", now=START + 5).chains
+    assert chain.status is Status.TAMPERED
+    assert chain.problems[0][1] == 41
+    assert chain.first_sequence == 1
+    assert chain.unchecked_duplicates == 0
+
+
+def test_resends_older_than_the_window_keep_a_chain_from_verifying(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(fleet_mod, "DUPLICATE_WINDOW", 100)
+    lines = _chain_lines(600)
+    receive(tmp_path / "c", "gw-big", lines + lines[:10], prefix=False)
+    (chain,) = verify_fleet(tmp_path / "c", now=START + 5).chains
+    assert chain.unchecked_duplicates == 10
+    assert chain.status is Status.UNCHECKED
+    code, text = _cli(["audit", "verify", "--fleet", str(tmp_path / "c")], capsys)
+    assert code == 1
+    assert " unchecked: " in text
+    assert "10 unchecked duplicates" in text
+
+
+def test_a_missing_head_without_a_host_copy_is_not_verified(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    receive(tmp_path / "c", "gw-big", _chain_lines(300)[50:], prefix=False)
+    (chain,) = verify_fleet(tmp_path / "c", now=START + 5).chains
+    assert chain.status is Status.UNCHECKED
+    assert "1..50" in chain.problems[0][2]
+    code, text = _cli(["audit", "verify", "--fleet", str(tmp_path / "c")], capsys)
+    assert code == 1
+    assert "the collector's copy starts at sequence 51" in text  # the notes are printed
+
+
+def test_a_future_dated_record_does_not_keep_a_host_from_going_silent(tmp_path: Path) -> None:
+    """Silence runs from when the collector received the newest record (its file's mtime),
+    not from the host's clock; the record dated a day ahead is flagged."""
+    lines = _chain_lines(20)
+    tail = _chain_lines(21)[-1]  # sequence 21, chained from 20, then dated a day ahead
+    rec = orjson.loads(tail)
+    rec["@timestamp"] = "2027-01-16T08:00:00.000000Z"
+    rec["event"]["hash"] = chain_hash(orjson.loads(lines[-1])["event"]["hash"],
+                                      strip_hash(rec))
+    path = receive(tmp_path / "c", "gw-big", [*lines, canonical(rec)], prefix=False)
+    received_at(path, START)
+    (chain,) = verify_fleet(tmp_path / "c", now=START + 3600).chains
+    assert chain.status is Status.SILENT, chain.problems
+    assert chain.future_dated == 1
+    assert any(p[0] is Status.UNCHECKED and "clock ahead" in p[2] for p in chain.problems)
+
+
+@pytest.mark.parametrize("clean", [False, True], ids=["crashed", "clean-stop"])
+def test_a_wiped_trail_and_fresh_chain_is_truncated_at_source(
+        tmp_path: Path, clean: bool) -> None:
+    """The host's directory wiped and a new chain started: the old chain the collector holds
+    is truncated at the source, unless its last record is a clean stop's checkpoint."""
+    home, old = host_trail(tmp_path, "gw-9", 30, keys=None)
+    assert orjson.loads(old[-1])["edgeguard"]["checkpoint"]["reason"] == "shutdown"
+    if not clean:  # killed: the collector's last record is not the shutdown checkpoint
+        old = old[:-1]
+    receive(tmp_path / "c", "gw-9", old)
+    shutil.rmtree(home)
+    _, new = host_trail(tmp_path, "gw-9", 10, keys=None, start=START + 100)
+    receive(tmp_path / "c", "gw-9", new)
+    report = verify_fleet(tmp_path / "c", host_copies={"gw-9": [home]}, now=START + 110)
+    statuses = {c.chain_id: c.status for c in report.chains}
+    old_chain = orjson.loads(old[0])["edgeguard"]["chain_id"]
+    new_chain = orjson.loads(new[0])["edgeguard"]["chain_id"]
+    assert old_chain != new_chain
+    assert statuses[new_chain] is Status.VERIFIED
+    assert statuses[old_chain] is (Status.VERIFIED if clean else Status.TRUNCATED_AT_SOURCE)
