@@ -361,12 +361,43 @@ def test_an_exception_logs_only_its_rule_and_hosts_until_it_expires(tmp_path: Pa
     assert ActionKind.BLOCK in other_rule.actions  # only port-scan is excepted
 
     clock.advance(3601)
-    engine.forget("scan", "10.0.0.7")
     assert engine.decide(severe).actions == (ActionKind.LOG, ActionKind.BLOCK)  # expired
     engine.tick()
     engine.tick()  # audited once
     assert [r.action for r in sink.records] == ["policy-exception-added",
                                                 "policy-exception-expired"]
+
+
+def test_an_excepted_finding_does_not_start_the_acted_on_window(tmp_path: Path) -> None:
+    """Review defect: excepted findings used to record the host's suppression window, so
+    after the exception expired the next scans within suppress_for were "repeats" and
+    nothing was blocked for up to 10 minutes."""
+    clock = FakeClock()
+    policy = policy_from(tmp_path, EXCEPTED.format(until=_iso(clock.now() + 60)))
+    engine = DecisionEngine(policy, clock)
+    severe = finding(severity=Severity.SEVERE)
+    assert not engine.decide(severe).suppressed
+    assert engine.decide(severe).suppressed  # excepted repeats are still de-duplicated
+    clock.advance(59)
+    engine.decide(severe)
+    clock.advance(2)  # expired, one second after the last excepted finding
+    after = engine.decide(severe)
+    assert after.exception == ""
+    assert not after.suppressed
+    assert ActionKind.BLOCK in after.actions
+
+
+def test_a_removed_exception_leaves_no_suppression_behind(tmp_path: Path) -> None:
+    clock = FakeClock()
+    policy = policy_from(tmp_path, EXCEPTED.format(until=_iso(clock.now() + 3600)))
+    engine = DecisionEngine(policy, clock)
+    severe = finding(severity=Severity.SEVERE)
+    assert engine.decide(severe).exception == "inventory-scanner"
+    engine.reload(policy_from(tmp_path, "mode: enforce\n"))  # `net allow` file deleted
+    after = engine.decide(severe)
+    assert not after.suppressed
+    assert ActionKind.BLOCK in after.actions
+    assert engine.decide(severe).suppressed  # the acted-on window starts now
 
 
 def test_an_excepted_finding_is_recorded_with_the_exception(tmp_path: Path) -> None:
