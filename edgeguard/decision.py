@@ -91,7 +91,9 @@ def exception_record(change: ExceptionChange) -> AuditRecord:
         category=("configuration",), event_type=("change",), outcome=Outcome.SUCCESS,
         rule_id=exc.rule,
         message=f"exception {exc.id} for {exc.address} from rule {exc.rule} {verb} "
-                f"(until {exc.until.iso()}): {exc.reason}",
+                f"(until {exc.until.iso()}"
+                f"{', beyond exception_limits by override' if exc.override_limits else ''}): "
+                f"{exc.reason}",
         fields={"edgeguard.exception.id": exc.id, "edgeguard.exception.address": str(exc.address),
                 "edgeguard.exception.until": iso_timestamp(float(exc.until)),
                 "event.reason": exc.reason})

@@ -454,6 +454,7 @@ def test_exceptions_merge_by_id_across_drop_ins(tmp_path: Path) -> None:
     first, second = tmp_path / "60-a.yaml", tmp_path / "60-b.yaml"
     for path, ident in ((first, "a"), (second, "b")):
         path.write_text(f"exceptions:\n  - {{id: {ident}, rule: port-scan, address: 10.0.0.7, "
-                        "until: 2030-01-01T00:00:00Z, reason: x}\n")  # unquoted time too
+                        "until: 2030-01-01T00:00:00Z, reason: x, "  # unquoted time too
+                        "override_limits: true}\n")  # 2030 is beyond exception_limits
     policy = load_policy([first, second]).policy
     assert [e.id for e in policy.exceptions] == ["a", "b"]
