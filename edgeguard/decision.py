@@ -7,7 +7,10 @@ notice framework): the same finding kind and identifier within the rule's
 ``suppress_for`` window is a repeat, counted and marked ``suppressed`` so the caller can
 summarise it, but not acted on again. :meth:`DecisionEngine.forget` ends the window of
 one finding early: ``net unblock`` calls it, so a fresh scan by a host just unblocked is
-acted on (blocked) again instead of being counted as a repeat of the old one.
+acted on (blocked) again instead of being counted as a repeat of the old one. A finding
+a per-rule exception covers is de-duplicated in a window of its own (keyed by the
+exception's id), so it never starts or extends the window of the findings acted on:
+when the exception expires or is removed, the host's next finding is acted on at once.
 
 Per-rule exceptions (``exceptions:`` in the policy, :mod:`edgeguard.policy.exceptions`)
 are honoured here too: a finding an exception in force covers is decided as usual but
@@ -88,7 +91,9 @@ def exception_record(change: ExceptionChange) -> AuditRecord:
         category=("configuration",), event_type=("change",), outcome=Outcome.SUCCESS,
         rule_id=exc.rule,
         message=f"exception {exc.id} for {exc.address} from rule {exc.rule} {verb} "
-                f"(until {exc.until.iso()}): {exc.reason}",
+                f"(until {exc.until.iso()}"
+                f"{', beyond exception_limits by override' if exc.override_limits else ''}): "
+                f"{exc.reason}",
         fields={"edgeguard.exception.id": exc.id, "edgeguard.exception.address": str(exc.address),
                 "edgeguard.exception.until": iso_timestamp(float(exc.until)),
                 "event.reason": exc.reason})
@@ -105,7 +110,7 @@ class DecisionEngine:
         self.clock = clock
         self.force_monitor = force_monitor
         self.audit = audit
-        self._last: OrderedDict[tuple[str, str], float] = OrderedDict()
+        self._last: OrderedDict[tuple[str, str, str], float] = OrderedDict()
         self.suppressed_count = 0
         self.evicted_count = 0
         self.excepted_count = 0
@@ -129,7 +134,7 @@ class DecisionEngine:
 
     def forget(self, kind: str, identifier: str) -> bool:
         """End the suppression window of (kind, identifier): its next finding is new."""
-        return self._last.pop((kind, identifier), None) is not None
+        return self._last.pop(("", kind, identifier), None) is not None
 
     def rule_for(self, finding: Finding) -> RuleConfig | None:
         """The most specific matching rule (kind and subtype before kind alone); among
@@ -160,9 +165,13 @@ class DecisionEngine:
             if area is not None:
                 actions = tuple(a for a in actions if a in AREA_ACTIONS[area]) or (
                     ActionKind.LOG,)
-        suppressed = suppress and self._repeat(finding, rule)
         rule_id = self._rule_id(finding, rule)
         excepted = self.exceptions.match(rule_id, finding, self.clock.now())
+        # An excepted finding is de-duplicated in its exception's own window: it must
+        # never start or extend the window the host's findings are acted on in, or the
+        # first scans after the exception expires or is removed would be "repeats".
+        suppressed = suppress and self._repeat(
+            finding, rule, excepted.id if excepted is not None else "")
         if excepted is not None:
             self.excepted_count += 1
             actions = (ActionKind.LOG,)
@@ -180,9 +189,11 @@ class DecisionEngine:
     def _rule_id(finding: Finding, rule: RuleConfig | None) -> str:
         return rule.id if rule is not None else default_rule_id(finding.kind, finding.subtype)
 
-    def _repeat(self, finding: Finding, rule: RuleConfig | None) -> bool:
+    def _repeat(self, finding: Finding, rule: RuleConfig | None, scope: str) -> bool:
+        """Whether the finding repeats one within the window in ``scope`` ("" for the
+        findings acted on, an exception's id for the findings it covers)."""
         window = rule.suppress_for if rule is not None else DEFAULT_SUPPRESS_FOR
-        key = (finding.kind, finding.identifier)
+        key = (scope, finding.kind, finding.identifier)
         now = self.clock.monotonic()
         last = self._last.get(key)
         if last is not None and now - last < window:

@@ -1,12 +1,16 @@
 """``edgeguard net allow ADDR --rule RULE --for 7d --reason ...``: a per-rule exception.
 
 Writes one drop-in, ``<etc>/policy.d/60-allow-<rule>-<address>.yaml``, holding one
-``exceptions:`` entry (id, rule, address, until, reason), after checking that the
-policy with it loads (the rule exists, the address parses); then asks the daemon to
-reload. The daemon's decision engine audits the exception when it comes into force
-(``policy-exception-added``) and when it expires (``policy-exception-expired``). The
-same id again replaces the exception (a new expiry or reason); deleting the file and
-reloading removes it (audited as ``policy-exception-removed``).
+``exceptions:`` entry (id, rule, address, until, reason). Before anything is written:
+the rule must exist in the policy in force, the network and the duration must be
+within its ``exception_limits`` (or ``--force``), and the file name is built from
+characters ``[A-Za-z0-9._-]`` only (others become ``-``) and checked to name a file
+directly inside ``policy.d``. Then the policy with the drop-in must load; then the
+daemon is asked to reload. The daemon's decision engine audits the exception when it
+comes into force (``policy-exception-added``) and when it expires
+(``policy-exception-expired``). The same id again replaces the exception (a new expiry
+or reason); deleting the file and reloading removes it (audited as
+``policy-exception-removed``).
 """
 
 from __future__ import annotations
@@ -28,14 +32,39 @@ from edgeguard.cli._common import (
     report_control_error,
 )
 from edgeguard.clock import SystemClock
+from edgeguard.findings import suggest
 from edgeguard.policy.exceptions import RuleException
 from edgeguard.policy.load import ETC_DIR, PROFILES, PolicyError, load_policy
 from edgeguard.policy.types import Timestamp
 
-__all__ = ["drop_in_text", "register_allow"]
+__all__ = ["drop_in_path", "drop_in_text", "file_part", "register_allow"]
 
 #: Drop-ins sort by name; exceptions come after a site's own numbered files.
 _PREFIX = "60-allow-"
+#: What a drop-in's file name may be made of (no path separator, no leading dot).
+_FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def file_part(text: str) -> str:
+    """``text`` as part of a file name: every run of characters outside
+    ``[A-Za-z0-9._-]`` becomes ``-``, leading ``.``/``_``/``-`` are dropped; ValueError
+    when nothing is left."""
+    part = re.sub(r"[^A-Za-z0-9._-]+", "-", text).lstrip("._-")
+    if not _FILE_NAME.fullmatch(part):
+        raise ValueError(f"{text!r} cannot be part of a file name")
+    return part
+
+
+def drop_in_path(etc_dir: Path, exc_id: str) -> Path:
+    """Where the drop-in of exception ``exc_id`` goes: a file directly inside
+    ``<etc_dir>/policy.d``; ValueError when the name would be anything else."""
+    drop_in = etc_dir / "policy.d"
+    name = f"{_PREFIX}{file_part(exc_id.removeprefix('allow-'))}.yaml"
+    target = drop_in / name
+    if not _FILE_NAME.fullmatch(name) or target.parent != drop_in or \
+            os.path.normpath(target) != str(target):
+        raise ValueError(f"{name!r} is not a file name inside {drop_in}")
+    return target
 
 
 def _network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
@@ -46,9 +75,10 @@ def _network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
 
 
 def exception_id(rule: str, network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str:
+    """``allow-<rule>-<host or network>``, made of file-name characters only."""
     host = str(network.network_address) if network.prefixlen == network.max_prefixlen \
         else str(network)
-    return f"allow-{rule}-{re.sub(r'[^A-Za-z0-9.-]+', '-', host)}"
+    return f"allow-{file_part(rule)}-{file_part(host)}"
 
 
 def drop_in_text(exc: RuleException, made_by: str) -> str:
@@ -62,16 +92,18 @@ def drop_in_text(exc: RuleException, made_by: str) -> str:
             f"    rule: {q(exc.rule)}\n"
             f"    address: {q(str(exc.address))}\n"
             f"    until: {q(exc.until.iso())}\n"
-            f"    reason: {q(exc.reason)}\n")
+            f"    reason: {q(exc.reason)}\n"
+            + ("    override_limits: true  # net allow --force\n" if exc.override_limits
+               else ""))
 
 
-def _layers(etc_dir: Path, new: Path) -> list[Path]:
+def _layers(etc_dir: Path, new: Path | None) -> list[Path]:
     """The files the daemon will read once ``new`` is in place (as
-    :func:`edgeguard.policy.load.default_layers` lists them)."""
+    :func:`edgeguard.policy.load.default_layers` lists them; None: the files now)."""
     main = etc_dir / "policy.yaml"
     drop_in = etc_dir / "policy.d"
     others = [p for p in drop_in.glob("*.yaml") if p != new] if drop_in.is_dir() else []
-    return ([main] if main.exists() else []) + sorted([*others, new])
+    return ([main] if main.exists() else []) + sorted([*others, *([new] if new else [])])
 
 
 def _write(path: Path, text: str) -> Path:
@@ -87,33 +119,54 @@ def _write(path: Path, text: str) -> Path:
     return tmp
 
 
-def _allow(args: argparse.Namespace) -> int:
+def _check(args: argparse.Namespace, etc_dir: Path, now: float) -> RuleException:
+    """The exception asked for, checked against the policy in force before anything is
+    written; ValueError (the message to print) when it must not be made."""
     reason = args.reason.strip()
     if not reason:
-        print("edgeguard: --reason must say why", file=sys.stderr)
+        raise ValueError("--reason must say why")
+    try:
+        policy = load_policy(_layers(etc_dir, None), args.profile).policy
+    except PolicyError as err:
+        raise ValueError(f"the policy in force does not load; fix it first:\n{err}") from None
+    known = policy.rule_ids()
+    if args.rule not in known:
+        raise ValueError(f"no rule {args.rule!r}{suggest(args.rule, sorted(known))}")
+    exc = RuleException(exception_id(args.rule, args.address), args.rule, args.address,
+                        Timestamp(now + args.duration), reason, override_limits=args.force)
+    problem = policy.exception_limits.problem(exc, now)
+    if problem is not None:
+        raise ValueError(problem.replace("set override_limits: true (net allow --force)",
+                                         "use --force"))
+    return exc
+
+
+def _allow(args: argparse.Namespace) -> int:
+    etc_dir: Path = args.etc_dir
+    try:
+        exc = _check(args, etc_dir, SystemClock().now())
+        target = drop_in_path(etc_dir, exc.id)
+    except ValueError as err:
+        print(f"edgeguard: nothing written: {err}", file=sys.stderr)
         return 2
-    until = Timestamp(SystemClock().now() + args.duration)
-    ident = exception_id(args.rule, args.address)
-    made_by = f"uid {os.getuid()}"
-    text = drop_in_text(RuleException(ident, args.rule, args.address, until, reason), made_by)
+    until = exc.until
+    text = drop_in_text(exc, f"uid {os.getuid()}")
     if args.print:
         sys.stdout.write(text)
         return 0
-    etc_dir: Path = args.etc_dir
-    target = etc_dir / "policy.d" / f"{_PREFIX}{ident.removeprefix('allow-')}.yaml"
     try:
         target.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
         tmp = _write(target, text)
-    except OSError as exc:
-        print(f"edgeguard: cannot write {target}: {exc.strerror or exc}", file=sys.stderr)
+    except OSError as err:
+        print(f"edgeguard: cannot write {target}: {err.strerror or err}", file=sys.stderr)
         return 2
     try:
         load_policy([tmp if p == target else p for p in _layers(etc_dir, target)],
                     args.profile)
-    except PolicyError as exc:
+    except PolicyError as err:
         tmp.unlink()
         print(f"edgeguard: the exception was not written; the policy with it would not "
-              f"load:\n{exc}", file=sys.stderr)
+              f"load:\n{err}", file=sys.stderr)
         return 2
     os.replace(tmp, target)
     print(f"wrote {target}: {args.address} is excepted from rule {args.rule} until "
@@ -151,7 +204,9 @@ def register_allow(sub: argparse._SubParsersAction[argparse.ArgumentParser],
                     "only logged, not blocked. Writes exceptions[] as a drop-in under "
                     "/etc/edgeguard/policy.d/, checks the policy with it and asks the "
                     "daemon to reload; the daemon audits the exception when it comes into "
-                    "force and when it expires. Exit 0 written (and reloaded), 1 the "
+                    "force and when it expires. The rule must exist and the network and "
+                    "duration be within the policy's exception_limits (or --force); "
+                    "nothing is written otherwise. Exit 0 written (and reloaded), 1 the "
                     "daemon refused the reload (the drop-in is removed), 2 bad arguments "
                     "or a policy that would not load (nothing written), 3 written but no "
                     "daemon answered (it applies at the next start).")
@@ -162,6 +217,10 @@ def register_allow(sub: argparse._SubParsersAction[argparse.ArgumentParser],
     allow.add_argument("--for", dest="duration", type=duration, required=True,
                        metavar="DURATION", help="how long: 12h, 7d")
     allow.add_argument("--reason", required=True, help="why (audited)")
+    allow.add_argument("--force", action="store_true",
+                       help="allow a network wider or a duration longer than the policy's "
+                            "exception_limits (default /16 IPv4, /48 IPv6, 90 days); "
+                            "written into the entry as override_limits: true")
     allow.add_argument("--print", action="store_true",
                        help="print the drop-in's YAML instead of writing it")
     allow.add_argument("--no-reload", action="store_true",

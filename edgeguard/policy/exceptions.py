@@ -10,6 +10,12 @@ force and when it expires or is removed (:class:`ExceptionBook`).
 Exceptions live in the top-level ``exceptions:`` list of the policy; entries merge by
 ``id`` across layers like ``rules``, so ``edgeguard net allow`` adds one as its own
 drop-in under ``/etc/edgeguard/policy.d/`` without touching the rest.
+
+An exception is capped (:class:`ExceptionLimits`, the policy's ``exception_limits``):
+no network wider than an IPv4 /16 or an IPv6 /48 and no expiry more than 90 days
+ahead, by default, unless the entry says ``override_limits: true`` (what
+``edgeguard net allow --force`` writes). The loader refuses an entry beyond them at its
+file and line, whoever wrote it.
 """
 
 from __future__ import annotations
@@ -19,9 +25,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from edgeguard.events import Finding
-from edgeguard.policy.types import IPNetwork, Timestamp, setting
+from edgeguard.policy.types import Duration, IPNetwork, Timestamp, setting
 
-__all__ = ["ExceptionBook", "ExceptionChange", "RuleException"]
+__all__ = ["ExceptionBook", "ExceptionChange", "ExceptionLimits", "RuleException"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +43,9 @@ class RuleException:
     until: Timestamp = setting(None, "When the exception expires, ISO 8601 with a zone "
                                "(2026-12-14T19:00:00Z); it is audited when it does.")
     reason: str = setting(None, "Why it was made (audited, shown by `edgeguard net allow`).")
+    override_limits: bool = setting(
+        False, "Allow a network wider or an expiry further ahead than `exception_limits` "
+        "(written by `edgeguard net allow --force`; say why in the reason).")
 
     def __post_init__(self) -> None:
         if None in (self.id, self.rule, self.address, self.until, self.reason):
@@ -54,6 +63,45 @@ class RuleException:
         if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
             ip = ip.ipv4_mapped
         return ip.version == self.address.version and ip in self.address
+
+
+@dataclass(frozen=True, slots=True)
+class ExceptionLimits:
+    """How wide and how long a per-rule exception may be (an entry with
+    `override_limits: true` may go beyond them)."""
+
+    widest_ipv4_prefix: int = setting(
+        16, "The widest IPv4 network an exception may name (prefix length; /16 = 65536 "
+        "hosts).", minimum=0, maximum=32)
+    widest_ipv6_prefix: int = setting(
+        48, "The widest IPv6 network an exception may name (prefix length).",
+        minimum=0, maximum=128)
+    longest: Duration = setting(
+        Duration(90 * 86400), "How far ahead of now an exception's `until` may be.",
+        unit="duration", minimum=0)
+
+    def problem(self, exc: RuleException, now: float) -> str | None:
+        """Why ``exc`` goes beyond the limits at ``now`` (None: it does not, or it says
+        ``override_limits``)."""
+        if exc.override_limits:
+            return None
+        return self.network_problem(exc.address) or self.duration_problem(
+            float(exc.until) - now)
+
+    def network_problem(self, address: IPNetwork) -> str | None:
+        widest = self.widest_ipv4_prefix if address.version == 4 else self.widest_ipv6_prefix
+        if address.prefixlen < widest:
+            return (f"{address} is wider than /{widest} (exception_limits."
+                    f"widest_ipv{address.version}_prefix); name a narrower network, or "
+                    "set override_limits: true (net allow --force) if it must be")
+        return None
+
+    def duration_problem(self, seconds: float) -> str | None:
+        if seconds > self.longest:
+            return (f"expires {seconds / 86400:.1f} days from now, more than "
+                    f"exception_limits.longest ({self.longest / 86400:g} days); shorten it, "
+                    "or set override_limits: true (net allow --force) if it must be")
+        return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,13 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from edgeguard.audit.config import AuditConfig
+from edgeguard.clock import SystemClock
 from edgeguard.events import ActionKind, Mode, Severity
 from edgeguard.findings import FINDING_TYPES, default_rule_id, suggest
 from edgeguard.kiosk.config import KioskConfig
 from edgeguard.media.config import MediaConfig
 from edgeguard.net.config import NetworkConfig
 from edgeguard.policy.control import ControlConfig
-from edgeguard.policy.exceptions import RuleException
+from edgeguard.policy.exceptions import ExceptionLimits, RuleException
 from edgeguard.policy.types import Duration, setting
 from edgeguard.wifi.config import WifiConfig
 
@@ -77,6 +78,9 @@ class Policy:
         (), "Per-rule exceptions with an expiry and a reason (`edgeguard net allow` writes "
         "them as drop-ins): a covered finding is recorded but only logged. Merged by id "
         "across layers; each is audited when it comes into force and when it expires.")
+    exception_limits: ExceptionLimits = setting(
+        None, "How wide and how long an exception may be (checked when the policy is "
+        "loaded and by `edgeguard net allow`).", factory=ExceptionLimits)
     daemon: DaemonConfig = setting(None, "The daemon itself.", factory=DaemonConfig)
     media: MediaConfig = setting(None, "USB storage (LT2 §7, §3.2).", factory=MediaConfig)
     network: NetworkConfig = setting(None, "Network watch and enforcement (LT2 §2.2, §11.3).",
@@ -93,8 +97,9 @@ class Policy:
             if rule.id in seen:
                 raise ValueError(f"rules[{index}]: duplicate rule id {rule.id!r}")
             seen.add(rule.id)
-        known = seen | {default_rule_id(f.kind, f.subtype) for f in FINDING_TYPES}
+        known = self.rule_ids()
         ids: set[str] = set()
+        now = SystemClock().now()  # an expiry is capped relative to the load
         for index, exc in enumerate(self.exceptions):
             if exc.id in ids:
                 raise ValueError(f"exceptions[{index}]: duplicate exception id {exc.id!r}")
@@ -102,3 +107,12 @@ class Policy:
             if exc.rule not in known:
                 raise ValueError(f"exceptions[{index}]: no rule {exc.rule!r}"
                                  f"{suggest(exc.rule, sorted(known))}")
+            problem = self.exception_limits.problem(exc, now)
+            if problem is not None:
+                raise ValueError(f"exceptions[{index}]: {problem}")
+
+    def rule_ids(self) -> frozenset[str]:
+        """Every rule id a finding can be decided under: the policy's rules and the
+        catalogue's default rules (what an exception may name)."""
+        return frozenset({rule.id for rule in self.rules}
+                         | {default_rule_id(f.kind, f.subtype) for f in FINDING_TYPES})

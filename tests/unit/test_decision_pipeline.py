@@ -361,12 +361,43 @@ def test_an_exception_logs_only_its_rule_and_hosts_until_it_expires(tmp_path: Pa
     assert ActionKind.BLOCK in other_rule.actions  # only port-scan is excepted
 
     clock.advance(3601)
-    engine.forget("scan", "10.0.0.7")
     assert engine.decide(severe).actions == (ActionKind.LOG, ActionKind.BLOCK)  # expired
     engine.tick()
     engine.tick()  # audited once
     assert [r.action for r in sink.records] == ["policy-exception-added",
                                                 "policy-exception-expired"]
+
+
+def test_an_excepted_finding_does_not_start_the_acted_on_window(tmp_path: Path) -> None:
+    """Review defect: excepted findings used to record the host's suppression window, so
+    after the exception expired the next scans within suppress_for were "repeats" and
+    nothing was blocked for up to 10 minutes."""
+    clock = FakeClock()
+    policy = policy_from(tmp_path, EXCEPTED.format(until=_iso(clock.now() + 60)))
+    engine = DecisionEngine(policy, clock)
+    severe = finding(severity=Severity.SEVERE)
+    assert not engine.decide(severe).suppressed
+    assert engine.decide(severe).suppressed  # excepted repeats are still de-duplicated
+    clock.advance(59)
+    engine.decide(severe)
+    clock.advance(2)  # expired, one second after the last excepted finding
+    after = engine.decide(severe)
+    assert after.exception == ""
+    assert not after.suppressed
+    assert ActionKind.BLOCK in after.actions
+
+
+def test_a_removed_exception_leaves_no_suppression_behind(tmp_path: Path) -> None:
+    clock = FakeClock()
+    policy = policy_from(tmp_path, EXCEPTED.format(until=_iso(clock.now() + 3600)))
+    engine = DecisionEngine(policy, clock)
+    severe = finding(severity=Severity.SEVERE)
+    assert engine.decide(severe).exception == "inventory-scanner"
+    engine.reload(policy_from(tmp_path, "mode: enforce\n"))  # `net allow` file deleted
+    after = engine.decide(severe)
+    assert not after.suppressed
+    assert ActionKind.BLOCK in after.actions
+    assert engine.decide(severe).suppressed  # the acted-on window starts now
 
 
 def test_an_excepted_finding_is_recorded_with_the_exception(tmp_path: Path) -> None:
@@ -423,6 +454,7 @@ def test_exceptions_merge_by_id_across_drop_ins(tmp_path: Path) -> None:
     first, second = tmp_path / "60-a.yaml", tmp_path / "60-b.yaml"
     for path, ident in ((first, "a"), (second, "b")):
         path.write_text(f"exceptions:\n  - {{id: {ident}, rule: port-scan, address: 10.0.0.7, "
-                        "until: 2030-01-01T00:00:00Z, reason: x}\n")  # unquoted time too
+                        "until: 2030-01-01T00:00:00Z, reason: x, "  # unquoted time too
+                        "override_limits: true}\n")  # 2030 is beyond exception_limits
     policy = load_policy([first, second]).policy
     assert [e.id for e in policy.exceptions] == ["a", "b"]

@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from edgeguard.actions.base import run_action, settle
 from edgeguard.actions.nftables.offenders import Offence, RepeatOffenders
 from edgeguard.actions.nftables.plan import Change
 from edgeguard.actions.nftables.ruleset import (
@@ -33,7 +34,7 @@ from edgeguard.actions.nftables.ruleset import (
 from edgeguard.actions.nftables.runner import Nft, NftError
 from edgeguard.audit.sink import AuditSink
 from edgeguard.clock import Clock
-from edgeguard.ecs import iso_timestamp
+from edgeguard.ecs import categorise_action, iso_timestamp
 from edgeguard.events import ActionKind, ActionResult, AuditRecord, EventKind, Outcome, Scalar
 from edgeguard.net.config import NetworkConfig
 from edgeguard.policy.types import MacAddress
@@ -284,7 +285,24 @@ class Enforcer:
 
     def block(self, change: Change, user: str, reason: str) -> ActionResult:
         """Install an operator's block (replacing any block of the same address, so the
-        new duration holds) and audit it with who asked and why."""
+        new duration holds) and audit it with who asked and why. The record is opened
+        as a failure and settled with what nft reported, categorised like every action
+        record (:func:`edgeguard.ecs.categorise_action`: ``denied`` only when the block
+        took effect, ``info`` when it failed)."""
+        key = change.keys[0]
+        fields = entry_fields(Entry(change.set, key, change.timeout, change.timeout,
+                                    change.tag), self.clock.now())
+        fields.update({"user.name": user, "event.reason": reason})
+        opened = categorise_action(AuditRecord(
+            action="block", message=f"manual block by {user}: not made",
+            outcome=Outcome.FAILURE, rule_id=MANUAL_RULE, fields=fields), ActionKind.BLOCK)
+        result = run_action(lambda: self._manual_add(change))
+        self.audit.write(categorise_action(dataclasses.replace(
+            settle(opened, result), message=f"manual block by {user}: {result.detail}"),
+            ActionKind.BLOCK))
+        return result
+
+    def _manual_add(self, change: Change) -> ActionResult:
         key = change.keys[0]
         try:
             try:
@@ -298,19 +316,10 @@ class Enforcer:
                 self.known.pop((change.set, key), None)
                 self._remember([Entry(change.set, key, change.timeout, change.timeout,
                                       change.tag)], refresh=False)
-            result = ActionResult(change.action, ok=True, detail=change.describe())
-            self.counts["manual_blocks"] += 1
         except NftError as exc:
-            result = self._failed(change, exc)
-        fields = entry_fields(Entry(change.set, key, change.timeout, change.timeout,
-                                    change.tag), self.clock.now())
-        fields.update({"user.name": user, "event.reason": reason})
-        self.audit.write(AuditRecord(
-            action="block", message=f"manual block by {user}: {result.detail}",
-            category=("network",), event_type=("denied",),
-            outcome=Outcome.SUCCESS if result.ok else Outcome.FAILURE,
-            rule_id=MANUAL_RULE, fields=fields))
-        return result
+            return self._failed(change, exc)
+        self.counts["manual_blocks"] += 1
+        return ActionResult(change.action, ok=True, detail=change.describe())
 
     def unblock(self, address: str, user: str) -> list[Entry]:
         """Remove every block, flow drop and rate limit naming ``address`` (one transaction)."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import errno
 from pathlib import Path
 
 import pytest
@@ -20,13 +21,15 @@ import pytest
 from edgeguard.actions.nftables.config import EnforcementConfig
 from edgeguard.actions.nftables.enforcer import MANUAL_RULE
 from edgeguard.actions.nftables.offenders import RepeatOffenders
+from edgeguard.actions.nftables.runner import NftError
 from edgeguard.actions.nftables.service import EnforcementComponent
 from edgeguard.audit.sink import MemorySink
 from edgeguard.clock import FakeClock
 from edgeguard.daemon.component import Context, Peer
 from edgeguard.daemon.pipeline import Pipeline
 from edgeguard.decision import DecisionEngine
-from edgeguard.events import Endpoint, Finding, Outcome, Severity
+from edgeguard.ecs import action_categorisation
+from edgeguard.events import ActionKind, Endpoint, Finding, Outcome, Severity
 from edgeguard.findings import Area
 from edgeguard.policy.load import load_policy
 from edgeguard.policy.types import Duration
@@ -164,6 +167,39 @@ def test_manual_block_is_audited_replaces_and_refuses_allowlisted(daemon: Daemon
     assert {r.fields["user.name"] for r in records} == {"uid=0 pid=4242"}
     assert {r.outcome for r in records} == {Outcome.SUCCESS}
     assert records[0].fields["source.ip"] == "192.0.2.20"
+
+
+@pytest.mark.parametrize("failure", [NftError("Operation not permitted", errno.EPERM),
+                                     OSError("nft vanished")])
+def test_a_failed_manual_block_is_categorised_as_a_failure(failure: Exception) -> None:
+    """Review defect: the manual block's record said event.type "denied" even when nft
+    failed (bypassing categorise_action), and an exception other than NftError left no
+    record at all. Now it is opened as failure and settled like every action record."""
+    enforcer, nft, sink, _ = setup()
+
+    def broken(commands: object) -> list[dict[str, object]]:
+        raise failure
+
+    nft.run = broken  # type: ignore[method-assign]
+    blk = enforcer.manual_change("192.0.2.21", 600, "ticket 13")
+    before = len(sink.records)
+    result = enforcer.block(blk, user="root", reason="ticket 13")
+    assert not result.ok
+    (record,) = sink.records[before:]
+    assert record.outcome is Outcome.FAILURE
+    assert record.event_type == ("info",)
+    assert "denied" not in record.event_type
+    assert record.fields["error.message"] == result.detail
+    assert record.fields["user.name"] == "root"
+
+
+def test_a_manual_block_that_took_effect_says_denied() -> None:
+    enforcer, _, sink, _ = setup()
+    blk = enforcer.manual_change("192.0.2.22", 600, "ticket 14")
+    assert enforcer.block(blk, user="root", reason="ticket 14").ok
+    record = sink.records[-1]
+    assert (record.outcome, record.event_type) == (Outcome.SUCCESS, ("denied",))
+    assert record.category == action_categorisation(ActionKind.BLOCK, Outcome.SUCCESS).category
 
 
 @pytest.mark.parametrize(("args", "message"), [
