@@ -66,7 +66,11 @@ def test_exempt_rule_keys_on_port_and_partition_table() -> None:
     line = exempt_rule(disk, "kiosk boots from this USB SSD")
     assert f'ENV{{ID_PATH}}=="{STICK["ID_PATH"]}"' in line
     assert f'ENV{{ID_PART_TABLE_UUID}}=="{STICK["ID_PART_TABLE_UUID"]}"' in line
+    assert f'ENV{{EDGEGUARD_MEDIA_EXEMPT_PORT}}="{STICK["ID_PATH"]}"' in line
+    assert 'EDGEGUARD_MEDIA_EXEMPT}' not in line  # the legacy mark is ignored now
     assert "ID_SERIAL" not in line
+    exempt = parse_uevent({**STICK, "EDGEGUARD_MEDIA_EXEMPT_PORT": STICK["ID_PATH"]}).device
+    assert exempt.exempt
     no_port = parse_uevent({k: v for k, v in STICK.items() if k != "ID_PATH"}).device
     with pytest.raises(RegisterError):
         exempt_rule(no_port, "no port")
