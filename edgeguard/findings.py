@@ -104,6 +104,7 @@ MEDIA_SUBTYPES: Mapping[str, str] = {
     "exempt-ignored": "media-exempt-ignored",  # an exemption not keyed on the device's port
     "mtp-blocked": "media-mtp-blocked",  # a phone/camera interface de-authorised by udev
     "mtp-allowed": "media-mtp-allowed",  # ... or allowed by the administrator's rule
+    "mtp-block-failed": "media-mtp-block-failed",  # ... still authorized when read back
 }
 _KIOSK_REFUSALS = ("late-hid", "network-adapter", "bluetooth", "wireless", "vendor-class",
                    "disallowed-class", "malformed-descriptors")
