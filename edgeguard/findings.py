@@ -101,8 +101,10 @@ MEDIA_SUBTYPES: Mapping[str, str] = {
     "malformed": "media-malformed-read-only",
     "exempt": "media-exempt",  # the administrator's exemption, audited (issue 18)
     "exempt-identity-moved": "media-exempt-identity-moved",  # an exempt identity, new port
+    "exempt-ignored": "media-exempt-ignored",  # an exemption not keyed on the device's port
     "mtp-blocked": "media-mtp-blocked",  # a phone/camera interface de-authorised by udev
     "mtp-allowed": "media-mtp-allowed",  # ... or allowed by the administrator's rule
+    "mtp-block-failed": "media-mtp-block-failed",  # ... still authorized when read back
 }
 _KIOSK_REFUSALS = ("late-hid", "network-adapter", "bluetooth", "wireless", "vendor-class",
                    "disallowed-class", "malformed-descriptors")

@@ -17,6 +17,8 @@ from typing import Any
 
 from edgeguard.audit.sink import MemorySink
 from edgeguard.cli._common import (
+    EXIT_NO_DAEMON,
+    EXIT_REFUSED,
     add_policy_options,
     add_socket_option,
     call_daemon,
@@ -25,6 +27,7 @@ from edgeguard.cli._common import (
     policy_files,
     print_json_lines,
     print_table,
+    report_control_error,
 )
 from edgeguard.clock import SystemClock
 from edgeguard.decision import DecisionEngine, effective_mode
@@ -40,7 +43,7 @@ from edgeguard.media.register import (
     trust_entry_yaml,
 )
 from edgeguard.media.uevent import BlockDevice
-from edgeguard.policy.load import PolicyError, default_layers, load_policy
+from edgeguard.policy.load import PROFILES, PolicyError, default_layers, load_policy
 from edgeguard.policy.types import Duration
 
 __all__ = ["register"]
@@ -75,9 +78,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "register", help="add a plugged trust device to the register (a policy drop-in)",
         description="Write /etc/edgeguard/policy.d/50-media-ID.yaml with the vendor id, "
                     "product id, serial and size of the plugged device, check the whole "
-                    "policy with it, and ask a running daemon to reload (no daemon needed). "
-                    "Exit 0; 1 when the policy does not check; 2 for a device that cannot "
-                    "be registered.")
+                    "policy with it (and --profile, the daemon's), and ask a running daemon "
+                    "to reload. Exit 0 registered and reloaded; 1 the policy does not check "
+                    "or the daemon refused the reload (the drop-in is restored or removed); "
+                    "2 a device that cannot be registered; 3 written but no daemon answered "
+                    "(it reads the register when it starts).")
     reg.add_argument("device", help="/dev name of the device or one of its partitions")
     reg.add_argument("--id", dest="device_id", required=True, help="register id, e.g. IT-0043")
     reg.add_argument("--owner", help="holder, goes into the description")
@@ -85,6 +90,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                      help="print the YAML instead of writing it")
     reg.add_argument("--etc-dir", type=Path, default=Path("/etc/edgeguard"),
                      help="where policy.yaml and policy.d/ live (default /etc/edgeguard)")
+    reg.add_argument("--profile", choices=PROFILES, default=None,
+                     help="the shipped profile the daemon runs with (checked against it)")
     add_socket_option(reg)
     reg.set_defaults(func=_register)
 
@@ -161,24 +168,36 @@ def _register(args: argparse.Namespace) -> int:
     old = target.read_bytes() if target.exists() else None
     atomic_write(target, text.encode(), mode=0o644)
     try:
-        load_policy(default_layers(args.etc_dir))
+        load_policy(default_layers(args.etc_dir), args.profile)
     except PolicyError as exc:
-        if old is None:
-            target.unlink()
-        else:
-            atomic_write(target, old, mode=0o644)
         print(f"edgeguard media register: the policy with {target} does not check; "
-              f"{'restored' if old is not None else 'removed'} it:\n{exc}", file=sys.stderr)
+              f"{_restore(target, old)} it:\n{exc}", file=sys.stderr)
         return 1
     print(f"registered {args.device} as {args.device_id}: {target}")
     from edgeguard.daemon.control import ControlError, request  # noqa: PLC0415
 
     try:
-        request(args.socket, "reload", None)
-        print("daemon reloaded")
+        request(args.socket, "reload", None, timeout=60)
     except ControlError as exc:
-        print(f"no daemon reloaded ({exc}); it reads the register when it starts")
+        code = report_control_error(exc)
+        if code == EXIT_NO_DAEMON:
+            print("no daemon reloaded; it reads the register when it starts", file=sys.stderr)
+            return code
+        # a drop-in the daemon refuses would block every later reload
+        print(f"edgeguard media register: the daemon refused the policy with {target}; "
+              f"{_restore(target, old)} it", file=sys.stderr)
+        return EXIT_REFUSED
+    print("daemon reloaded")
     return 0
+
+
+def _restore(target: Path, old: bytes | None) -> str:
+    """Put ``target`` back as it was before ``media register`` wrote it."""
+    if old is None:
+        target.unlink(missing_ok=True)
+        return "removed"
+    atomic_write(target, old, mode=0o644)
+    return "restored"
 
 
 def _generate(args: argparse.Namespace) -> int:

@@ -43,6 +43,9 @@ class BlockLayer(Protocol):
     def deauthorize(self, usb_syspath: str) -> bool:
         """De-authorise a USB interface/device; return True if it changed."""
 
+    def authorized(self, usb_syspath: str) -> bool:
+        """A USB interface/device's ``authorized`` read back. Raises DeviceGone."""
+
 
 class KernelBlockLayer:
     """The real thing: ioctls on ``/dev``, attributes in ``/sys``."""
@@ -90,7 +93,7 @@ class KernelBlockLayer:
             raise OSError(f"/dev/{name}: BLKROSET did not stick")
         return before != after
 
-    def deauthorize(self, usb_syspath: str) -> bool:
+    def _authorized_attr(self, usb_syspath: str) -> Path:
         path = Path(usb_syspath)
         if path.parts[:2] != ("/", "sys") or ".." in path.parts:
             raise ValueError(f"bad USB sysfs path {usb_syspath!r}")
@@ -98,6 +101,10 @@ class KernelBlockLayer:
         attr = self.sys / "bus" / "usb" / "devices" / path.name / "authorized"
         if not attr.exists():
             attr = self.sys.joinpath(*path.parts[2:], "authorized")
+        return attr
+
+    def deauthorize(self, usb_syspath: str) -> bool:
+        attr = self._authorized_attr(usb_syspath)
         try:
             if attr.read_text().strip() == "0":
                 return False
@@ -105,3 +112,10 @@ class KernelBlockLayer:
         except FileNotFoundError as exc:
             raise DeviceGone(2, f"{attr}: gone") from exc
         return True
+
+    def authorized(self, usb_syspath: str) -> bool:
+        attr = self._authorized_attr(usb_syspath)
+        try:
+            return attr.read_text().strip() != "0"
+        except FileNotFoundError as exc:
+            raise DeviceGone(2, f"{attr}: gone") from exc

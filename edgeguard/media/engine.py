@@ -45,7 +45,7 @@ from edgeguard.media.malformed import (
     malformed_finding,
     malformed_record,
 )
-from edgeguard.media.mtp import mtp_finding, parse_mtp
+from edgeguard.media.mtp import MtpInterface, mtp_finding, parse_mtp
 from edgeguard.media.uevent import Action, BlockDevice, MalformedUevent, Uevent, parse_uevent
 
 __all__ = ["MediaCounters", "MediaEngine"]
@@ -113,7 +113,7 @@ class MediaEngine:
             mtp = parse_mtp(props)  # the only USB events the source passes on
             if mtp is not None:
                 self.counters.mtp += 1
-                self._report(mtp_finding(mtp, self.clock.now()))
+                self._report(mtp_finding(mtp, self.clock.now(), self._mtp_still_open(mtp)))
             return
         try:
             event = parse_uevent(props)
@@ -123,6 +123,17 @@ class MediaEngine:
             self._refused(props, str(exc))
             return
         self.handle(event)
+
+    def _mtp_still_open(self, mtp: MtpInterface) -> str | None:
+        """Why an interface the rule was to de-authorise is not (read back), or None."""
+        if mtp.allowed:
+            return None
+        try:
+            if not self.block.authorized(mtp.syspath):
+                return None
+        except (OSError, ValueError) as exc:
+            return f"authorized not readable: {exc}"
+        return f"{mtp.syspath}/authorized still reads 1"
 
     def handle(self, event: Uevent) -> None:
         dev = event.device

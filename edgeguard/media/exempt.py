@@ -18,11 +18,12 @@ from dataclasses import dataclass
 from edgeguard.events import Finding, Scalar, Severity
 from edgeguard.media.uevent import BlockDevice
 
-__all__ = ["EXEMPT", "EXEMPT_MOVED", "ExemptEvidence", "ExemptWatch"]
+__all__ = ["EXEMPT", "EXEMPT_IGNORED", "EXEMPT_MOVED", "ExemptEvidence", "ExemptWatch"]
 
 FINDING_KIND = "usb"  # edgeguard.findings.MEDIA_KIND
 EXEMPT = "exempt"  # finding subtypes (edgeguard.findings.MEDIA_SUBTYPES)
 EXEMPT_MOVED = "exempt-identity-moved"
+EXEMPT_IGNORED = "exempt-ignored"
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +43,7 @@ class ExemptEvidence:
             "edgeguard.media.id_path": dev.id_path,
             "edgeguard.media.part_table_uuid": dev.part_table_uuid,
             "edgeguard.media.exempt": dev.exempt,
+            "edgeguard.media.exempt_ignored": dev.exempt_ignored or None,
             "edgeguard.media.exempt_path": self.exempt_path,
         }
         return {k: v for k, v in fields.items() if v is not None}
@@ -66,7 +68,9 @@ class ExemptWatch:
 
     def observe(self, dev: BlockDevice, now: float) -> list[Finding]:
         """Findings for one whole-disk uevent: ``exempt`` the first time an exempt node
-        is seen, ``exempt-identity-moved`` when an exempt identity is on another port."""
+        is seen, ``exempt-ignored`` the first time a node carries an exemption not keyed on
+        its own port (it stays protected), ``exempt-identity-moved`` when an exempt
+        identity is on another port."""
         out: list[Finding] = []
         if dev.devtype != "disk":
             return out
@@ -77,6 +81,12 @@ class ExemptWatch:
                                     message=f"{dev.devnode}: {ident} was exempt on {path}, now on "
                                     f"{dev.id_path or 'an unknown port'}"))
                 break
+        if dev.exempt_ignored and dev.name not in self._recorded:
+            self._recorded.add(dev.name)
+            out.append(_finding(dev, EXEMPT_IGNORED, now, None, severity=Severity.MODERATE,
+                                message=f"{dev.devnode}: ignored an exemption not keyed on "
+                                f"its port {dev.id_path or '(none)'} (a legacy "
+                                "EDGEGUARD_MEDIA_EXEMPT=1 rule?); protected as any other"))
         if dev.exempt:
             for ident in _identities(dev):
                 self._paths.setdefault(ident, dev.id_path or "")

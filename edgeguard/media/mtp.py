@@ -14,11 +14,13 @@ from dataclasses import dataclass
 
 from edgeguard.events import Finding, Scalar, Severity
 
-__all__ = ["MTP_ALLOWED", "MTP_BLOCKED", "MtpInterface", "mtp_finding", "parse_mtp"]
+__all__ = ["MTP_ALLOWED", "MTP_BLOCKED", "MTP_BLOCK_FAILED", "MtpEvidence", "MtpInterface",
+           "mtp_finding", "parse_mtp"]
 
 FINDING_KIND = "usb"  # edgeguard.findings.MEDIA_KIND
 MTP_BLOCKED = "mtp-blocked"
 MTP_ALLOWED = "mtp-allowed"
+MTP_BLOCK_FAILED = "mtp-block-failed"  # the interface still reads authorized=1
 #: PRODUCT=vid/pid/bcd in hex without leading zeros; INTERFACE=class/subclass/protocol.
 _PRODUCT = re.compile(r"([0-9a-f]{1,4})/([0-9a-f]{1,4})/[0-9a-f]{1,4}")
 _INTERFACE = re.compile(r"\d{1,3}/\d{1,3}/\d{1,3}")
@@ -32,6 +34,7 @@ class MtpInterface:
     product_id: str
     interface: str  # class/subclass/protocol, decimal
     allowed: bool
+    syspath: str  # /sys/devices/...: where ``authorized`` is read back
 
     def ecs_fields(self) -> Mapping[str, Scalar]:
         return {
@@ -45,6 +48,21 @@ class MtpInterface:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class MtpEvidence:
+    """The interface and, when it still reads authorized after the rule, why not."""
+
+    device: MtpInterface
+    error: str | None = None
+
+    def ecs_fields(self) -> Mapping[str, Scalar]:
+        fields = dict(self.device.ecs_fields())
+        if self.error is not None:
+            fields["edgeguard.media.verdict"] = "block-failed"
+            fields["error.message"] = self.error
+        return fields
+
+
 def parse_mtp(props: Mapping[str, object]) -> MtpInterface | None:
     """The MTP/PTP interface the rule marked, or None (not one, or not well-formed)."""
     if props.get("EDGEGUARD_MEDIA_KIND") != "mtp" or props.get("ACTION") != "add":
@@ -56,20 +74,32 @@ def parse_mtp(props: Mapping[str, object]) -> MtpInterface | None:
     match = _PRODUCT.fullmatch(product)
     if match is None or not _INTERFACE.fullmatch(iface) or not _SYSNAME.fullmatch(name):
         return None
+    if not devpath.startswith("/devices/") or ".." in devpath.split("/"):
+        return None
     return MtpInterface(name, match.group(1).zfill(4), match.group(2).zfill(4), iface,
-                        allowed=props.get("EDGEGUARD_MEDIA") == "mtp-allowed")
+                        allowed=props.get("EDGEGUARD_MEDIA") == "mtp-allowed",
+                        syspath=f"/sys{devpath}")
 
 
-def mtp_finding(dev: MtpInterface, now: float) -> Finding:
-    verdict = "allowed by the administrator's udev rule" if dev.allowed else (
-        "de-authorised: MTP/PTP cannot be read-only, so it is blocked unless allowed")
+def mtp_finding(dev: MtpInterface, now: float, error: str | None = None) -> Finding:
+    """The record of one interface; ``error``: it was to be blocked but the daemon read
+    ``authorized`` back as still 1 (or could not read it), a failure on record."""
+    if error is not None:
+        subtype, severity = MTP_BLOCK_FAILED, Severity.SEVERE
+        verdict = f"NOT de-authorised ({error})"
+    elif dev.allowed:
+        subtype, severity = MTP_ALLOWED, Severity.MINOR
+        verdict = "allowed by the administrator's udev rule"
+    else:
+        subtype, severity = MTP_BLOCKED, Severity.MINOR
+        verdict = "de-authorised: MTP/PTP cannot be read-only, so it is blocked unless allowed"
     return Finding(
         kind=FINDING_KIND,
-        subtype=MTP_ALLOWED if dev.allowed else MTP_BLOCKED,
+        subtype=subtype,
         message=f"phone/camera {dev.vendor_id}:{dev.product_id} on port {dev.name}: {verdict}",
         identifier=f"{dev.vendor_id}:{dev.product_id}:{dev.name}",
-        severity=Severity.MINOR,
+        severity=severity,
         first_seen=now,
         last_seen=now,
-        evidence=dev,
+        evidence=MtpEvidence(dev, error),
     )

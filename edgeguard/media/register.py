@@ -23,6 +23,8 @@ __all__ = ["RegisterError", "Registration", "drop_in_name", "exempt_rule", "trus
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 #: What may go between double quotes in YAML and in a udev match without escaping.
 _SAFE = re.compile(r"[A-Za-z0-9 ._:+/@-]{1,128}")
+#: A port (ID_PATH): also one word, as rule 61 hands it to test(1) unquoted.
+_PORT = re.compile(r"[A-Za-z0-9._:+/@-]{1,128}")
 
 
 class RegisterError(ValueError):
@@ -87,10 +89,13 @@ def trust_entries_yaml(entries: Sequence[tuple[BlockDevice, Registration]],
 def exempt_rule(disk: BlockDevice, reason: str) -> str:
     """The udev line exempting ``disk`` on its port (ID_PATH) with its partition table
     (ID_PART_TABLE_UUID): a clone on another port, or another stick on this port, is
-    not exempt."""
+    not exempt. It records the port (``EDGEGUARD_MEDIA_EXEMPT_PORT``); rule 61 and the
+    daemon honour the exemption only where that equals the device's own ID_PATH."""
     path = _safe("ID_PATH (physical port)", disk.id_path)
+    if not _PORT.fullmatch(path):
+        raise RegisterError(f"ID_PATH {path!r} has characters edgeguard will not write")
     ptuuid = _safe("partition-table UUID", disk.part_table_uuid)
     why = _safe("reason", reason)
     return (f"# edgeguard media exempt {disk.devnode}: {why}\n"
             f"ENV{{ID_PATH}}==\"{path}\", ENV{{ID_PART_TABLE_UUID}}==\"{ptuuid}\", "
-            "ENV{EDGEGUARD_MEDIA_EXEMPT}=\"1\"\n")
+            f"ENV{{EDGEGUARD_MEDIA_EXEMPT_PORT}}=\"{path}\"\n")

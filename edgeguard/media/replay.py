@@ -41,6 +41,10 @@ class SimulatedKernel:
     # The kernel + udev side: what happens before the daemon reads the event.
     def uevent(self, props: Mapping[str, Any]) -> None:
         devpath = props.get("DEVPATH")
+        if (isinstance(devpath, str) and props.get("SUBSYSTEM") == "usb"
+                and props.get("ACTION") == "add" and props.get("EDGEGUARD_MEDIA") == "blocked"):
+            self.deauthorized.add(f"/sys{devpath}")  # rule 61's ATTR{authorized}="0"
+            return
         if not isinstance(devpath, str) or props.get("SUBSYSTEM") != "block":
             return
         parts = devpath.rstrip("/").split("/")
@@ -76,6 +80,9 @@ class SimulatedKernel:
             return False
         self.deauthorized.add(usb_syspath)
         return True
+
+    def authorized(self, usb_syspath: str) -> bool:
+        return usb_syspath not in self.deauthorized
 
 
 def replay(engine: MediaEngine, kernel: SimulatedKernel,

@@ -68,7 +68,8 @@ class BlockDevice:
     part_table: str | None = None  # ID_PART_TABLE_TYPE on a partitioned disk: gpt, dos
     usb_syspath: str | None = None  # /sys path of the USB interface/device, for de-authorising
     rule_ro: bool = False  # the shipped udev rule ran and set the ro flag
-    exempt: bool = False  # EDGEGUARD_MEDIA_EXEMPT=1 from the admin's own udev rule
+    exempt: bool = False  # the admin's exemption (`media exempt`), keyed on this very port
+    exempt_ignored: bool = False  # an exemption not keyed on this port (legacy, serial-keyed)
     kind: MediaKind = MediaKind.INTERNAL  # how it is attached (edgeguard.media.kind)
     id_path: str | None = None  # udev ID_PATH: the physical port, which no device can claim
     part_table_uuid: str | None = None  # ID_PART_TABLE_UUID (content: the device chooses it)
@@ -192,6 +193,9 @@ def parse_uevent(props: object) -> Uevent:
     if size_bytes is None and size_sectors is not None:
         size_bytes = size_sectors * SECTOR
     seqnum = _int(props, "SEQNUM")
+    # as rule 61: exempt only where the port the exemption was keyed on is this device's
+    exempt_port = _text(props, "EDGEGUARD_MEDIA_EXEMPT_PORT")
+    exempt = exempt_port is not None and exempt_port == _text(props, "ID_PATH")
     device = BlockDevice(
         name=name,
         devtype=devtype,
@@ -209,9 +213,9 @@ def parse_uevent(props: object) -> Uevent:
         part_table=_text(props, "ID_PART_TABLE_TYPE") if devtype == "disk" else None,
         usb_syspath=usb_path,
         rule_ro=_text(props, "EDGEGUARD_MEDIA") == "read-only",
-        # the shipped rule honours an exemption only with a port (ID_PATH) to key it on
-        exempt=(_text(props, "EDGEGUARD_MEDIA_EXEMPT") == "1"
-                and _text(props, "ID_PATH") is not None),
+        exempt=exempt,
+        exempt_ignored=not exempt and (exempt_port is not None
+                                       or _text(props, "EDGEGUARD_MEDIA_EXEMPT") == "1"),
         kind=classify_kind({k: v for k in _KIND_KEYS if (v := _text(props, k)) is not None},
                            name, devpath),
         id_path=_text(props, "ID_PATH"),

@@ -244,7 +244,8 @@ def test_spoofed_exempt_serial_on_another_port_is_not_exempt(lab: LabVM,
                                                              tmp_path: Path) -> None:
     """The exemption names the port (ID_PATH) and the partition-table UUID. A clone of
     the exempt disk — same serial, same content, same UUID — on another port stays
-    read-only; the exempt disk on its own port is writable (positive control)."""
+    read-only, also when an old serial-keyed EDGEGUARD_MEDIA_EXEMPT=1 rule matches it; the
+    exempt disk on its own port is writable (positive control)."""
     install_stock(lab)
     exempt = sticks.make_stick(tmp_path / "sys.img", [sticks.Part("ext4j", 12)], size_mib=16)
     clone = tmp_path / "clone.img"
@@ -257,7 +258,8 @@ def test_spoofed_exempt_serial_on_another_port_is_not_exempt(lab: LabVM,
     lab.unplug("sys")
     lab.put("/etc/udev/rules.d/60-zz-edgeguard-exempt.rules",
             f'ENV{{ID_PATH}}=="{id_path}", ENV{{ID_PART_TABLE_UUID}}=="{ptuuid}", '
-            'ENV{EDGEGUARD_MEDIA_EXEMPT}="1"\n')
+            f'ENV{{EDGEGUARD_MEDIA_EXEMPT_PORT}}="{id_path}"\n'
+            'ENV{ID_SERIAL_SHORT}=="EGSYSDISK1", ENV{EDGEGUARD_MEDIA_EXEMPT}="1"\n')
     install_udev_rules(lab, RULES)
     before = sticks.sha256(clone)
     lab.plug_stick(clone, serial="EGSYSDISK1", port="2", dev_id="clone")

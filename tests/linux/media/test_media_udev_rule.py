@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from media_sticks import Stick, StickSpec, blkroget, run, sysfs_ro
+from media_sticks import Stick, StickSpec, attach, blkroget, detach, run, sysfs_ro
 
 pytestmark = pytest.mark.linux
 
@@ -173,5 +173,65 @@ def test_serial_keyed_exemption_without_a_port_is_ignored(
             assert blkroget(node)
             assert _udev_property(node, "EDGEGUARD_MEDIA") == "read-only"
     finally:
+        admin_rule.unlink(missing_ok=True)
+        run("/usr/bin/udevadm", "control", "--reload")
+
+
+def _attach_copy(stick: Stick, name: str, ids: dict[str, str]) -> Stick:
+    """The same image bytes (serial, partition-table UUID) as another "stick" whose
+    identity file says ``ids`` (a different ID_PATH: another port)."""
+    image = stick.image.with_name(f"egm-stick-{name}.img")
+    shutil.copyfile(stick.image, image)
+    old = dict(line.split("=", 1) for line in
+               Path(f"{stick.image}.usb").read_text().splitlines() if line)
+    Path(f"{image}.usb").write_text("".join(f"{k}={v}\n" for k, v in {**old, **ids}.items()))
+    return attach(image, len(stick.partitions))
+
+
+def test_exemption_holds_only_on_the_port_it_was_keyed_on(
+        stick_factory: Callable[[StickSpec], Stick]) -> None:
+    """Issue 18 / review: `media exempt` keys on the port; a legacy serial-keyed
+    EDGEGUARD_MEDIA_EXEMPT=1 exempts nothing, and a rule that records the system disk's
+    port without matching on it exempts no clone on another port (rule 61 compares the
+    recorded port with the device's own ID_PATH)."""
+    from edgeguard.media.register import exempt_rule  # noqa: PLC0415
+    from edgeguard.media.uevent import parse_uevent  # noqa: PLC0415
+
+    port3, port4 = "platform-egm-usb-0:3:1.0-scsi-0:0:0:0", "platform-egm-usb-0:4:1.0-scsi-0:0:0:0"
+    admin_rule = Path("/run/udev/rules.d/60-zz-edgeguard-exempt.rules")
+    copies: list[Stick] = []
+    try:
+        # 1. the old serial-keyed exemption, on a device that has a port: ignored
+        admin_rule.write_text('SUBSYSTEM=="block", ENV{ID_SERIAL_SHORT}=="SYSDISK-2", '
+                              'ENV{EDGEGUARD_MEDIA_EXEMPT}="1"\n')
+        run("/usr/bin/udevadm", "control", "--reload")
+        system = stick_factory(StickSpec(name="sys", partitions=("ext4",), serial="SYSDISK-2",
+                                         extra_ids={"ID_PATH": port3}))
+        for node in system.nodes:
+            assert _udev_property(node, "ID_PATH") == port3
+            assert blkroget(node), f"legacy serial-keyed exemption made {node} writable"
+        # 2. the rule `media exempt` writes for it: exempt on its own port, after a re-plug
+        props = dict(line.split("=", 1) for line in run(
+            "/usr/bin/udevadm", "info", "--query=property", f"/dev/{system.loop}",
+        ).stdout.splitlines() if "=" in line)
+        line = exempt_rule(parse_uevent({**props, "ACTION": "add"}).device, "test system disk")
+        # a hand-written rule that records port 3 but matches on the serial (a clone's too)
+        admin_rule.write_text(line + 'SUBSYSTEM=="block", ENV{ID_SERIAL_SHORT}=="SYSDISK-2", '
+                              f'ENV{{EDGEGUARD_MEDIA_EXEMPT_PORT}}="{port3}"\n')
+        run("/usr/bin/udevadm", "control", "--reload")
+        detach(system)
+        copies.append(again := _attach_copy(system, "sys2", {}))
+        for node in again.nodes:
+            assert _udev_property(node, "EDGEGUARD_MEDIA") == "exempt"
+            assert not blkroget(node), f"exempt {node} on its own port is read-only"
+        # 3. a clone (same serial, same partition table) on port 4: read-only
+        copies.append(clone := _attach_copy(system, "clone", {"ID_PATH": port4}))
+        for node in clone.nodes:
+            assert _udev_property(node, "EDGEGUARD_MEDIA_EXEMPT_PORT") == port3
+            assert blkroget(node), f"clone {node} on another port is writable"
+            assert _udev_property(node, "EDGEGUARD_MEDIA") == "read-only"
+    finally:
+        for stick in copies:
+            detach(stick)
         admin_rule.unlink(missing_ok=True)
         run("/usr/bin/udevadm", "control", "--reload")

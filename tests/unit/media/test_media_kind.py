@@ -71,7 +71,7 @@ def _exempt_pair() -> tuple[dict[str, str], dict[str, str]]:
     system = {**base, "DEVPATH": "/devices/pci0000:00/0000:00:14.0/usb2/2-3/2-3:1.0/host1/"
               "target1:0:0/1:0:0:0/block/sda", "DEVNAME": "/dev/sda",
               "ID_PATH": "pci-0000:00:14.0-usb-0:3:1.0-scsi-0:0:0:0",
-              "EDGEGUARD_MEDIA_EXEMPT": "1"}
+              "EDGEGUARD_MEDIA_EXEMPT_PORT": "pci-0000:00:14.0-usb-0:3:1.0-scsi-0:0:0:0"}
     clone = {**base, "DEVPATH": "/devices/pci0000:00/0000:00:14.0/usb2/2-4/2-4:1.0/host2/"
              "target2:0:0/2:0:0:0/block/sdb", "DEVNAME": "/dev/sdb",
              "ID_PATH": "pci-0000:00:14.0-usb-0:4:1.0-scsi-0:0:0:0",
@@ -94,15 +94,40 @@ def test_exempt_device_is_audited_and_a_clone_on_another_port_reported(
     assert (h.kernel.read_only("sda"), h.kernel.read_only("sdb")) == (False, True)
 
 
-def test_serial_keyed_exemption_on_a_new_port_is_reported(tmp_path: Path) -> None:
-    """An old-style exemption keyed on the serial also matches the clone: both are exempt
-    to udev, and the second port is reported."""
+def test_serial_keyed_legacy_exemption_is_ignored_and_audited(tmp_path: Path) -> None:
+    """An old exemption keyed on the serial (EDGEGUARD_MEDIA_EXEMPT=1) also matches the
+    clone on another port: it exempts nothing (the clone, and a system disk exempted
+    only that way, stay read-only), each is audited as an ignored exemption, and the
+    exempt identity on the second port is reported."""
     system, clone = _exempt_pair()
     clone = {**clone, "EDGEGUARD_MEDIA_EXEMPT": "1"}
+    legacy = {**system, "DEVPATH": system["DEVPATH"][:-3] + "sdc", "DEVNAME": "/dev/sdc",
+              "ID_SERIAL_SHORT": "LEGACY01", "ID_PART_TABLE_UUID": "0000-legacy",
+              "EDGEGUARD_MEDIA_EXEMPT": "1"}
+    del legacy["EDGEGUARD_MEDIA_EXEMPT_PORT"]
+    assert not parse_uevent(clone).device.exempt
     h = harness(tmp_path)
-    replay(h.engine, h.kernel, [[system], [clone]])
-    assert [r["volume.device_name"] for r in h.fields()
-            if r["event.action"] == "usb-exempt-identity-moved"] == ["/dev/sdb"]
+    replay(h.engine, h.kernel, [[system], [clone], [legacy]])
+    actions = [(r["event.action"], r.get("volume.device_name")) for r in h.fields()]
+    assert ("usb-exempt-identity-moved", "/dev/sdb") in actions
+    assert ("usb-exempt-ignored", "/dev/sdb") in actions
+    assert ("usb-exempt-ignored", "/dev/sdc") in actions
+    assert ("usb-exempt", "/dev/sdb") not in actions
+    assert (h.kernel.read_only("sda"), h.kernel.read_only("sdb"),
+            h.kernel.read_only("sdc")) == (False, True, True)
+    assert h.engine.counters.exempt == 1
+
+
+def test_exemption_recorded_for_another_port_is_no_exemption(tmp_path: Path) -> None:
+    """A rule that records a port without matching on it (hand-written, or keyed on a
+    serial) exempts only the device actually on that port."""
+    system, clone = _exempt_pair()
+    clone = {**clone, "EDGEGUARD_MEDIA_EXEMPT_PORT": system["ID_PATH"]}
+    dev = parse_uevent(clone).device
+    assert (dev.exempt, dev.exempt_ignored) == (False, True)
+    h = harness(tmp_path)
+    replay(h.engine, h.kernel, [[clone]])
+    assert h.kernel.read_only("sdb")
 
 
 def test_exemption_without_a_port_is_no_exemption(tmp_path: Path) -> None:

@@ -126,7 +126,7 @@ def test_exempt_system_disk_is_left_alone(tmp_path: Path) -> None:
     h = harness(tmp_path)
     bursts = load_recording(UEVENTS / "01-non-trust-add-remove.json")[:2]
     port = "platform-edgeguard-test-usb-0:1:1.0-scsi-0:0:0:0"
-    exempt = [[{**e, "EDGEGUARD_MEDIA_EXEMPT": "1", "ID_PATH": port} for e in b]
+    exempt = [[{**e, "EDGEGUARD_MEDIA_EXEMPT_PORT": port, "ID_PATH": port} for e in b]
               for b in bursts]
     replay(h.engine, h.kernel, exempt)
     # not judged, but on record once (issue 18: every exempt device is audited)
@@ -139,7 +139,8 @@ def test_exemption_without_a_port_is_ignored(tmp_path: Path) -> None:
     """An exemption the rule cannot key on a port (no ID_PATH) is no exemption."""
     h = harness(tmp_path)
     bursts = load_recording(UEVENTS / "01-non-trust-add-remove.json")[:2]
-    replay(h.engine, h.kernel, [[{**e, "EDGEGUARD_MEDIA_EXEMPT": "1"} for e in b]
+    replay(h.engine, h.kernel, [[{**e, "EDGEGUARD_MEDIA_EXEMPT_PORT": "pci-0-usb-0:1"}
+                                 for e in b]
                                 for b in bursts])
     assert h.engine.counters.exempt == 0
     assert h.kernel.read_only("loop0p1")

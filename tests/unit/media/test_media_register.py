@@ -66,7 +66,11 @@ def test_exempt_rule_keys_on_port_and_partition_table() -> None:
     line = exempt_rule(disk, "kiosk boots from this USB SSD")
     assert f'ENV{{ID_PATH}}=="{STICK["ID_PATH"]}"' in line
     assert f'ENV{{ID_PART_TABLE_UUID}}=="{STICK["ID_PART_TABLE_UUID"]}"' in line
+    assert f'ENV{{EDGEGUARD_MEDIA_EXEMPT_PORT}}="{STICK["ID_PATH"]}"' in line
+    assert 'EDGEGUARD_MEDIA_EXEMPT}' not in line  # the legacy mark is ignored now
     assert "ID_SERIAL" not in line
+    exempt = parse_uevent({**STICK, "EDGEGUARD_MEDIA_EXEMPT_PORT": STICK["ID_PATH"]}).device
+    assert exempt.exempt
     no_port = parse_uevent({k: v for k, v in STICK.items() if k != "ID_PATH"}).device
     with pytest.raises(RegisterError):
         exempt_rule(no_port, "no port")
@@ -90,11 +94,11 @@ def test_register_writes_a_checked_drop_in_without_a_daemon(
         capsys: pytest.CaptureFixture[str]) -> None:
     args = ("media", "register", "/dev/sdb1", "--id", "IT-0043", "--etc-dir", str(tmp_path),
             "--socket", str(tmp_path / "none.sock"))
-    assert _cli(monkeypatch, *args) == 0
+    assert _cli(monkeypatch, *args) == 3  # written, but no daemon answered
     drop_in = tmp_path / "policy.d" / "50-media-IT-0043.yaml"
     policy = load_policy([drop_in], require_safe=False).policy
     assert [d.id for d in policy.media.trusted_devices] == ["IT-0043"]
-    assert "no daemon reloaded" in capsys.readouterr().out
+    assert "no daemon reloaded" in capsys.readouterr().err
     # a policy that does not check with it: the new drop-in is removed again, exit 1
     (tmp_path / "policy.yaml").write_text("media:\n  nonsense: 1\n")
     drop_in.unlink()
@@ -111,3 +115,55 @@ def test_generate_registers_every_removable_disk_present(
     devices = load_policy([out], require_safe=False).policy.media.trusted_devices
     assert [(d.id, d.serial) for d in devices] == [("KIOSK-0001", "E0D55EA57413F5B0"),
                                                    ("KIOSK-0002", "0401396b5d4e")]
+
+
+def _refusing_daemon(monkeypatch: pytest.MonkeyPatch, calls: list[str]) -> None:
+    from edgeguard.daemon import control  # noqa: PLC0415
+
+    def refuse(path: object, command: str, args: object, timeout: float = 10.0) -> None:
+        calls.append(command)
+        raise control.ControlError("reload refused", ("50-media-IT-0043.yaml:3: bad entry",))
+
+    monkeypatch.setattr(control, "request", refuse)
+
+
+@pytest.mark.parametrize("before", [None, b"# the earlier registration\n"])
+def test_a_refused_reload_restores_the_drop_in_and_fails(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str], before: bytes | None) -> None:
+    """A daemon that refuses the policy is not "no daemon": the drop-in it refused would
+    block every later reload, so it is put back as it was and the command fails."""
+    drop_in = tmp_path / "policy.d" / "50-media-IT-0043.yaml"
+    if before is not None:
+        drop_in.parent.mkdir()
+        drop_in.write_bytes(before)
+    calls: list[str] = []
+    _refusing_daemon(monkeypatch, calls)
+    code = _cli(monkeypatch, "media", "register", "/dev/sdb", "--id", "IT-0043",
+                "--etc-dir", str(tmp_path))
+    assert (code, calls) == (1, ["reload"])
+    err = capsys.readouterr().err
+    assert "reload refused" in err
+    assert "bad entry" in err
+    if before is None:
+        assert not drop_in.exists()
+    else:
+        assert drop_in.read_bytes() == before
+
+
+def test_register_checks_the_policy_with_the_daemons_profile(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgeguard.cli import media as cli_media  # noqa: PLC0415
+
+    seen: list[str | None] = []
+    real = cli_media.load_policy
+
+    def spy(files: list[Path], profile: str | None = None) -> object:
+        seen.append(profile)
+        return real(files, profile)
+
+    monkeypatch.setattr(cli_media, "load_policy", spy)
+    assert _cli(monkeypatch, "media", "register", "/dev/sdb", "--id", "IT-0043", "--etc-dir",
+                str(tmp_path), "--profile", "kiosk",
+                "--socket", str(tmp_path / "none.sock")) == 3
+    assert seen == ["kiosk"]
