@@ -404,6 +404,11 @@ def request(path: Path | str, command: str, args: Mapping[str, Any] | None = Non
                 if not chunk:
                     break
                 chunks.append(chunk)
+    except PermissionError as exc:
+        # the daemon is there, this user may not ask it: not "no daemon" (exit 3)
+        raise ControlError(f"cannot use edgeguard's control socket {path}: "
+                           f"{exc.strerror or exc} (root and members of the policy's "
+                           "daemon.admin_group only)") from None
     except OSError as exc:
         raise DaemonUnreachable(f"cannot reach edgeguard at {path}: {exc.strerror or exc} "
                                 "(is the daemon running? systemctl status edgeguard)"

@@ -68,7 +68,9 @@ def test_approved_strong_network_is_kept(lab: LabVM) -> None:
     wifi.wait_connected(lab, station, timeout=90)
     rec = association(daemon, ap.mac)
     assert field(rec, "edgeguard.wifi.security") == "wpa3-sae"
-    assert "allowed" in field(rec, "event.type")
+    # the association happened; allowed or refused is the verdict's (issue 22: an event
+    # says "denied" only for an action that took effect)
+    assert field(rec, "event.type") == ["connection", "start"]
     assert field(rec, "edgeguard.wifi.verdict") == "allow"
     assert "sae" in str(field(rec, "edgeguard.wifi.akm")).lower()  # the IE evidence
     time.sleep(5)
@@ -93,12 +95,13 @@ def test_weak_network_is_disconnected_with_ie_evidence(lab: LabVM, cls_name: str
     wifi.wait_log(lab, station, r"Associated with|CTRL-EVENT-CONNECTED", timeout=90)
     rec = association(daemon, ap.mac)
     assert field(rec, "edgeguard.wifi.security") == security
-    assert "denied" in field(rec, "event.type")
+    assert "denied" not in field(rec, "event.type")
     assert field(rec, "edgeguard.wifi.verdict") == "refuse"
     assert field(rec, "edgeguard.wifi.ssid") == ssid
     cut = daemon.wait_record(lambda r: field(r, "event.action") == "disconnect"
                              and field(r, "event.outcome") == "success")
     assert ap.mac in str(cut)
+    assert "denied" in field(cut, "event.type")  # the disconnect is what was denied
     wifi.wait_log(lab, station, r"CTRL-EVENT-DISCONNECTED", timeout=60)
     time.sleep(3)  # the back-off keeps it off
     assert "Not connected" in wifi.link(lab, station) or \
@@ -114,10 +117,12 @@ def test_evil_twin_of_the_approved_ssid_is_refused(lab: LabVM) -> None:
                                  network=wifi.CLASSES_BY_NAME["open"].station)
     wifi.wait_log(lab, station, r"Associated with|CTRL-EVENT-CONNECTED", timeout=90)
     rec = association(daemon, twin.mac)
-    assert "denied" in field(rec, "event.type")
+    assert "denied" not in field(rec, "event.type")
     assert field(rec, "edgeguard.wifi.security") == "open"
-    daemon.wait_record(lambda r: field(r, "event.action") == "disconnect"
-                       and twin.mac in str(r))
+    cut = daemon.wait_record(lambda r: field(r, "event.action") == "disconnect"
+                             and field(r, "event.outcome") == "success"
+                             and twin.mac in str(r))
+    assert "denied" in field(cut, "event.type")
     wifi.wait_log(lab, station, r"CTRL-EVENT-DISCONNECTED", timeout=60)
     daemon.stop()
 
