@@ -18,7 +18,9 @@ from setuptools import setup
 
 #: Modules compiled with mypyc, by path (the interpreted rest imports them as usual).
 #: Left interpreted: detect/base.py (a runtime-checkable Protocol), config.py, service.py,
-#: shed.py, capture.py, worker.py (mypyc rejects them or they are off the hot path).
+#: shed.py, capture.py, worker.py (mypyc rejects them or they are off the hot path), and
+#: detect/evidence.py: findings cross the worker socket pickled, and a frozen dataclass
+#: compiled with mypyc cannot be unpickled (tests/unit/net/test_findings_cross_process.py).
 COMPILED = [
     "edgeguard/net/bpf.py",
     "edgeguard/net/bpfjit.py",
@@ -32,7 +34,7 @@ COMPILED = [
     "edgeguard/net/replay.py",
     *(f"edgeguard/net/detect/{name}.py" for name in (
         "arp", "bittorrent", "bt_flows", "bt_handshake", "bt_signatures", "chain",
-        "common", "evidence", "flood", "intel", "registry", "scan", "scan_decoy",
+        "common", "flood", "intel", "registry", "scan", "scan_decoy",
         "scan_probe", "scan_state", "sweep")),
 ]
 

@@ -247,10 +247,14 @@ def test_spoofed_exempt_serial_on_another_port_is_not_exempt(lab: LabVM,
     read-only, also when an old serial-keyed EDGEGUARD_MEDIA_EXEMPT=1 rule matches it; the
     exempt disk on its own port is writable (positive control)."""
     install_stock(lab)
+    # two root ports free now (a device an earlier test of the session left may hold one)
+    free = lab.free_usb2_ports()
+    assert len(free) >= 2, f"need two free USB 2 root ports, have {free}"
+    home, other = free[0], free[1]
     exempt = sticks.make_stick(tmp_path / "sys.img", [sticks.Part("ext4j", 12)], size_mib=16)
     clone = tmp_path / "clone.img"
     clone.write_bytes(exempt.read_bytes())
-    lab.plug_stick(exempt, serial="EGSYSDISK1", port="1", dev_id="sys")
+    lab.plug_stick(exempt, serial="EGSYSDISK1", port=home, dev_id="sys")
     node = stick_node(lab, "EGSYSDISK1")
     props = dict(line[3:].split("=", 1) for line in lab.run(
         "/usr/bin/udevadm", "info", node).stdout.splitlines() if line.startswith("E: "))
@@ -262,7 +266,7 @@ def test_spoofed_exempt_serial_on_another_port_is_not_exempt(lab: LabVM,
             'ENV{ID_SERIAL_SHORT}=="EGSYSDISK1", ENV{EDGEGUARD_MEDIA_EXEMPT}="1"\n')
     install_udev_rules(lab, RULES)
     before = sticks.sha256(clone)
-    lab.plug_stick(clone, serial="EGSYSDISK1", port="2", dev_id="clone")
+    lab.plug_stick(clone, serial="EGSYSDISK1", port=other, dev_id="clone")
     node = stick_node(lab, "EGSYSDISK1")
     assert sysfs_ro(lab, node) == 1
     assert dd_write(lab, node) != 0
@@ -270,7 +274,7 @@ def test_spoofed_exempt_serial_on_another_port_is_not_exempt(lab: LabVM,
     assert sticks.sha256(clone) == before
     lab.sh("udevadm settle --timeout=30")
     before = sticks.sha256(exempt)
-    lab.plug_stick(exempt, serial="EGSYSDISK1", port="1", dev_id="sys2")
+    lab.plug_stick(exempt, serial="EGSYSDISK1", port=home, dev_id="sys2")
     node = stick_node(lab, "EGSYSDISK1")
     assert sysfs_ro(lab, node) == 0
     assert dd_write(lab, node) == 0

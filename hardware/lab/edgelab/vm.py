@@ -10,6 +10,7 @@ import contextlib
 import itertools
 import json
 import os
+import re
 import select
 import shutil
 import signal
@@ -29,6 +30,7 @@ from .sdimage import SystemdImage
 __all__ = ["GuestError", "LabVM", "Result", "qemu_binary"]
 
 MAGIC = b"EGL1"
+XHCI_USB2_PORTS = 4  # qemu-xhci's default p2: root ports 1-4 take USB 2 devices
 SD_SLOT = "sdslot"  # the built-in SD reader's drive (an empty slot until insert_card)
 SRC = "/src"  # the working tree inside the guest (read-only)
 SCRATCH = "/lab"  # the host scratch directory inside the guest (read-write)
@@ -343,6 +345,14 @@ class LabVM:
             raise
         self.plugged[dev_id] = _Plugged(dev_id, node, image)
         return dev_id
+
+    def free_usb2_ports(self) -> list[str]:
+        """The xHCI root ports a USB 2 device (a stick) can take now: qemu-xhci numbers its
+        USB 2 ports 1..XHCI_USB2_PORTS; "Port N" or "Port N.M" in `info usb` is taken."""
+        assert self.qmp is not None
+        listing = str(self.qmp.execute("human-monitor-command", **{"command-line": "info usb"}))
+        taken = {m.group(1) for m in re.finditer(r"Port (\d+)", listing)}
+        return [str(n) for n in range(1, XHCI_USB2_PORTS + 1) if str(n) not in taken]
 
     def plug_usb(self, driver: str, *, dev_id: str, **props: Any) -> str:
         """Hot-plug another USB device (``usb-kbd``, ``usb-net``, ...)."""
