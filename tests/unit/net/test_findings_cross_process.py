@@ -24,7 +24,7 @@ def test_every_finding_crosses_the_worker_socket(path: Path) -> None:
     except UnsupportedLinkType:
         pytest.skip("a link type replay refuses: no findings")
     report = WorkerReport(findings=tuple(result.findings))
-    back = pickle.loads(pickle.dumps(report))  # noqa: S301 - our own bytes
+    back = pickle.loads(pickle.dumps(report))
     assert list(back.findings) == result.findings
 
 
