@@ -43,6 +43,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                          help_text="also decide and write an audit log into DIR (never acts)")
     parser.add_argument("--counters", action="store_true",
                         help="print filter/decoder/detector counters to stderr at the end")
+    parser.add_argument("--progress-after", type=float, default=1.0, metavar="SECONDS",
+                        help="on a terminal, show frames, bytes, rate and time left once "
+                             "the replay has run this long (default 1; 0 at once)")
     add_policy_options(parser)
     parser.set_defaults(func=_replay)
 
@@ -92,7 +95,8 @@ def _replay(args: argparse.Namespace) -> int:
     result = ReplayResult()
     count = clamped = 0
     try:
-        progress = FrameProgress(args.file.stat().st_size, sys.stderr)  # a TTY only
+        progress = FrameProgress(args.file.stat().st_size, sys.stderr,  # a TTY only
+                                 show_after=max(0.0, args.progress_after))
         for finding in progress.around(iter_findings(args.file, policy.network, clock,
                                                      result, watch=progress.watch)):
             count += 1
