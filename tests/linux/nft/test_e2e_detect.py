@@ -195,9 +195,11 @@ def test_a_scanner_unblocked_and_scanning_again_is_blocked_again(
         _nmap(lab)  # 1500 probes
         wait(lambda: len(blocks()) == 2, 10, daemon._why)
         # blocked while the fresh scan ran (at its first alarm), not after it ended:
-        # a good part of it never reached the target (without the forget, all of it did)
+        # part of it never reached the target (without the forget, all of it did; how
+        # much gets through before the first alarm depends on the machine's load: 806
+        # on a quiet one, 1284 while a test suite ran beside it)
         through = lab.received(lab.scan_ip) - before
-        assert through < 1200, (through, daemon._why())
+        assert through < 1425, (through, daemon._why())
         assert [r["source.ip"] for r in request(daemon.sock, "net.blocks", {})] == [
             lab.scan_ip]
         second = blocks()[1]
