@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import socket
 import subprocess
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +24,7 @@ from pathlib import Path
 import orjson
 
 from tests.conftest import ROOT
+from tests.linux.audit.rsyslog_helpers import received_lines, start_receiver, stop_receiver
 
 EXAMPLES = ROOT / "docs" / "examples"
 RSYSLOGD = "/usr/sbin/rsyslogd"
@@ -122,37 +121,15 @@ class Collector:
 
     def start(self, timeout: float = 20) -> None:
         assert self.proc is None
-        self.proc = subprocess.Popen(list(self.argv), stdout=subprocess.DEVNULL,
-                                     stderr=self.errors.open("ab"),
-                                     env=dict(self.env) if self.env is not None else None)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                for port in self.ports.values():
-                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                return
-            except OSError:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(self.errors.read_text()) from None
-                time.sleep(0.1)
-        raise RuntimeError(f"{self.name} did not listen: {self.errors.read_text()}")
+        self.proc = start_receiver(self.name, self.argv, self.errors, self.ports.values(),
+                                   self.env, timeout)
 
     def stop(self) -> None:
-        if self.proc is None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
+        stop_receiver(self.proc)
         self.proc = None
 
     def lines(self) -> list[bytes]:
-        try:
-            return self.output.read_bytes().splitlines()
-        except FileNotFoundError:
-            return []
+        return received_lines(self.output)
 
     def keys(self) -> list[tuple[str, int]]:
         """(chain id, sequence) of every line received, in order of arrival."""

@@ -6,6 +6,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,34 +66,52 @@ class Rsyslog:
 
     def start(self) -> None:
         assert self.proc is None
-        self.proc = subprocess.Popen(
+        self.proc = start_receiver(
+            "rsyslogd",
             [RSYSLOGD, "-n", "-f", str(self.conf), "-i", str(self.directory / "rsyslogd.pid")],
-            stdout=subprocess.DEVNULL, stderr=(self.directory / "rsyslogd.err").open("ab"))
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                for port in (self.tcp_port, self.tls_port):
-                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                return
-            except OSError:
-                if self.proc.poll() is not None:
-                    raise RuntimeError((self.directory / "rsyslogd.err").read_text()) from None
-                time.sleep(0.1)
-        raise RuntimeError("rsyslogd did not listen")
+            self.directory / "rsyslogd.err", (self.tcp_port, self.tls_port))
 
     def stop(self) -> None:
-        if self.proc is None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
+        stop_receiver(self.proc)
         self.proc = None
 
     def lines(self) -> list[bytes]:
+        return received_lines(self.output)
+
+
+def start_receiver(name: str, argv: Sequence[str], errors: Path, ports: Iterable[int],
+                   env: Mapping[str, str] | None = None, timeout: float = 20
+                   ) -> subprocess.Popen[bytes]:
+    """Start a receiver (rsyslogd, syslog-ng) and wait until it listens on every port."""
+    proc = subprocess.Popen(list(argv), stdout=subprocess.DEVNULL, stderr=errors.open("ab"),
+                            env=dict(env) if env is not None else None)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
         try:
-            return self.output.read_bytes().splitlines()
-        except FileNotFoundError:
-            return []
+            for port in ports:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return proc
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError(errors.read_text()) from None
+            time.sleep(0.1)
+    stop_receiver(proc)
+    raise RuntimeError(f"{name} did not listen: {errors.read_text()}")
+
+
+def stop_receiver(proc: subprocess.Popen[bytes] | None) -> None:
+    if proc is None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def received_lines(output: Path) -> list[bytes]:
+    try:
+        return output.read_bytes().splitlines()
+    except FileNotFoundError:
+        return []
