@@ -44,18 +44,15 @@ from __future__ import annotations
 
 import datetime as _dt
 import enum
-import heapq
-import itertools
-import os
 from array import array
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgeguard.audit.against import json_records
 from edgeguard.audit.chain import canonical, chain_hash, get_path, strip_hash
 from edgeguard.audit.checkpoint import CHECKPOINT, TIME_GRACE, CheckpointChecker
+from edgeguard.audit.fleet_files import fleet_records, reading_order, received_files, survey_files
 from edgeguard.audit.keys import AuditKeyError, ExportedKey, read_export
 from edgeguard.audit.verify import verify_paths
 from edgeguard.ecs import iso_timestamp
@@ -346,85 +343,6 @@ class _ChainState:
         self.report.sealed = True
 
 
-def received_files(directory: Path) -> list[Path]:
-    """Every regular file under ``directory`` (by path; :func:`_reading_order` orders them)."""
-    found: list[Path] = []
-    for root, dirs, files in os.walk(directory):
-        dirs.sort()
-        for name in files:
-            path = Path(root) / name
-            try:
-                if path.is_file():
-                    found.append(path)
-            except OSError:
-                continue
-    return sorted(found)
-
-
-@dataclass(slots=True)
-class _Survey:
-    """The first pass over one file: the lowest sequence of each chain in it, its hosts."""
-
-    mtime: float
-    firsts: dict[str, int] = field(default_factory=dict)
-    hosts: set[str] = field(default_factory=set)
-
-
-def _survey(files: Sequence[Path]) -> dict[Path, _Survey]:
-    out: dict[Path, _Survey] = {}
-    for path in files:
-        try:
-            survey = _Survey(path.stat().st_mtime)
-        except OSError:
-            continue
-        for host, chain, seq, _, _ in _records(path):
-            survey.hosts.add(host)
-            if seq < survey.firsts.get(chain, seq + 1):
-                survey.firsts[chain] = seq
-        out[path] = survey
-    return out
-
-
-def _reading_order(surveys: Mapping[Path, _Survey]) -> list[Path]:
-    """Files so that, for every chain, a file starting at a lower sequence comes first
-    (rotated, edited or copied files alike); ties and contradictions (which only a
-    tampered copy has) by modification time, then path."""
-    def key(path: Path) -> tuple[float, str]:
-        return surveys[path].mtime, str(path)
-
-    by_chain: dict[str, list[tuple[int, float, str, Path]]] = {}
-    for path, survey in surveys.items():
-        for chain, first in survey.firsts.items():
-            by_chain.setdefault(chain, []).append((first, *key(path), path))
-    after: dict[Path, set[Path]] = {p: set() for p in surveys}
-    before_count = dict.fromkeys(surveys, 0)
-    for entries in by_chain.values():
-        ordered = [entry[-1] for entry in sorted(entries)]
-        for earlier, later in itertools.pairwise(ordered):
-            if later not in after[earlier]:
-                after[earlier].add(later)
-                before_count[later] += 1
-    ready = [(key(p), p) for p, n in before_count.items() if n == 0]
-    heapq.heapify(ready)
-    order: list[Path] = []
-    left = set(surveys)
-    while left:
-        if not ready:  # a cycle: take the oldest file left
-            oldest = min(left, key=key)
-            before_count[oldest] = 0
-            ready.append((key(oldest), oldest))
-        _, path = heapq.heappop(ready)
-        if path not in left:
-            continue
-        left.discard(path)
-        order.append(path)
-        for later in after[path]:
-            before_count[later] -= 1
-            if before_count[later] == 0 and later in left:
-                heapq.heappush(ready, (key(later), later))
-    return order
-
-
 def load_keys(directory: Path | None) -> dict[str, tuple[str, ExportedKey]]:
     """K0 exports in ``directory`` (``<host>.key``): key id -> (host, key)."""
     keys: dict[str, tuple[str, ExportedKey]] = {}
@@ -437,15 +355,6 @@ def load_keys(directory: Path | None) -> dict[str, tuple[str, ExportedKey]]:
             raise FleetError(f"{path}: {exc}") from None
         keys[key.key_id] = (path.stem, key)
     return keys
-
-
-def _records(path: Path) -> Iterator[tuple[str, str, int, dict[str, Any], bytes]]:
-    for rec, body in json_records(path):
-        chain, seq = get_path(rec, "edgeguard.chain_id"), get_path(rec, "event.sequence")
-        host = get_path(rec, "host.name")
-        if not isinstance(chain, str) or not isinstance(seq, int) or isinstance(seq, bool):
-            continue
-        yield str(host or "?"), chain, seq, rec, body
 
 
 def verify_fleet(directory: Path, *, keys: Mapping[str, tuple[str, ExportedKey]] | None = None,
@@ -461,17 +370,17 @@ def verify_fleet(directory: Path, *, keys: Mapping[str, tuple[str, ExportedKey]]
     """
     keys = keys or {}
     host_copies = host_copies or {}
-    surveys = _survey(received_files(directory))
+    surveys = survey_files(received_files(directory))
     starts: dict[str, int] = {}
     for survey in surveys.values():
         for chain, first in survey.firsts.items():
             starts[chain] = min(first, starts.get(chain, first))
     states: dict[str, _ChainState] = {}
-    for path in _reading_order(surveys):
+    for path in reading_order(surveys):
         survey = surveys[path]
         receipt = _Receipt(survey.mtime, len(survey.hosts) > 1,
                            iso_timestamp(survey.mtime + FUTURE_GRACE))
-        for host, chain, seq, rec, body in _records(path):
+        for host, chain, seq, rec, body in fleet_records(path):
             state = states.get(chain)
             if state is None:
                 start = starts.get(chain, seq)  # a file changed since the first pass
