@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeguard import __version__
+from edgeguard.ecs_time import MAX_EPOCH, MIN_EPOCH, timestamp_in_range
 from edgeguard.events import (
     ActionKind,
     AuditRecord,
@@ -27,7 +28,6 @@ from edgeguard.events import (
     Scalar,
 )
 from edgeguard.findings import area_of
-from edgeguard.net.community_id import community_id
 
 __all__ = [
     "ACTION_ECS",
@@ -36,6 +36,8 @@ __all__ = [
     "ECS_OUTCOMES",
     "ECS_VERSION",
     "FINDING_ECS",
+    "MAX_EPOCH",
+    "MIN_EPOCH",
     "MODULE",
     "Categorisation",
     "Observer",
@@ -209,19 +211,6 @@ class Observer:
         return out
 
 
-#: The times RFC 3339 (and Python's datetime) can write: 0001-01-01T00:00:00Z to
-#: 9999-12-31T23:59:59Z. A time outside (a capture file's forged or damaged header:
-#: pcapng timestamps are 64-bit ticks) is written as the nearest end, never raised on;
-#: callers that take times from input count those with :func:`timestamp_in_range`.
-MIN_EPOCH = -62_135_596_800.0
-MAX_EPOCH = 253_402_300_799.0
-
-
-def timestamp_in_range(epoch: float) -> bool:
-    """Whether ``epoch`` is written as it is (not clamped) by :func:`iso_timestamp`."""
-    return MIN_EPOCH <= epoch <= MAX_EPOCH  # False for NaN too
-
-
 def iso_timestamp(epoch: float) -> str:
     """``@timestamp``: RFC 3339 UTC with microseconds; clamped to the range it can show
     (NaN as the earliest time)."""
@@ -319,6 +308,9 @@ def record_fields(record: AuditRecord, timestamp: float, host: str,
 
 def flow_community_id(flow: Flow | None) -> str | None:
     """``network.community_id`` of a finding's flow (None: no flow, or not hashable)."""
+    # start-up: hashlib and the hash only when a record is written (not on import)
+    from edgeguard.net.community_id import community_id  # noqa: PLC0415
+
     if flow is None:
         return None
     try:

@@ -116,6 +116,8 @@ class Evidence(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class NoEvidence:
+    """A finding's evidence when the detector gives none (no fields)."""
+
     def ecs_fields(self) -> Mapping[str, Scalar]:
         return {}
 

@@ -8,10 +8,6 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
-from edgeguard.clock import SystemClock
-from edgeguard.ecs import iso_timestamp, nest
 from edgeguard.policy.load import PROFILES, default_layers
 from edgeguard.textsafe import escape
 
@@ -131,6 +127,8 @@ def call_daemon(args: argparse.Namespace, command: str,
 
 
 def print_json_lines(rows: Iterable[Mapping[str, Any]]) -> None:
+    import orjson  # noqa: PLC0415 - start-up: only the commands that print JSON load it
+
     out = sys.stdout.buffer
     for row in rows:
         out.write(orjson.dumps(row) + b"\n")
@@ -144,6 +142,9 @@ def ecs_row(action: str, fields: Mapping[str, Any], *, kind: str = "state",
     an ECS ``event`` saying what the line is, stamped now. Every line a command prints
     thus validates against docs/schema/edgeguard-ecs.schema.json like an audit record
     does (``event.kind`` and ``event.action`` required, no unknown top-level names)."""
+    from edgeguard.clock import SystemClock  # noqa: PLC0415 - start-up: --json only
+    from edgeguard.ecs import iso_timestamp, nest  # noqa: PLC0415
+
     dotted: dict[str, Any] = {k: v for k, v in fields.items() if v is not None}
     dotted.setdefault("@timestamp", iso_timestamp(SystemClock().now()))
     dotted.update({"event.kind": kind, "event.category": list(category),

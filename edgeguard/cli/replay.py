@@ -16,16 +16,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edgeguard.cli._common import add_audit_dir_option, add_policy_options, print_json_lines
-from edgeguard.ecs import finding_record, nest, record_fields, timestamp_in_range
-from edgeguard.events import Finding
 from edgeguard.policy.load import PolicyError, load_policy
-from edgeguard.progress import FrameProgress
 
 if TYPE_CHECKING:  # start-up: the decision path (structlog, asyncio) only with --audit,
-    # the detectors only when a file is replayed (not for the parser or --help)
+    # the detectors only when a file is replayed (not for the parser or --help), ECS
+    # only with --json, the whole policy only when a file or --audit needs it
     from edgeguard.audit.sink import AuditSink
     from edgeguard.daemon.pipeline import Pipeline
+    from edgeguard.events import Finding
+    from edgeguard.net.config import NetworkConfig
     from edgeguard.net.replay import ReplayResult
+    from edgeguard.policy.model import Policy
 
 __all__ = ["register"]
 
@@ -61,28 +62,45 @@ def _line(finding: Finding) -> str:
 
 def _show(finding: Finding, *, as_json: bool, now: float, host: str) -> None:
     if as_json:
+        from edgeguard.ecs import finding_record, nest, record_fields  # noqa: PLC0415
+
         stamp = finding.last_seen or now
         print_json_lines([nest(record_fields(finding_record(finding), stamp, host))])
     else:
         print(_line(finding), flush=True)
 
 
+def _policy(args: argparse.Namespace) -> tuple[NetworkConfig, str | None, Policy | None]:
+    """The network section, ``daemon.host_name`` and, when a file or ``--audit`` needs
+    it, the whole policy (else ``None``: the shipped policy's parts, precompiled)."""
+    if not args.policy and args.audit_dir is None:
+        from edgeguard.policy.precompiled import shipped_network  # noqa: PLC0415
+
+        parts = shipped_network(args.profile)
+        if parts is not None:
+            return parts[0], parts[1], None
+    policy = load_policy(list(args.policy), args.profile).policy
+    return policy.network, policy.daemon.host_name, policy
+
+
 def _replay(args: argparse.Namespace) -> int:
-    from edgeguard.net.pcapfile import CaptureFormatError  # noqa: PLC0415 - see above
+    from edgeguard.ecs_time import timestamp_in_range  # noqa: PLC0415 - see above
+    from edgeguard.net.pcapfile import CaptureFormatError  # noqa: PLC0415
     from edgeguard.net.replay import PacketClock, ReplayResult, iter_findings  # noqa: PLC0415
+    from edgeguard.progress import FrameProgress  # noqa: PLC0415
 
     try:
-        loaded = load_policy(list(args.policy), args.profile)
+        network, host_name, policy = _policy(args)
     except PolicyError as exc:
         for issue in exc.issues:
             print(issue, file=sys.stderr)
         return 2
-    policy = loaded.policy
     clock = PacketClock()
-    host = policy.daemon.host_name or socket.gethostname()
+    host = host_name or socket.gethostname()
     pipeline: Pipeline | None = None
     writer = None
     if args.audit_dir is not None:
+        assert policy is not None  # --audit loads the whole policy
         from edgeguard.audit.writer import AuditWriter  # noqa: PLC0415 - only with --audit
         from edgeguard.daemon.pipeline import Pipeline  # noqa: PLC0415
         from edgeguard.decision import DecisionEngine  # noqa: PLC0415
@@ -97,7 +115,7 @@ def _replay(args: argparse.Namespace) -> int:
     try:
         progress = FrameProgress(args.file.stat().st_size, sys.stderr,  # a TTY only
                                  show_after=max(0.0, args.progress_after))
-        for finding in progress.around(iter_findings(args.file, policy.network, clock,
+        for finding in progress.around(iter_findings(args.file, network, clock,
                                                      result, watch=progress.watch)):
             count += 1
             clamped += not all(timestamp_in_range(t) for t in (finding.first_seen or 0.0,

@@ -14,28 +14,25 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import importlib.resources
 import os
 import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edgeguard.fsutil import UnsafeFileError, open_trusted, read_bounded
-from edgeguard.policy.convert import PolicyIssue, check_rules, convert_section
-from edgeguard.policy.model import Policy
-from edgeguard.policy.yamltree import (
-    DEFAULT_LIMITS,
-    Mark,
-    Node,
-    PolicySyntaxError,
-    YamlLimits,
-    merge,
-    parse_yaml,
-)
+from edgeguard.policy.shipped import PROFILES, shipped_policy
+
+if TYPE_CHECKING:  # start-up: PyYAML, the converter and the model load only when a
+    # policy is parsed (the shipped one comes precompiled: edgeguard.policy.precompiled)
+    from edgeguard.policy.convert import PolicyIssue
+    from edgeguard.policy.model import Policy
+    from edgeguard.policy.yamltree import Mark, Node, YamlLimits
 
 __all__ = [
     "ETC_DIR",
+    "PROFILES",
     "LoadedPolicy",
     "PolicyError",
     "default_layers",
@@ -46,7 +43,6 @@ __all__ = [
 ]
 
 ETC_DIR = Path("/etc/edgeguard")
-PROFILES = ("default", "gateway", "kiosk")
 
 
 class PolicyError(Exception):
@@ -60,17 +56,11 @@ class PolicyError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class LoadedPolicy:
+    """A policy that loaded, the digest of its layers and their names."""
+
     policy: Policy
     digest: str  # sha256 over the layers' bytes, in order
     sources: tuple[str, ...]
-
-
-def shipped_policy(profile: str) -> tuple[str, bytes]:
-    """The text of a shipped policy (``rules/<profile>.yaml``, embedded in the package)."""
-    if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r} (known: {', '.join(PROFILES)})")
-    resource = importlib.resources.files("edgeguard") / "rules" / f"{profile}.yaml"
-    return f"<embedded {profile}.yaml>", resource.read_bytes()
 
 
 def default_layers(etc_dir: Path = ETC_DIR) -> list[Path]:
@@ -87,19 +77,22 @@ def default_layers(etc_dir: Path = ETC_DIR) -> list[Path]:
 
 def load_policy(files: Sequence[Path] = (), profile: str | None = None,
                 require_safe: bool | None = None,
-                limits: YamlLimits = DEFAULT_LIMITS) -> LoadedPolicy:
+                limits: YamlLimits | None = None) -> LoadedPolicy:
     """Load the embedded default, then ``profile``, then ``files`` on top.
 
     ``require_safe`` (default: when running as root) refuses files that anyone but
     root could have written, or that sit in a directory anyone but root could write
     (from ``/`` down). Raises :class:`PolicyError` with every issue (file, line,
-    field, message).
+    field, message). ``limits``: :data:`~edgeguard.policy.yamltree.DEFAULT_LIMITS`
+    when not given.
     """
     if require_safe is None:
         require_safe = os.geteuid() == 0
     layers: list[tuple[str, bytes]] = []
     issues: list[PolicyIssue] = []
     for path in files:
+        from edgeguard.policy.convert import PolicyIssue  # noqa: PLC0415 - see the top
+
         try:
             layers.append((str(path), read_layer(path, require_safe, limits)))
         except UnsafeFileError as exc:
@@ -110,17 +103,47 @@ def load_policy(files: Sequence[Path] = (), profile: str | None = None,
 
 
 def load_texts(texts: Sequence[tuple[str, bytes]], profile: str | None = None,
-               limits: YamlLimits = DEFAULT_LIMITS,
-               issues: Sequence[PolicyIssue] = ()) -> LoadedPolicy:
+               limits: YamlLimits | None = None,
+               issues: Sequence[PolicyIssue] = (), *,
+               precompiled: bool = True) -> LoadedPolicy:
     """:func:`load_policy` for layers already read: ``(name, bytes)`` in order, on top
-    of the embedded default and ``profile``. Raises only :class:`PolicyError`."""
+    of the embedded default and ``profile``. Raises only :class:`PolicyError`.
+
+    With no layer of its own and no issue, the shipped policy comes from
+    :mod:`edgeguard.policy.precompiled` when that is current (``precompiled=False``:
+    always parse and validate the YAML)."""
     layers: list[tuple[str, bytes]] = [shipped_policy("default")]
     if profile is not None and profile != "default":
         layers.append(shipped_policy(profile))
+    if precompiled and not texts and not issues:
+        from edgeguard.policy.precompiled import shipped_policy_object  # noqa: PLC0415
+
+        ready = shipped_policy_object(profile, layers)
+        if ready is not None:
+            return LoadedPolicy(ready, _digest(layers), tuple(name for name, _ in layers))
     layers.extend(texts)
+    return _parse_layers(layers, len(layers) - len(texts), limits, issues)
+
+
+def _parse_layers(layers: list[tuple[str, bytes]], shipped: int, limits: YamlLimits | None,
+                  issues: Sequence[PolicyIssue]) -> LoadedPolicy:
+    """Parse, merge and validate ``layers`` (the first ``shipped`` are embedded)."""
+    from edgeguard.policy.convert import (  # noqa: PLC0415 - see the imports at the top
+        PolicyIssue,
+        check_rules,
+        convert_section,
+    )
+    from edgeguard.policy.model import Policy  # noqa: PLC0415
+    from edgeguard.policy.yamltree import (  # noqa: PLC0415
+        DEFAULT_LIMITS,
+        PolicySyntaxError,
+        merge,
+        parse_yaml,
+    )
+
+    limits = limits or DEFAULT_LIMITS
     found = list(issues)
     tree: Node | None = None
-    shipped = len(layers) - len(texts)
     for index, (name, data) in enumerate(layers):
         try:
             node = _shipped_tree(name, data) if index < shipped else parse_yaml(data, name, limits)
@@ -135,19 +158,25 @@ def load_texts(texts: Sequence[tuple[str, bytes]], profile: str | None = None,
     more.extend(check_rules(tree))
     if more or policy is None:
         raise PolicyError(more)
+    return LoadedPolicy(policy, _digest(layers), tuple(name for name, _ in layers))
+
+
+def _digest(layers: Sequence[tuple[str, bytes]]) -> str:
     digest = hashlib.sha256()
     for _name, data in layers:
         digest.update(hashlib.sha256(data).digest())
-    return LoadedPolicy(policy, digest.hexdigest(), tuple(name for name, _ in layers))
+    return digest.hexdigest()
 
 
 @functools.lru_cache(maxsize=len(PROFILES))
 def _shipped_tree(name: str, data: bytes) -> Node:
     """The embedded layers parse once per process (merge and convert only read trees)."""
+    from edgeguard.policy.yamltree import parse_yaml  # noqa: PLC0415
+
     return parse_yaml(data, name)
 
 
-def read_layer(path: Path, require_safe: bool, limits: YamlLimits = DEFAULT_LIMITS) -> bytes:
+def read_layer(path: Path, require_safe: bool, limits: YamlLimits | None = None) -> bytes:
     """The bytes of one policy file, no more than one past ``limits.max_bytes`` (so the
     parser can say it is too large without an 18 MB read). ``require_safe``: through
     :func:`open_trusted`; otherwise any regular file the caller can read."""
@@ -158,10 +187,16 @@ def read_layer(path: Path, require_safe: bool, limits: YamlLimits = DEFAULT_LIMI
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise UnsafeFileError("not a regular file")
+        if limits is None:
+            from edgeguard.policy.yamltree import DEFAULT_LIMITS  # noqa: PLC0415
+
+            limits = DEFAULT_LIMITS
         return read_bounded(fd, limits.max_bytes + 1)
     finally:
         os.close(fd)
 
 
 def _nowhere(file: str) -> Mark:
+    from edgeguard.policy.yamltree import Mark  # noqa: PLC0415
+
     return Mark(file, 0, 0)
