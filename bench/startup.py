@@ -11,7 +11,8 @@ the bare start and, when installed (``command -v ndpiReader``), nDPI's reader on
 file; each row also gives the CPU time of the process (user + system, from ``wait4``),
 which a loaded machine inflates less than the wall time. ``PYTHONDONTWRITEBYTECODE``
 is dropped for the runs (a package ships compiled bytecode: scripts/package.sh runs
-compileall); ``--no-bytecode`` measures what a source tree without it costs.
+compileall); ``--no-bytecode`` measures what a source tree without it costs. What
+start-up loads and why: docs/startup.md.
 
 Usage: ``python bench/startup.py [--runs 9] [--records 100000] [--tree DIR] [--no-bytecode]``
 (``--tree``: time another checkout's ``edgeguard``, e.g. the main branch, with this venv).
