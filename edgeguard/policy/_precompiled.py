@@ -38,7 +38,7 @@ SOURCES = (
 
 PROFILES = {
     'default': {
-        'fingerprint': '6ba086e5840d879f5ec7fce390a93d23cc21bacb3c059c71b4aa1cee1a8fb86c',
+        'fingerprint': '944ebe1141a21bf539ab9d16cf9320d9de8cb710198e9a41de00e74019473bae',
         'parts': {
             '': (
                 'gAWVnAsAAAAAAACMFmVkZ2VndWFyZC5wb2xpY3kubW9kZWyUjAZQb2xpY3mUk5QpgZRdlChLAYwQ'
@@ -121,7 +121,7 @@ PROFILES = {
         },
     },
     'gateway': {
-        'fingerprint': 'ab22a6f5d497b9efa7aaac7183ab936416c6e3b054b1b31ad7817bac7c1da672',
+        'fingerprint': '5748349390e45ee302946df265002baeaebc0dfd3d9c3423bec8ac7b5d95513b',
         'parts': {
             '': (
                 'gAWVnAsAAAAAAACMFmVkZ2VndWFyZC5wb2xpY3kubW9kZWyUjAZQb2xpY3mUk5QpgZRdlChLAYwQ'
@@ -204,7 +204,7 @@ PROFILES = {
         },
     },
     'kiosk': {
-        'fingerprint': '6e2bee96fb4ec632a2e8074880183609bc9585b3fd8f1abfbdcacb376497777c',
+        'fingerprint': '0be5a64b698a36d23ba6e15b0698a7261f18385d6e50363b2e2ed20860b6959e',
         'parts': {
             '': (
                 'gAWVdAwAAAAAAACMFmVkZ2VndWFyZC5wb2xpY3kubW9kZWyUjAZQb2xpY3mUk5QpgZRdlChLAYwQ'
