@@ -38,7 +38,7 @@ SOURCES = (
 
 PROFILES = {
     'default': {
-        'fingerprint': '944ebe1141a21bf539ab9d16cf9320d9de8cb710198e9a41de00e74019473bae',
+        'fingerprint': '771ebdaa2c8a5ecf7c195fb95d029b6c3cf0b0a775c8fa7cf5a622bb5fed2038',
         'parts': {
             '': (
                 'gAWVnAsAAAAAAACMFmVkZ2VndWFyZC5wb2xpY3kubW9kZWyUjAZQb2xpY3mUk5QpgZRdlChLAYwQ'
@@ -121,7 +121,7 @@ PROFILES = {
         },
     },
     'gateway': {
-        'fingerprint': '5748349390e45ee302946df265002baeaebc0dfd3d9c3423bec8ac7b5d95513b',
+        'fingerprint': '51353ccf80afdc7f9d3acda8338ba3436fb011ef2e7e91ea75188302544e498c',
         'parts': {
             '': (
                 'gAWVnAsAAAAAAACMFmVkZ2VndWFyZC5wb2xpY3kubW9kZWyUjAZQb2xpY3mUk5QpgZRdlChLAYwQ'
@@ -204,7 +204,7 @@ PROFILES = {
         },
     },
     'kiosk': {
-        'fingerprint': '0be5a64b698a36d23ba6e15b0698a7261f18385d6e50363b2e2ed20860b6959e',
+        'fingerprint': 'ef902695ee9717cf190bf81a8bec1ea2c74f920f68d9c615b96eba1d340fe523',
         'parts': {
             '': (
                 'gAWVdAwAAAAAAACMFmVkZ2VndWFyZC5wb2xpY3kubW9kZWyUjAZQb2xpY3mUk5QpgZRdlChLAYwQ'

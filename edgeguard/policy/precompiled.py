@@ -71,11 +71,11 @@ def fingerprint(profile: str | None, sources: tuple[str, ...],
         digest.update(data)
     root = str(PACKAGE_ROOT)
     for relative in sources:
-        data = _read(os.path.join(root, relative))
-        if data is None:
+        source = _read(os.path.join(root, relative))
+        if source is None:
             return None
-        digest.update(b"%s\0%d\0" % (relative.encode(), len(data)))
-        digest.update(data)
+        digest.update(b"%s\0%d\0" % (relative.encode(), len(source)))
+        digest.update(source)
     return digest.hexdigest()
 
 
