@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgeguard.policy.load import PROFILES, default_layers
+from edgeguard.policy.shipped import PROFILES
 from edgeguard.textsafe import escape
 
 __all__ = [
@@ -83,6 +83,9 @@ def add_audit_dir_option(parser: argparse.ArgumentParser, *old: str,
 
 
 def policy_files(args: argparse.Namespace) -> list[Path]:
+    from edgeguard.policy.load import default_layers  # noqa: PLC0415 - start-up: the loader
+    # (and its dataclasses) only for a command that reads the policy
+
     files: list[Path] = list(args.policy)
     return files if files else default_layers()
 

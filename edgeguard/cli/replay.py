@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edgeguard.cli._common import add_audit_dir_option, add_policy_options, print_json_lines
-from edgeguard.policy.load import PolicyError, load_policy
 
 if TYPE_CHECKING:  # start-up: the decision path (structlog, asyncio) only with --audit,
     # the detectors only when a file is replayed (not for the parser or --help), ECS
@@ -70,16 +69,25 @@ def _show(finding: Finding, *, as_json: bool, now: float, host: str) -> None:
         print(_line(finding), flush=True)
 
 
-def _policy(args: argparse.Namespace) -> tuple[NetworkConfig, str | None, Policy | None]:
+def _policy(args: argparse.Namespace,
+            ) -> tuple[NetworkConfig, str | None, Policy | None] | None:
     """The network section, ``daemon.host_name`` and, when a file or ``--audit`` needs
-    it, the whole policy (else ``None``: the shipped policy's parts, precompiled)."""
+    it, the whole policy (else ``None``: the shipped policy's parts, precompiled).
+    ``None``: the policy cannot be used (every issue printed)."""
     if not args.policy and args.audit_dir is None:
         from edgeguard.policy.precompiled import shipped_network  # noqa: PLC0415
 
         parts = shipped_network(args.profile)
         if parts is not None:
             return parts[0], parts[1], None
-    policy = load_policy(list(args.policy), args.profile).policy
+    from edgeguard.policy.load import PolicyError, load_policy  # noqa: PLC0415
+
+    try:
+        policy = load_policy(list(args.policy), args.profile).policy
+    except PolicyError as exc:
+        for issue in exc.issues:
+            print(issue, file=sys.stderr)
+        return None
     return policy.network, policy.daemon.host_name, policy
 
 
@@ -89,12 +97,10 @@ def _replay(args: argparse.Namespace) -> int:
     from edgeguard.net.replay import PacketClock, ReplayResult, iter_findings  # noqa: PLC0415
     from edgeguard.progress import FrameProgress  # noqa: PLC0415
 
-    try:
-        network, host_name, policy = _policy(args)
-    except PolicyError as exc:
-        for issue in exc.issues:
-            print(issue, file=sys.stderr)
+    loaded = _policy(args)
+    if loaded is None:
         return 2
+    network, host_name, policy = loaded
     clock = PacketClock()
     host = host_name or socket.gethostname()
     pipeline: Pipeline | None = None

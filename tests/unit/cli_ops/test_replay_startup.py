@@ -49,10 +49,10 @@ def test_replay_help_loads_no_detectors() -> None:
 
 
 #: What the shipped policy's precompiled network section spares a plain replay: PyYAML,
-#: the converter and the whole model (every other area's config), ECS and orjson.
-POLICY_PARSE = ("yaml", "edgeguard.policy.yamltree", "edgeguard.policy.convert",
-                "edgeguard.policy.model", "edgeguard.media.config", "edgeguard.wifi.config",
-                "edgeguard.kiosk.config", "edgeguard.audit.config")
+#: the loader, the converter and the whole model (every other area's config), ECS, orjson.
+POLICY_PARSE = ("yaml", "edgeguard.policy.load", "edgeguard.policy.yamltree",
+                "edgeguard.policy.convert", "edgeguard.policy.model", "edgeguard.media.config",
+                "edgeguard.wifi.config", "edgeguard.kiosk.config", "edgeguard.audit.config")
 JSON_OUTPUT = ("orjson", "edgeguard.ecs")
 
 
