@@ -66,8 +66,11 @@ find "$venv" -name __pycache__ -prune -exec rm -rf {} +
 if grep -rIl --exclude='*.pyc' "$stage" "$venv" >"$work/leaks"; then
   echo "package.sh: the staging path leaked into:" >&2; cat "$work/leaks" >&2; exit 1
 fi
-# 3. bytecode for the final path (the hardened unit's /usr is read-only: no cache later)
-"$PY" -m compileall -q -j 0 -s "$stage" -p / "$venv/lib" >/dev/null
+# 3. bytecode for the final path (the hardened unit's /usr is read-only: no cache later),
+#    checked by a hash of the source, not its mtime: dpkg-deb clamps every mtime in the
+#    archive to SOURCE_DATE_EPOCH, which made timestamp-checked .pyc files stale at once
+#    (every start compiled from source; docs/startup.md, "Bytecode")
+"$PY" -m compileall -q -j 0 --invalidation-mode checked-hash -s "$stage" -p / "$venv/lib" >/dev/null
 
 # 4. system files
 install -d "$stage/usr/bin" "$stage/usr/lib/udev/rules.d" "$stage/usr/lib/systemd/system" \
@@ -104,4 +107,5 @@ out="dist/edgeguard_${version}_${arch}.deb"
 SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}
 export SOURCE_DATE_EPOCH
 dpkg-deb --root-owner-group -Zxz --build "$stage" "$out" >/dev/null
+"$PY" packaging/check_bytecode.py "$out"   # every module's .pyc is used as installed
 echo "package.sh: $out ($(du -h "$out" | cut -f1), ${size} KiB installed) in $(( $(date +%s) - start )) s"
