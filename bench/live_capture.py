@@ -6,7 +6,7 @@
 Two throwaway namespaces joined by a veth (egc- prefix, removed at the end); tcpreplay
 pushes the capture at its top speed into one end while a capturer runs on the other:
 * the capture worker itself (``edgeguard.net.worker.Worker``: filter in the kernel, its
-  block-at-a-time read loop, decode and all detectors in Python, load shedding of floods
+  batched read loop (ring walk compiled), decode and detectors, load shedding of floods
   in progress) with the TPACKET_V3 ring and with recvmsg, and with the ring but no
   shedding (``ring-noshed``: every frame the filter passes is read, which is what
   measures the per-frame cost); ``--workers N`` runs N of them, each owning a share of
