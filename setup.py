@@ -18,7 +18,8 @@ from setuptools import setup
 
 #: Modules compiled with mypyc, by path (the interpreted rest imports them as usual).
 #: Left interpreted: detect/base.py (a runtime-checkable Protocol), config.py, service.py,
-#: shed.py, capture.py, worker.py (mypyc rejects them or they are off the hot path), and
+#: shed.py, capture.py, worker.py (mypyc rejects them or they are off the hot path: the
+#: capture worker's per-frame work is ringblock.py, per block and per batch is theirs), and
 #: detect/evidence.py: findings cross the worker socket pickled, and a frozen dataclass
 #: compiled with mypyc cannot be unpickled (tests/unit/net/test_findings_cross_process.py).
 COMPILED = [
@@ -32,6 +33,7 @@ COMPILED = [
     "edgeguard/net/packet.py",
     "edgeguard/net/pcapfile.py",
     "edgeguard/net/replay.py",
+    "edgeguard/net/ringblock.py",
     *(f"edgeguard/net/detect/{name}.py" for name in (
         "arp", "bittorrent", "bt_flows", "bt_handshake", "bt_signatures", "chain",
         "common", "flood", "intel", "registry", "scan", "scan_decoy",

@@ -6,7 +6,7 @@
 Two throwaway namespaces joined by a veth (egc- prefix, removed at the end); tcpreplay
 pushes the capture at its top speed into one end while a capturer runs on the other:
 * the capture worker itself (``edgeguard.net.worker.Worker``: filter in the kernel, its
-  block-at-a-time read loop, decode and all detectors in Python, load shedding of floods
+  batched read loop (ring walk compiled), decode and detectors, load shedding of floods
   in progress) with the TPACKET_V3 ring and with recvmsg, and with the ring but no
   shedding (``ring-noshed``: every frame the filter passes is read, which is what
   measures the per-frame cost); ``--workers N`` runs N of them, each owning a share of
@@ -18,8 +18,17 @@ passed, kernel drops, passed frames per second of sending, the process's CPU tim
 (start-up included) and CPU microseconds of the read loop per frame it read (idle
 polling included: negligible at these rates).
 ``--pps`` sends at fixed rates instead of ``--topspeed``: the highest rate with 0 drops
-is the sustained capacity. Bounded by --loops (default 3) and a timeout per run. Needs
+is the sustained capacity. ``--baseline DIR`` runs the same capturers from another
+checkout too (its own .venv, e.g. the main branch), interleaved, so before and after
+share the machine's mood. Bounded by --loops (default 3) and a timeout per run. Needs
 root.
+
+``--offline`` (no root, no kernel): the frames of the capture that pass the filter, laid
+out in TPACKET_V3 blocks in anonymous memory as the kernel lays them out, read by the
+worker's own loop (ring walk, decode, detectors: ``Worker.read``'s calls) and, side by
+side, the same frames decoded and fed as ``replay`` does (no ring); best of
+``--repeat`` passes, CPU microseconds per frame. The difference is the live path's own
+cost; the "walk" row is the ring walk alone.
 """
 
 from __future__ import annotations
@@ -38,6 +47,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import struct
+
     from edgeguard.net.config import NetworkConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -115,6 +126,153 @@ def child_edgeguard(iface: str, seconds: float, backend: str) -> None:
                       "reported": sorted(reported)}), flush=True)
 
 
+def offline(pcap: Path, loops: int, repeat: int) -> None:
+    """Print the CPU per frame of the worker's read loop over ring blocks in memory vs
+    replay's loop over the same frames (see the module docstring)."""
+    import gc  # noqa: PLC0415
+    import mmap  # noqa: PLC0415
+    import struct  # noqa: PLC0415
+    from collections.abc import Callable  # noqa: PLC0415
+
+    import edgeguard.net  # noqa: PLC0415
+    from edgeguard.clock import SystemClock  # noqa: PLC0415
+    from edgeguard.net.bpfjit import compile_program  # noqa: PLC0415
+    from edgeguard.net.capture import RingCapture  # noqa: PLC0415
+    from edgeguard.net.filter import build_filter  # noqa: PLC0415
+    from edgeguard.net.inspect import Inspector, build_chain, filter_spec  # noqa: PLC0415
+    from edgeguard.net.linktype import SUPPORTED  # noqa: PLC0415
+    from edgeguard.net.packet import Packet  # noqa: PLC0415
+    from edgeguard.net.pcapfile import ReaderCounters, read_capture  # noqa: PLC0415
+    from edgeguard.net.worker import PACKET_BATCH, tune_gc  # noqa: PLC0415
+
+    cfg = _config(noshed=True)
+    keep = compile_program(build_filter(filter_spec(cfg)))
+    frames: list[tuple[float, int, bytes]] = []
+    for _ in range(loops):
+        for ts, wire, data, _link in read_capture(pcap, ReaderCounters(), SUPPORTED):
+            snap = keep(data, wire)
+            if snap:
+                frames.append((ts, wire, data[:snap]))
+    block_size = 1 << 20
+    image = _ring_image(frames, block_size, struct.Struct("=IIIIIIHH4xH"))
+    blocks = len(image) // block_size
+
+    class _NoSocket:
+        def close(self) -> None:
+            pass
+
+    def ring() -> RingCapture:
+        r = RingCapture.__new__(RingCapture)
+        r.sock = _NoSocket()  # type: ignore[assignment]
+        r.cooked, r.block_size, r.blocks = False, block_size, blocks
+        r.map = mmap.mmap(-1, len(image))
+        r.map[:] = image
+        r._next, r._block = 0, None
+        return r
+
+    def live(detect: bool) -> float:
+        capture = ring()
+        inspector = Inspector(build_chain(cfg, SystemClock()))
+        feed = inspector.chain.feed
+        packets: list[Packet] = []
+        start = time.process_time()
+        while capture.drain_packets(inspector, packets, PACKET_BATCH):
+            if detect:
+                for pkt in packets:
+                    feed(pkt)
+            packets.clear()
+        return time.process_time() - start
+
+    def replay(detect: bool) -> float:
+        inspector = Inspector(build_chain(cfg, SystemClock()))
+        feed, to_packet = inspector.chain.feed, inspector.packet
+        batch: list[Packet] = []
+        start = time.process_time()
+        for ts, wire, data in frames:
+            pkt = to_packet(data, ts, wire, None)
+            if pkt is not None:
+                batch.append(pkt)
+                if len(batch) >= PACKET_BATCH:
+                    if detect:
+                        for p in batch:
+                            feed(p)
+                    batch.clear()
+        if detect:
+            for p in batch:
+                feed(p)
+        return time.process_time() - start
+
+    def walk() -> float:
+        capture = ring()
+        start = time.process_time()
+        capture.drain(lambda _d, _t, _w, _v: None)
+        return time.process_time() - start
+
+    collecting = [0.0, 0.0]  # CPU in the garbage collector; when the running one began
+
+    def timed(phase: str, _info: dict[str, int]) -> None:
+        if phase == "start":
+            collecting[1] = time.process_time()
+        else:
+            collecting[0] += time.process_time() - collecting[1]
+
+    def best_of(fn: Callable[[], float]) -> tuple[float, float]:
+        runs = []
+        for _ in range(repeat):
+            gc.collect()
+            collecting[0] = 0.0
+            runs.append((fn(), collecting[0]))
+        return min(runs)
+
+    tune_gc()
+    gc.callbacks.append(timed)
+    print(f"{pcap.name} x{loops}: {len(frames)} frames pass the filter, {blocks} ring blocks; "
+          f"{'compiled' if edgeguard.net.compiled() else 'pure Python'}; CPU us per frame "
+          f"(of which in the garbage collector), best of {repeat}")
+    rows: list[tuple[str, Callable[[], float]]] = [
+        ("ring walk alone", walk),
+        ("ring: walk + decode", lambda: live(False)),
+        ("replay: decode", lambda: replay(False)),
+        ("ring: walk + decode + detect", lambda: live(True)),
+        ("replay: decode + detect", lambda: replay(True))]
+    for label, fn in rows:
+        cpu, in_gc = best_of(fn)
+        print(f"  {label:30} {cpu / len(frames) * 1e6:6.2f} ({in_gc / len(frames) * 1e6:.2f})",
+              flush=True)
+
+
+def _ring_image(frames: list[tuple[float, int, bytes]], block_size: int,
+                header: struct.Struct) -> bytes:
+    """TPACKET_V3 blocks holding ``frames`` (ready for user space) as the kernel fills
+    them: 48-byte block header, each frame behind its tpacket3_hdr + sockaddr_ll."""
+    import struct  # noqa: PLC0415
+
+    out = bytearray()
+    block = bytearray(block_size)
+    off, count, last = 48, 0, 0
+
+    def close() -> None:
+        struct.pack_into("=I", block, last, 0)  # the last frame's next offset
+        struct.pack_into("=IIII", block, 8, 1, count, 48, off)  # TP_STATUS_USER
+        out.extend(block)
+
+    for ts, wire, data in frames:
+        mac = 82  # TPACKET_ALIGN(68 + 16) - 14, as the kernel places an Ethernet frame
+        size = (mac + len(data) + 15) // 16 * 16
+        if off + size > block_size:
+            close()
+            block[:] = bytes(block_size)
+            off, count = 48, 0
+        sec = int(ts)
+        header.pack_into(block, off, size, sec, round((ts - sec) * 1e9), len(data), wire, 0,
+                         mac, mac + 14, 0)
+        block[off + mac:off + mac + len(data)] = data
+        last, off, count = off, off + size, count + 1
+    if count:
+        close()
+    return bytes(out)
+
+
 def _config(*, noshed: bool) -> NetworkConfig:
     from edgeguard.net.config import NetworkConfig  # noqa: PLC0415
     from edgeguard.policy.types import ByteSize  # noqa: PLC0415
@@ -152,15 +310,18 @@ def child_nfstream(iface: str, seconds: float) -> None:
 
 
 def run_one(net: object, tool: str, pcap: Path, loops: int, seconds: float,
-            pps: int | None = None, workers: int = 1) -> dict[str, object]:
-    """One capturer (``workers`` processes of it) while tcpreplay sends ``pcap``."""
+            pps: int | None = None, workers: int = 1,
+            checkout: Path = ROOT) -> dict[str, object]:
+    """One capturer (``workers`` processes of it, run from ``checkout``) while tcpreplay
+    sends ``pcap``."""
     from tests.linux.net.netns import Lab  # noqa: PLC0415
 
     assert isinstance(net, Lab)
     names = [tool] if tool == "nfstream" or workers == 1 else [
         f"{tool}@{i}/{workers}" for i in range(workers)]
-    procs = [net.popen(net.b, [sys.executable, str(Path(__file__).resolve()), "--child", name,
-                               net.veth_b, str(seconds)],
+    python = sys.executable if checkout == ROOT else str(checkout / ".venv" / "bin" / "python")
+    procs = [net.popen(net.b, [python, str(checkout / "bench" / "live_capture.py"), "--child",
+                               name, net.veth_b, str(seconds)],
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE) for name in names]
     for proc in procs:
         assert proc.stdout is not None
@@ -229,7 +390,18 @@ def main() -> int:
     parser.add_argument("--workers", default="1",
                         help="comma-separated worker counts (each owns a share of the "
                         "addresses, as with capture_workers)")
+    parser.add_argument("--offline", action="store_true",
+                        help="no root: the worker's read loop over ring blocks in memory "
+                        "vs replay's loop (see above)")
+    parser.add_argument("--repeat", type=int, default=5, help="--offline: passes per row")
+    parser.add_argument("--baseline", type=Path, metavar="DIR",
+                        help="also run the capturers of the checkout in DIR (its .venv)")
     args = parser.parse_args()
+    if args.offline:
+        from tests.unit.net.netdata import CORPUS  # noqa: PLC0415
+
+        offline(args.pcap or CORPUS / "floods_dev.pcap", args.loops, args.repeat)
+        return 0
     if args.child:
         tool, iface, seconds = args.child
         if tool == "nfstream":
@@ -239,6 +411,10 @@ def main() -> int:
         return 0
     if args.ring_mb:
         os.environ["EDGEGUARD_BENCH_RING_MB"] = str(args.ring_mb)  # for the children
+    checkouts = [ROOT]
+    if args.baseline:
+        checkouts.append(args.baseline.resolve())
+        os.environ["PYTHONDONTWRITEBYTECODE"] = "1"  # leave the other tree as it is
     from tests.linux.net.netns import lab  # noqa: PLC0415
     from tests.unit.net.netdata import CORPUS  # noqa: PLC0415
 
@@ -257,10 +433,13 @@ def main() -> int:
                 for pps in rates:
                     seconds = 8.0 + args.loops * 2 + (
                         _pcap_frames(pcap) * args.loops / pps if pps else 0)
-                    r = run_one(net, tool, pcap, args.loops, seconds, pps, workers)
-                    label = tool + (f" x{workers}" if workers > 1 else "") + (
-                        f" @{pps // 1000}k" if pps else "")
-                    print(_row(label, r), flush=True)
+                    for checkout in checkouts:
+                        r = run_one(net, tool, pcap, args.loops, seconds, pps, workers,
+                                    checkout)
+                        label = tool + (f" x{workers}" if workers > 1 else "") + (
+                            f" @{pps // 1000}k" if pps else "") + (
+                            "" if checkout == ROOT else f" [{checkout.name}]")
+                        print(_row(label, r), flush=True)
     return 0
 
 

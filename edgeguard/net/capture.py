@@ -12,12 +12,13 @@ frame is ever queued, optional ``PACKET_FANOUT_HASH`` group):
 Both count kernel drops through ``PACKET_STATISTICS`` (which resets on read, so the
 counts are accumulated here). ``bench/live_capture.py`` measures which is faster.
 
-The capture worker reads with :meth:`RingCapture.drain_packets`: one ring block at a
-time, each frame copied out of the ring (a detector may keep a packet's payload; the
-block goes back to the kernel right after) and decoded, the decoded packets collected
-in a list the worker then feeds to the detectors. Decoding a block and then detecting
-over it keeps each loop's code and tables in the CPU caches (``replay`` does the same
-with 256 packets), and there is no call through a per-frame sink.
+The capture worker reads with :meth:`RingCapture.drain_packets` a batch of frames at a
+time (:data:`edgeguard.net.worker.PACKET_BATCH`): a ready block is copied out of the
+ring in one piece and handed back to the kernel at once, and its frames are then
+walked and decoded by compiled code (:mod:`edgeguard.net.ringblock`) into a list the
+worker feeds to the detectors. Decoding a batch and then detecting over it keeps each
+loop's code and tables in the CPU caches (``replay`` does the same with 256 packets),
+and there is no call through a per-frame sink.
 
 Link types: on an Ethernet interface (ARPHRD_ETHER, and loopback's fake Ethernet
 header) the socket is ``SOCK_RAW`` and frames are handed on as they are. Any other
@@ -41,10 +42,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgeguard.net.bpf import Program
+from edgeguard.net.inspect import Inspector
 from edgeguard.net.packet import Packet
+from edgeguard.net.ringblock import (
+    BLOCK_HEADER,
+    SLL_OFFSET,
+    TP_STATUS_VLAN_VALID,
+    Block,
+    FrameSink,
+    block_length,
+    cooked_frame,
+)
 
 __all__ = [
     "CaptureStats",
+    "FrameSink",
     "RecvCapture",
     "RingCapture",
     "attach_filter",
@@ -71,20 +83,13 @@ PACKET_FANOUT_FLAG_DEFRAG = 0x8000
 TPACKET_V3 = 2
 TP_STATUS_KERNEL = 0
 TP_STATUS_USER = 1
-TP_STATUS_VLAN_VALID = 1 << 4
-
-#: (data, ts, wire_len, vlan or None) for each frame
-FrameSink = Callable[[bytes, float, int, "int | None"], None]
-#: The same arguments -> the decoded packet, or None (dropped or undecodable)
-ToPacket = Callable[[bytes, float, int, "int | None"], "Packet | None"]
+#: Frames a sink-driven :meth:`RingCapture.drain` reads by default (all that are ready).
+DRAIN_ALL = 1 << 30
 
 _AUX = struct.Struct("=IIIHHHH")  # struct tpacket_auxdata
-_BLOCK = struct.Struct("=III")  # tpacket_hdr_v1: block_status, num_pkts, offset_to_first_pkt
-_HDR3 = struct.Struct("=IIIIIIHH4xH")  # tpacket3_hdr up to hv1.tp_vlan_tci
-_SLL_OFFSET = 48  # TPACKET_ALIGN(sizeof(struct tpacket3_hdr)): the sockaddr_ll after it
-_SLL = struct.Struct("=H2sIHBB8s")  # sockaddr_ll: family protocol(be) ifindex hatype ...
 _STATUS = struct.Struct("=I")  # tpacket_hdr_v1.block_status
-_NO_MAC = bytes(6)
+_STATUS_AT = 8  # its offset in the block
+_SLL_OFFSET = SLL_OFFSET  # (the ring tests lay frames out with it)
 
 
 @dataclass(slots=True)
@@ -109,12 +114,6 @@ def is_cooked(ifname: str) -> bool:
     except (OSError, ValueError):
         return False  # (the bind reports a missing interface)
     return kind not in (ARPHRD_ETHER, ARPHRD_LOOPBACK)
-
-
-def cooked_frame(protocol: bytes, mac: bytes, packet: bytes | memoryview) -> bytes:
-    """A cooked packet behind an Ethernet header: ``protocol`` is the 2-byte ethertype
-    (network order), ``mac`` the sender's address when it has 6 bytes."""
-    return _NO_MAC + (mac if len(mac) == 6 else _NO_MAC) + protocol + packet
 
 
 def attach_filter(sock: socket.socket, program: Program) -> None:
@@ -242,13 +241,21 @@ class RecvCapture(_Base):
             n += 1
         return n
 
-    def drain_packets(self, to_packet: ToPacket, out: list[Packet], limit: int = 4096) -> int:
+    def drain_packets(self, inspector: Inspector, out: list[Packet],
+                      limit: int = 4096) -> int:
         """Decode up to ``limit`` queued frames into ``out``; returns the frames read."""
+        to_packet = inspector.packet
+
         def sink(data: bytes, ts: float, wire: int, vlan: int | None) -> None:
             pkt = to_packet(data, ts, wire, vlan)
             if pkt is not None:
                 out.append(pkt)
         return self.drain(sink, limit)
+
+    @property
+    def pending(self) -> bool:
+        """Frames already taken from the kernel and not read yet (never, one by one)."""
+        return False
 
     def wait(self, timeout: float) -> bool:
         return bool(select.select([self.sock], [], [], timeout)[0])
@@ -270,52 +277,60 @@ class RingCapture(_Base):
         self.map: mmap.mmap | None = mmap.mmap(sock.fileno(), block_size * blocks,
                                                mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
         self._next = 0
+        self._block: Block | None = None  # taken out of the ring, frames left to read
 
-    def drain(self, sink: FrameSink, limit: int = 1 << 30) -> int:
-        """Hand every frame of the ready blocks (up to ``limit`` blocks) to ``sink``."""
-        def each(data: bytes, ts: float, wire: int, vlan: int | None) -> Packet | None:
-            sink(data, ts, wire, vlan)
-            return None
-        return self.drain_packets(each, [], min(limit, self.blocks))
+    def drain(self, sink: FrameSink, limit: int = DRAIN_ALL) -> int:
+        """Hand up to ``limit`` frames to ``sink``: those of a block already taken, then
+        of the ready blocks (at most one turn of the ring per call)."""
+        return self._walk(lambda block, room: block.frames(sink, room), limit)
 
-    def drain_packets(self, to_packet: ToPacket, out: list[Packet], limit: int = 1) -> int:
-        """Decode the frames of up to ``limit`` ready blocks into ``out`` (each block is
-        handed back to the kernel once its frames are copied out); returns the frames
-        read."""
+    def drain_packets(self, inspector: Inspector, out: list[Packet], limit: int) -> int:
+        """Decode up to ``limit`` frames into ``out`` (``inspector.packet``: the ones
+        decoded); returns the frames read. A block is taken out of the ring (and handed
+        back to the kernel) whole; what ``limit`` leaves of it is read by the next call
+        (:attr:`pending`)."""
+        return self._walk(lambda block, room: block.packets(inspector, out, room), limit)
+
+    @property
+    def pending(self) -> bool:
+        """Frames of a block already taken out of the ring and not read yet."""
+        return self._block is not None
+
+    def _walk(self, read: Callable[[Block, int], int], limit: int) -> int:
+        n = 0
+        block = self._block
+        for _ in range(self.blocks + 1):  # the pending block, then one turn of the ring
+            if block is None:
+                block = self._take()
+                if block is None:
+                    break
+            n += read(block, limit - n)
+            if block.left <= 0:
+                block = None
+            if n >= limit:
+                break
+        self._block = block
+        return n
+
+    def _take(self) -> Block | None:
+        """Copy the next ready block out of the ring (its used length) and hand it back
+        to the kernel; None while the kernel still owns it."""
         mm = self.map
         assert mm is not None
-        unpack_hdr = _HDR3.unpack_from
-        cooked = self.cooked
-        append = out.append
-        n = 0
-        for _ in range(limit):
-            base = self._next * self.block_size
-            status, count, first = _BLOCK.unpack_from(mm, base + 8)
-            if not status & TP_STATUS_USER:
-                break
-            off = base + first
-            for _ in range(count):
-                nxt, sec, nsec, snaplen, wire, pstatus, mac, _net, tci = unpack_hdr(mm, off)
-                start = off + mac
-                data = mm[start:start + snaplen]
-                if cooked:
-                    _fam, proto, _idx, _hatype, _ptype, halen, hwaddr = _SLL.unpack_from(
-                        mm, off + _SLL_OFFSET)
-                    data = cooked_frame(proto, hwaddr[:halen], data)
-                pkt = to_packet(data, sec + nsec * 1e-9, wire,
-                                tci & 0x0FFF if pstatus & TP_STATUS_VLAN_VALID else None)
-                if pkt is not None:
-                    append(pkt)
-                off += nxt
-            n += count
-            _STATUS.pack_into(mm, base + 8, TP_STATUS_KERNEL)
-            self._next = (self._next + 1) % self.blocks
-        return n
+        base = self._next * self.block_size
+        if not _STATUS.unpack_from(mm, base + _STATUS_AT)[0] & TP_STATUS_USER:
+            return None
+        length = block_length(mm[base:base + BLOCK_HEADER], self.block_size)
+        block = Block(mm[base:base + length], self.cooked)
+        _STATUS.pack_into(mm, base + _STATUS_AT, TP_STATUS_KERNEL)
+        self._next = (self._next + 1) % self.blocks
+        return block
 
     def wait(self, timeout: float) -> bool:
         mm = self.map
         assert mm is not None
-        if _BLOCK.unpack_from(mm, self._next * self.block_size + 8)[0] & TP_STATUS_USER:
+        if self._block is not None or _STATUS.unpack_from(
+                mm, self._next * self.block_size + _STATUS_AT)[0] & TP_STATUS_USER:
             return True
         return bool(select.select([self.sock], [], [], timeout)[0])
 

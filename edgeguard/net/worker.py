@@ -42,9 +42,14 @@ from edgeguard.net.shed import Shedder, ShedSource
 __all__ = ["Forget", "Reconfigure", "WorkerReport", "WorkerSpec", "main", "tune_gc"]
 
 OUTBOX_LIMIT = 10_000
-#: Batches (a 1 MiB ring block: thousands of frames; or 4096 frames received one by one)
-#: read before the worker looks at its control socket and timers again.
-MAX_BATCHES = 64
+#: Frames decoded before the packets are fed to the detectors (``replay`` uses as many):
+#: each loop keeps its code and tables in the CPU caches, and few packets are alive at
+#: once (a whole 1 MiB ring block is thousands: they outgrew the caches and every
+#: young collection of the garbage collector walked them).
+PACKET_BATCH = 256
+#: Batches read before the worker looks at its control socket and timers again (64 k
+#: frames: well under a second of work).
+MAX_BATCHES = 256
 #: Young-generation threshold of the garbage collector in the worker (the default is
 #: 700): every packet allocates a few acyclic objects and a batch keeps a block's
 #: packets alive, so with the default the collector keeps walking the detectors' tables
@@ -117,13 +122,13 @@ class Worker:
         self._next_report = 0.0
 
     def read(self) -> int:
-        """Decode what the kernel queued (a ring block at a time), then feed the packets
-        to the detectors; returns the frames read."""
+        """Decode what the kernel queued, :data:`PACKET_BATCH` frames at a time, each
+        batch then fed to the detectors; returns the frames read."""
         packets: list[Packet] = []
-        capture, to_packet = self.capture, self.inspector.packet
+        capture, inspector = self.capture, self.inspector
         total = 0
         for _ in range(MAX_BATCHES):
-            n = capture.drain_packets(to_packet, packets)
+            n = capture.drain_packets(inspector, packets, PACKET_BATCH)
             if not n:
                 break
             total += n
@@ -217,7 +222,9 @@ class Worker:
         tick_every = 1.0
         next_tick = time.monotonic() + tick_every
         while True:
-            readable, _, _ = select.select([self.capture.sock, self.ctl], [], [], 0.2)
+            # frames of a ring block already taken are read without waiting
+            wait = 0.0 if self.capture.pending else 0.2
+            readable, _, _ = select.select([self.capture.sock, self.ctl], [], [], wait)
             if self.ctl in readable and not self.control():
                 return
             self.read()
