@@ -19,25 +19,32 @@ from __future__ import annotations
 import socket
 import struct
 from dataclasses import dataclass
+from typing import Final
 
 from edgeguard.net.packet import ArpInfo, IcmpQuote, Packet
 
 __all__ = ["DecodeCounters", "decode", "decode_at", "mac_text"]
 
-ETH_IPV4, ETH_IPV6, ETH_ARP = 0x0800, 0x86DD, 0x0806
-IPV6_EXT_HEADERS = frozenset((0, 43, 60, 51, 135, 139, 140))  # + AH, mobility, HIP, shim6
-IPV6_FRAGMENT = 44
-IPV6_NO_NEXT = 59
-MAX_EXT_HEADERS = 8
-PROTO_ICMP, PROTO_TCP, PROTO_UDP, PROTO_ICMPV6 = 1, 6, 17, 58
-ICMP_ERRORS_V4 = (3, 4, 5, 11, 12)  # unreachable, quench, redirect, time exceeded, param
-ICMP_ERRORS_V6 = (1, 2, 3, 4)
+# Final: compiled, each is a C constant (a plain module global is a dict lookup per use)
+ETH_IPV4: Final = 0x0800
+ETH_IPV6: Final = 0x86DD
+ETH_ARP: Final = 0x0806
+IPV6_EXT_HEADERS: Final = frozenset((0, 43, 60, 51, 135, 139, 140))  # + AH, mobility, HIP, shim6
+IPV6_FRAGMENT: Final = 44
+IPV6_NO_NEXT: Final = 59
+MAX_EXT_HEADERS: Final = 8
+PROTO_ICMP: Final = 1
+PROTO_TCP: Final = 6
+PROTO_UDP: Final = 17
+PROTO_ICMPV6: Final = 58
+ICMP_ERRORS_V4: Final = (3, 4, 5, 11, 12)  # unreachable, quench, redirect, time exceeded, param
+ICMP_ERRORS_V6: Final = (1, 2, 3, 4)
 
-_H = struct.Struct(">H").unpack_from
-_HH = struct.Struct(">HH").unpack_from
-_ARP = struct.Struct(">HHBBH6s4s6s4s").unpack_from
-_ntop6 = socket.inet_ntop
-_AF6 = socket.AF_INET6
+_H: Final = struct.Struct(">H").unpack_from
+_HH: Final = struct.Struct(">HH").unpack_from
+_ARP: Final = struct.Struct(">HHBBH6s4s6s4s").unpack_from
+_ntop6: Final = socket.inet_ntop
+_AF6: Final = socket.AF_INET6
 
 #: What a transport header gives the packet, in :class:`Packet` field order: sport,
 #: dport, tcp_flags, tcp_seq, tcp_ack, tcp_window, icmp_type, icmp_code, icmp_quote,
@@ -46,18 +53,18 @@ Transport = tuple[int, int, int, int, int, int, int, int, IcmpQuote | None, byte
 #: What an IP header gives: version, src_ip, dst_ip, ttl, proto, IPv4 id, transport.
 #: Version 0: unreadable (counted).
 Network = tuple[int, str, str, int, int, int, Transport]
-_NO_TRANSPORT: Transport = (0, 0, 0, 0, 0, 0, -1, -1, None, b"", 0, 0)  # the defaults
-_BAD_TRANSPORT: Transport = (0, 0, 0, 0, 0, 0, -1, -1, None, b"", -1, 0)
-_BAD_NETWORK: Network = (0, "", "", 0, 0, 0, _BAD_TRANSPORT)
+_NO_TRANSPORT: Final[Transport] = (0, 0, 0, 0, 0, 0, -1, -1, None, b"", 0, 0)  # defaults
+_BAD_TRANSPORT: Final[Transport] = (0, 0, 0, 0, 0, 0, -1, -1, None, b"", -1, 0)
+_BAD_NETWORK: Final[Network] = (0, "", "", 0, 0, 0, _BAD_TRANSPORT)
 #: An all-zero MAC: the link had none (a rewritten raw-IP or cooked capture).
-_NO_MAC = bytes(6)
+_NO_MAC: Final = bytes(6)
 
 #: Raw address -> its text; cleared when full (a spoofed flood sends new ones forever).
-_ADDRESS_TEXT: dict[bytes, str] = {}
-_ADDRESS_TEXT_CAP = 1 << 16
+_ADDRESS_TEXT: Final[dict[bytes, str]] = {}
+_ADDRESS_TEXT_CAP: Final = 1 << 16
 #: Raw MAC -> its text ("" for the all-zero MAC); cleared when full, like addresses.
-_MAC_TEXT: dict[bytes, str] = {}
-_MAC_TEXT_CAP = 1 << 14
+_MAC_TEXT: Final[dict[bytes, str]] = {}
+_MAC_TEXT_CAP: Final = 1 << 14
 
 
 def _address_text(raw: bytes) -> str:

@@ -12,9 +12,8 @@ from edgeguard.net.bpf import default_random
 __all__ = ["PROGRAMS", "run"]
 
 
-def p0_entry(f: bytes, b: int, n: int, wl: int) -> int:
+def p0_entry(f: bytes, b: int, n: int, wl: int, m: list[int]) -> int:
     a = x = 0
-    m: list[int] = [0] * 16
     if 14 > n: return 0
     a = (f[b + 12] << 8) | f[b + 12 + 1]
     if a == 33024: return p0_b3(f, b, n, wl, a, x, m)
@@ -312,9 +311,10 @@ def p0_b134(f: bytes, b: int, n: int, wl: int, a: int, x: int, m: list[int]) -> 
     return p0_b135(f, b, n, wl, a, x, m)
 
 
-def run(which: int, f: bytes, b: int, n: int, wl: int) -> int:
-    """Program number ``which`` over ``f[b:b + n]`` (-1: no such program)."""
-    if which == 0: return p0_entry(f, b, n, wl)
+def run(which: int, f: bytes, b: int, n: int, wl: int, m: list[int]) -> int:
+    """Program number ``which`` over ``f[b:b + n]`` with the scratch memory
+    ``m`` (16 words; -1: no such program)."""
+    if which == 0: return p0_entry(f, b, n, wl, m)
     return -1
 
 #: program digest -> its number for run()

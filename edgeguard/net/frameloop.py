@@ -19,7 +19,7 @@ the same filter and decoder, one frame tuple at a time.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import BinaryIO
+from typing import BinaryIO, Final
 
 from edgeguard.net.decode import decode_at
 from edgeguard.net.inspect import Inspector
@@ -36,11 +36,11 @@ from edgeguard.net.pcapfile import (
 __all__ = ["BATCH", "CHUNK", "FrameLoop"]
 
 #: Packets decoded before they are handed on (``replay`` feeds them to the detectors).
-BATCH = 256
+BATCH: Final = 256
 #: Bytes read from the file at a time (a record larger than this is read whole).
-CHUNK = 1 << 20
+CHUNK: Final = 1 << 20
 #: A captured length above this is a damaged record (as in pcapfile).
-MAX_CAPLEN = 0x4000000
+MAX_CAPLEN: Final = 0x4000000
 
 
 class FrameLoop:
@@ -48,11 +48,12 @@ class FrameLoop:
     frame read (filtered out or not), :attr:`link_damaged` counts frames whose
     non-Ethernet link header could not be rewritten."""
 
-    def __init__(self, inspector: Inspector, reader: ReaderCounters,
-                 batch: int = BATCH) -> None:
+    def __init__(self, inspector: Inspector, reader: ReaderCounters, batch: int = BATCH,
+                 chunk: int = CHUNK) -> None:
         self.inspector = inspector
         self.reader = reader
         self.batch = batch
+        self.chunk = chunk
         self.last_ts: float | None = None
         self.link_damaged = 0
 
@@ -131,7 +132,7 @@ class FrameLoop:
                 if last >= 0:
                     self.last_ts = _ts(buf, last, little, unit)
                     last = -1
-                more = fh.read(max(CHUNK, need - (size - pos)))
+                more = fh.read(max(self.chunk, need - (size - pos)))
                 if not more:
                     if pos < size:
                         self.reader.truncated += 1

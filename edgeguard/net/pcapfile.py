@@ -15,7 +15,7 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 __all__ = [
     "ETHERNET_ONLY",
@@ -34,8 +34,8 @@ PCAP_MAGICS = {
     b"\xd4\xc3\xb2\xa1": ("<", 1e-6), b"\xa1\xb2\xc3\xd4": (">", 1e-6),
     b"\x4d\x3c\xb2\xa1": ("<", 1e-9), b"\xa1\xb2\x3c\x4d": (">", 1e-9),
 }  # fmt: skip
-PCAP_HEADER_SIZE = 24  # the global header; records follow
-PCAP_RECORD_HEADER = 16  # seconds, fraction, captured length, wire length
+PCAP_HEADER_SIZE: Final = 24  # the global header; records follow
+PCAP_RECORD_HEADER: Final = 16  # seconds, fraction, captured length, wire length
 PCAPNG_SHB = 0x0A0D0D0A
 BYTE_ORDER_MAGIC = 0x1A2B3C4D
 IDB, PB_OBSOLETE, SPB, EPB = 1, 2, 3, 6
