@@ -73,7 +73,7 @@ def _insn_source(code: int, k: int, typed: bool = False) -> list[str]:  # noqa: 
         if mode == B.IMM:
             return [f"{reg} = {k}"]
         if mode == B.MEM:
-            return [f"{reg} = m[{k}]"]
+            return [f"{reg} = m{k}"]
         if mode == B.LEN:
             return [f"{reg} = wl"]
         if mode == B.MSH:
@@ -87,9 +87,9 @@ def _insn_source(code: int, k: int, typed: bool = False) -> list[str]:  # noqa: 
         # x always holds a 32-bit value: x + 0 needs no mask
         return _load(reg, width, f"(x + {k}) & {_M}" if k else "x", None, typed)
     if cls == B.ST:
-        return [f"m[{k}] = a"]
+        return [f"m{k} = a"]
     if cls == B.STX:
-        return [f"m[{k}] = x"]
+        return [f"m{k} = x"]
     if cls == B.MISC:
         return ["a = x"] if code & 0xF8 == B.TXA else ["x = a"]
     if cls == B.ALU:
@@ -129,6 +129,11 @@ class _Emitter:
                 self.preds[target] = self.preds.get(target, 0) + 1
         self.functions = [0]
         self.queued = {0}
+        # the scratch words the program uses, as local variables m0..m15 (ints, where a
+        # list would box every stored value), passed on to the shared blocks
+        self.words = sorted({k for code, _jt, _jf, k in prog.insns
+                             if code & 0x07 in (B.ST, B.STX)
+                             or (code & 0x07 in (B.LD, B.LDX) and code & 0xE0 == B.MEM)})
 
     def _successors(self, start: int) -> list[int]:
         pc, end = start, self.ends[start]
@@ -153,7 +158,7 @@ class _Emitter:
             if target not in self.queued:
                 self.queued.add(target)
                 self.functions.append(target)
-            return f"return {self.prefix}b{target}(f, b, n, wl, a, x, m)"
+            return f"return {self.prefix}b{target}(f, b, n, wl, a, x{self._passed()})"
         return None
 
     def _goto(self, target: int, indent: str, out: list[str], depth: int) -> None:
@@ -190,18 +195,21 @@ class _Emitter:
             pc += 1
         self._goto(end, indent, out, depth)
 
+    def _passed(self) -> str:
+        return "".join(f", m{k}" for k in self.words)
+
     def source(self) -> str:
         # the first block (nothing jumps back to it) is the entry function's body
         p = self.prefix
+        zero = ["    " + " = ".join([*(f"m{k}" for k in self.words), "0"])] if self.words else []
         if self.typed:
-            # the scratch memory is the caller's (reused: see _stores_before_loads)
-            lines = [f"def {p}entry(f: bytes, b: int, n: int, wl: int, m: list[int]) -> int:",
-                     "    a = x = 0"]
-            block = (f"def {p}b{{}}(f: bytes, b: int, n: int, wl: int, a: int, x: int,"
-                     f" m: list[int]) -> int:")
+            lines = [f"def {p}entry(f: bytes, b: int, n: int, wl: int) -> int:",
+                     "    a = x = 0", *zero]
+            block = (f"def {p}b{{}}(f: bytes, b: int, n: int, wl: int, a: int, x: int"
+                     + "".join(f", m{k}: int" for k in self.words) + ") -> int:")
         else:
-            lines = [f"def {p}entry(f, b, n, wl):", "    a = x = 0", "    m = [0] * 16"]
-            block = f"def {p}b{{}}(f, b, n, wl, a, x, m):"
+            lines = [f"def {p}entry(f, b, n, wl):", "    a = x = 0", *zero]
+            block = f"def {p}b{{}}(f, b, n, wl, a, x{self._passed()}):"
         self._block(0, "    ", lines, 0)
         i = 1
         while i < len(self.functions):  # _block queues the shared blocks it calls
@@ -217,34 +225,6 @@ def program_digest(prog: Program) -> str:
     return hashlib.sha256(repr(prog.insns).encode()).hexdigest()[:24]
 
 
-def _stores_before_loads(prog: Program) -> bool:
-    """Whether every scratch word a program loads was stored on every path to the load
-    (what the kernel checks before it attaches a program, ``check_load_and_stores``).
-    Such a program never sees what an earlier frame left in its scratch memory, so the
-    ahead-of-time functions reuse one scratch list instead of a new one per frame."""
-    stored: list[int | None] = [None] * len(prog.insns)  # words stored on all paths in
-    stored[0] = 0
-    for pc, (code, jt, jf, k) in enumerate(prog.insns):
-        mask = stored[pc]
-        if mask is None:  # unreachable
-            continue
-        cls = code & 0x07
-        if cls in (B.LD, B.LDX) and code & 0xE0 == B.MEM and not mask >> k & 1:
-            return False
-        if cls in (B.ST, B.STX):
-            mask |= 1 << k
-        if cls == B.RET:
-            continue
-        if cls == B.JMP:
-            targets = [pc + 1 + k] if code & 0xF0 == B.JA else [pc + 1 + jt, pc + 1 + jf]
-        else:
-            targets = [pc + 1]
-        for t in targets:  # jumps only go forward: every predecessor comes first
-            before = stored[t]
-            stored[t] = mask if before is None else before & mask
-    return True
-
-
 def aot_source(progs: Sequence[Program], regenerate: str) -> str:
     """The source of :mod:`edgeguard.net.filter_aot`: ``progs`` as typed functions (one
     set per program) that mypyc compiles ahead of time, numbered in ``PROGRAMS`` by
@@ -256,15 +236,12 @@ def aot_source(progs: Sequence[Program], regenerate: str) -> str:
              "from edgeguard.net.bpf import default_random", "",
              '__all__ = ["PROGRAMS", "run"]', ""]
     table = []
-    dispatch = ["def run(which: int, f: bytes, b: int, n: int, wl: int, m: list[int]) -> int:",
-                '    """Program number ``which`` over ``f[b:b + n]`` with the scratch memory',
-                '    ``m`` (16 words; -1: no such program)."""']
+    dispatch = ["def run(which: int, f: bytes, b: int, n: int, wl: int) -> int:",
+                '    """Program number ``which`` over ``f[b:b + n]`` (-1: no such program)."""']
     for i, prog in enumerate(progs):
-        if not _stores_before_loads(prog):
-            raise ValueError(f"program {i} may read scratch memory it did not store")
         lines += ["", _Emitter(prog, prefix=f"p{i}_", typed=True).source(), ""]
         table.append(f'    "{program_digest(prog)}": {i},')
-        dispatch.append(f"    if which == {i}: return p{i}_entry(f, b, n, wl, m)")
+        dispatch.append(f"    if which == {i}: return p{i}_entry(f, b, n, wl)")
     lines += ["", *dispatch, "    return -1", "",
               "#: program digest -> its number for run()",
               "PROGRAMS: Final[dict[str, int]] = {", *table, "}",
@@ -279,11 +256,10 @@ class Filter:
     def __init__(self, aot: int, translated: FilterAt | None = None) -> None:
         self.aot = aot  # the program's number in filter_aot, -1: translated at run time
         self.translated = translated
-        self.scratch = [0] * 16  # the ahead-of-time program's memory, reused per frame
 
     def at(self, buf: bytes, start: int, length: int, wire_len: int) -> int:
         if self.aot >= 0:
-            return filter_aot.run(self.aot, buf, start, length, wire_len, self.scratch)
+            return filter_aot.run(self.aot, buf, start, length, wire_len)
         assert self.translated is not None
         return self.translated(buf, start, length, wire_len)
 

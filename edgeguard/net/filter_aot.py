@@ -12,21 +12,22 @@ from edgeguard.net.bpf import default_random
 __all__ = ["PROGRAMS", "run"]
 
 
-def p0_entry(f: bytes, b: int, n: int, wl: int, m: list[int]) -> int:
+def p0_entry(f: bytes, b: int, n: int, wl: int) -> int:
     a = x = 0
+    m0 = m1 = m2 = m3 = m4 = m5 = m6 = m15 = 0
     if 14 > n: return 0
     a = (f[b + 12] << 8) | f[b + 12 + 1]
-    if a == 33024: return p0_b3(f, b, n, wl, a, x, m)
-    if a == 34984: return p0_b3(f, b, n, wl, a, x, m)
+    if a == 33024: return p0_b3(f, b, n, wl, a, x, m0, m1, m2, m3, m4, m5, m6, m15)
+    if a == 34984: return p0_b3(f, b, n, wl, a, x, m0, m1, m2, m3, m4, m5, m6, m15)
     x = 14
-    return p0_b7(f, b, n, wl, a, x, m)
-def p0_b3(f: bytes, b: int, n: int, wl: int, a: int, x: int, m: list[int]) -> int:
+    return p0_b7(f, b, n, wl, a, x, m0, m1, m2, m3, m4, m5, m6, m15)
+def p0_b3(f: bytes, b: int, n: int, wl: int, a: int, x: int, m0: int, m1: int, m2: int, m3: int, m4: int, m5: int, m6: int, m15: int) -> int:
     if 18 > n: return 0
     a = (f[b + 16] << 8) | f[b + 16 + 1]
     x = 18
-    return p0_b7(f, b, n, wl, a, x, m)
-def p0_b7(f: bytes, b: int, n: int, wl: int, a: int, x: int, m: list[int]) -> int:
-    m[15] = x
+    return p0_b7(f, b, n, wl, a, x, m0, m1, m2, m3, m4, m5, m6, m15)
+def p0_b7(f: bytes, b: int, n: int, wl: int, a: int, x: int, m0: int, m1: int, m2: int, m3: int, m4: int, m5: int, m6: int, m15: int) -> int:
+    m15 = x
     if a == 2054: return 256
     if a == 2048:
         o = (x + 6) & 4294967295
@@ -38,40 +39,40 @@ def p0_b7(f: bytes, b: int, n: int, wl: int, a: int, x: int, m: list[int]) -> in
         a = f[b + o]
         a = a & 15
         a = (a << (2 & 31)) & 4294967295
-        m[1] = a
+        m1 = a
         o = (x + 9) & 4294967295
         if o + 1 > n: return 0
         a = f[b + o]
-        m[2] = a
+        m2 = a
         o = (x + 2) & 4294967295
         if o + 2 > n: return 0
         a = (f[b + o] << 8) | f[b + o + 1]
-        m[0] = a
-        x = m[1]
-        a = m[0]
+        m0 = a
+        x = m1
+        a = m0
         a = (a - x) & 4294967295
-        m[0] = a
-        a = m[15]
+        m0 = a
+        a = m15
         a = (a + x) & 4294967295
         x = a
-        a = m[2]
-        return p0_b135(f, b, n, wl, a, x, m)
+        a = m2
+        return p0_b135(f, b, n, wl, a, x, m0, m1, m2, m3, m4, m5, m6, m15)
     if a == 34525:
         o = (x + 4) & 4294967295
         if o + 2 > n: return 0
         a = (f[b + o] << 8) | f[b + o + 1]
-        m[0] = a
+        m0 = a
         o = (x + 6) & 4294967295
         if o + 1 > n: return 0
         a = f[b + o]
-        m[2] = a
+        m2 = a
         a = x
         a = (a + 40) & 4294967295
         x = a
-        a = m[2]
-        if a == 0: return p0_b42(f, b, n, wl, a, x, m)
-        if a == 43: return p0_b42(f, b, n, wl, a, x, m)
-        if a == 60: return p0_b42(f, b, n, wl, a, x, m)
+        a = m2
+        if a == 0: return p0_b42(f, b, n, wl, a, x, m0, m1, m2, m3, m4, m5, m6, m15)
+        if a == 43: return p0_b42(f, b, n, wl, a, x, m0, m1, m2, m3, m4, m5, m6, m15)
+        if a == 60: return p0_b42(f, b, n, wl, a, x, m0, m1, m2, m3, m4, m5, m6, m15)
         if a == 44:
             o = (x + 2) & 4294967295
             if o + 2 > n: return 0
@@ -80,23 +81,23 @@ def p0_b7(f: bytes, b: int, n: int, wl: int, a: int, x: int, m: list[int]) -> in
             o = x
             if o + 1 > n: return 0
             a = f[b + o]
-            m[2] = a
-            a = m[0]
+            m2 = a
+            a = m0
             a = (a - 8) & 4294967295
-            m[0] = a
+            m0 = a
             a = x
             a = (a + 8) & 4294967295
             x = a
-            a = m[2]
-            return p0_b70(f, b, n, wl, a, x, m)
-        return p0_b135(f, b, n, wl, a, x, m)
+            a = m2
+            return p0_b70(f, b, n, wl, a, x, m0, m1, m2, m3, m4, m5, m6, m15)
+        return p0_b135(f, b, n, wl, a, x, m0, m1, m2, m3, m4, m5, m6, m15)
     return 0
-def p0_b135(f: bytes, b: int, n: int, wl: int, a: int, x: int, m: list[int]) -> int:
+def p0_b135(f: bytes, b: int, n: int, wl: int, a: int, x: int, m0: int, m1: int, m2: int, m3: int, m4: int, m5: int, m6: int, m15: int) -> int:
     if a == 6:
         o = (x + 13) & 4294967295
         if o + 1 > n: return 0
         a = f[b + o]
-        m[6] = a
+        m6 = a
         if a & 7: return 256
         if a & 16:
             if a & 32: return 256
@@ -105,21 +106,21 @@ def p0_b135(f: bytes, b: int, n: int, wl: int, a: int, x: int, m: list[int]) -> 
             a = f[b + o]
             a = a >> (4 & 31)
             a = (a << (2 & 31)) & 4294967295
-            m[3] = a
-            m[4] = x
-            x = m[3]
-            a = m[0]
+            m3 = a
+            m4 = x
+            x = m3
+            a = m0
             a = (a - x) & 4294967295
-            m[5] = a
+            m5 = a
             if a > 2147483647: return 0
             if a == 0:
-                a = m[3]
+                a = m3
                 if a == 20: return 256
                 return 0
-            a = m[4]
+            a = m4
             a = (a + x) & 4294967295
             x = a
-            a = m[5]
+            a = m5
             if a > 3:
                 o = x
                 if o + 4 > n: return 0
@@ -148,9 +149,9 @@ def p0_b135(f: bytes, b: int, n: int, wl: int, a: int, x: int, m: list[int]) -> 
                 if a == 1681406561: return 256
                 a = a & 4294967040
                 if a == 1680947712: return 256
-                a = m[6]
+                a = m6
                 if a & 8:
-                    a = m[5]
+                    a = m5
                     if a >= 96:
                         if a > 608: return 0
                         return 256
@@ -163,7 +164,7 @@ def p0_b135(f: bytes, b: int, n: int, wl: int, a: int, x: int, m: list[int]) -> 
         if o + 2 > n: return 0
         a = (f[b + o] << 8) | f[b + o + 1]
         if a == 6771: return 256
-        a = m[0]
+        a = m0
         a = (a - 8) & 4294967295
         if a > 512:
             a = x
@@ -177,37 +178,37 @@ def p0_b135(f: bytes, b: int, n: int, wl: int, a: int, x: int, m: list[int]) -> 
                 if o + 4 > n: return 0
                 a = (f[b + o] << 24) | (f[b + o + 1] << 16) | (f[b + o + 2] << 8) | f[b + o + 3]
                 if a == 655366528: return 256
-                return p0_b204(f, b, n, wl, a, x, m)
-            return p0_b204(f, b, n, wl, a, x, m)
+                return p0_b204(f, b, n, wl, a, x, m0, m1, m2, m3, m4, m5, m6, m15)
+            return p0_b204(f, b, n, wl, a, x, m0, m1, m2, m3, m4, m5, m6, m15)
         return 256
     if a == 1: return 256
     if a == 58: return 256
     return 0
-def p0_b42(f: bytes, b: int, n: int, wl: int, a: int, x: int, m: list[int]) -> int:
+def p0_b42(f: bytes, b: int, n: int, wl: int, a: int, x: int, m0: int, m1: int, m2: int, m3: int, m4: int, m5: int, m6: int, m15: int) -> int:
     o = x
     if o + 1 > n: return 0
     a = f[b + o]
-    m[2] = a
+    m2 = a
     o = (x + 1) & 4294967295
     if o + 1 > n: return 0
     a = f[b + o]
     a = (a + 1) & 4294967295
     a = (a << (3 & 31)) & 4294967295
-    m[1] = a
-    m[4] = x
-    x = m[1]
-    a = m[0]
+    m1 = a
+    m4 = x
+    x = m1
+    a = m0
     a = (a - x) & 4294967295
-    m[0] = a
-    a = m[4]
+    m0 = a
+    a = m4
     a = (a + x) & 4294967295
     x = a
-    a = m[2]
-    return p0_b70(f, b, n, wl, a, x, m)
-def p0_b70(f: bytes, b: int, n: int, wl: int, a: int, x: int, m: list[int]) -> int:
-    if a == 0: return p0_b74(f, b, n, wl, a, x, m)
-    if a == 43: return p0_b74(f, b, n, wl, a, x, m)
-    if a == 60: return p0_b74(f, b, n, wl, a, x, m)
+    a = m2
+    return p0_b70(f, b, n, wl, a, x, m0, m1, m2, m3, m4, m5, m6, m15)
+def p0_b70(f: bytes, b: int, n: int, wl: int, a: int, x: int, m0: int, m1: int, m2: int, m3: int, m4: int, m5: int, m6: int, m15: int) -> int:
+    if a == 0: return p0_b74(f, b, n, wl, a, x, m0, m1, m2, m3, m4, m5, m6, m15)
+    if a == 43: return p0_b74(f, b, n, wl, a, x, m0, m1, m2, m3, m4, m5, m6, m15)
+    if a == 60: return p0_b74(f, b, n, wl, a, x, m0, m1, m2, m3, m4, m5, m6, m15)
     if a == 44:
         o = (x + 2) & 4294967295
         if o + 2 > n: return 0
@@ -216,17 +217,17 @@ def p0_b70(f: bytes, b: int, n: int, wl: int, a: int, x: int, m: list[int]) -> i
         o = x
         if o + 1 > n: return 0
         a = f[b + o]
-        m[2] = a
-        a = m[0]
+        m2 = a
+        a = m0
         a = (a - 8) & 4294967295
-        m[0] = a
+        m0 = a
         a = x
         a = (a + 8) & 4294967295
         x = a
-        a = m[2]
-        return p0_b102(f, b, n, wl, a, x, m)
-    return p0_b135(f, b, n, wl, a, x, m)
-def p0_b204(f: bytes, b: int, n: int, wl: int, a: int, x: int, m: list[int]) -> int:
+        a = m2
+        return p0_b102(f, b, n, wl, a, x, m0, m1, m2, m3, m4, m5, m6, m15)
+    return p0_b135(f, b, n, wl, a, x, m0, m1, m2, m3, m4, m5, m6, m15)
+def p0_b204(f: bytes, b: int, n: int, wl: int, a: int, x: int, m0: int, m1: int, m2: int, m3: int, m4: int, m5: int, m6: int, m15: int) -> int:
     o = x
     if o + 4 > n: return 0
     a = (f[b + o] << 24) | (f[b + o + 1] << 16) | (f[b + o + 2] << 8) | f[b + o + 3]
@@ -243,31 +244,31 @@ def p0_b204(f: bytes, b: int, n: int, wl: int, a: int, x: int, m: list[int]) -> 
     a = a & 63
     if a == 0: return 256
     return 0
-def p0_b74(f: bytes, b: int, n: int, wl: int, a: int, x: int, m: list[int]) -> int:
+def p0_b74(f: bytes, b: int, n: int, wl: int, a: int, x: int, m0: int, m1: int, m2: int, m3: int, m4: int, m5: int, m6: int, m15: int) -> int:
     o = x
     if o + 1 > n: return 0
     a = f[b + o]
-    m[2] = a
+    m2 = a
     o = (x + 1) & 4294967295
     if o + 1 > n: return 0
     a = f[b + o]
     a = (a + 1) & 4294967295
     a = (a << (3 & 31)) & 4294967295
-    m[1] = a
-    m[4] = x
-    x = m[1]
-    a = m[0]
+    m1 = a
+    m4 = x
+    x = m1
+    a = m0
     a = (a - x) & 4294967295
-    m[0] = a
-    a = m[4]
+    m0 = a
+    a = m4
     a = (a + x) & 4294967295
     x = a
-    a = m[2]
-    return p0_b102(f, b, n, wl, a, x, m)
-def p0_b102(f: bytes, b: int, n: int, wl: int, a: int, x: int, m: list[int]) -> int:
-    if a == 0: return p0_b106(f, b, n, wl, a, x, m)
-    if a == 43: return p0_b106(f, b, n, wl, a, x, m)
-    if a == 60: return p0_b106(f, b, n, wl, a, x, m)
+    a = m2
+    return p0_b102(f, b, n, wl, a, x, m0, m1, m2, m3, m4, m5, m6, m15)
+def p0_b102(f: bytes, b: int, n: int, wl: int, a: int, x: int, m0: int, m1: int, m2: int, m3: int, m4: int, m5: int, m6: int, m15: int) -> int:
+    if a == 0: return p0_b106(f, b, n, wl, a, x, m0, m1, m2, m3, m4, m5, m6, m15)
+    if a == 43: return p0_b106(f, b, n, wl, a, x, m0, m1, m2, m3, m4, m5, m6, m15)
+    if a == 60: return p0_b106(f, b, n, wl, a, x, m0, m1, m2, m3, m4, m5, m6, m15)
     if a == 44:
         o = (x + 2) & 4294967295
         if o + 2 > n: return 0
@@ -276,45 +277,44 @@ def p0_b102(f: bytes, b: int, n: int, wl: int, a: int, x: int, m: list[int]) -> 
         o = x
         if o + 1 > n: return 0
         a = f[b + o]
-        m[2] = a
-        a = m[0]
+        m2 = a
+        a = m0
         a = (a - 8) & 4294967295
-        m[0] = a
+        m0 = a
         a = x
         a = (a + 8) & 4294967295
         x = a
-        a = m[2]
-        return p0_b134(f, b, n, wl, a, x, m)
-    return p0_b135(f, b, n, wl, a, x, m)
-def p0_b106(f: bytes, b: int, n: int, wl: int, a: int, x: int, m: list[int]) -> int:
+        a = m2
+        return p0_b134(f, b, n, wl, a, x, m0, m1, m2, m3, m4, m5, m6, m15)
+    return p0_b135(f, b, n, wl, a, x, m0, m1, m2, m3, m4, m5, m6, m15)
+def p0_b106(f: bytes, b: int, n: int, wl: int, a: int, x: int, m0: int, m1: int, m2: int, m3: int, m4: int, m5: int, m6: int, m15: int) -> int:
     o = x
     if o + 1 > n: return 0
     a = f[b + o]
-    m[2] = a
+    m2 = a
     o = (x + 1) & 4294967295
     if o + 1 > n: return 0
     a = f[b + o]
     a = (a + 1) & 4294967295
     a = (a << (3 & 31)) & 4294967295
-    m[1] = a
-    m[4] = x
-    x = m[1]
-    a = m[0]
+    m1 = a
+    m4 = x
+    x = m1
+    a = m0
     a = (a - x) & 4294967295
-    m[0] = a
-    a = m[4]
+    m0 = a
+    a = m4
     a = (a + x) & 4294967295
     x = a
-    a = m[2]
-    return p0_b134(f, b, n, wl, a, x, m)
-def p0_b134(f: bytes, b: int, n: int, wl: int, a: int, x: int, m: list[int]) -> int:
-    return p0_b135(f, b, n, wl, a, x, m)
+    a = m2
+    return p0_b134(f, b, n, wl, a, x, m0, m1, m2, m3, m4, m5, m6, m15)
+def p0_b134(f: bytes, b: int, n: int, wl: int, a: int, x: int, m0: int, m1: int, m2: int, m3: int, m4: int, m5: int, m6: int, m15: int) -> int:
+    return p0_b135(f, b, n, wl, a, x, m0, m1, m2, m3, m4, m5, m6, m15)
 
 
-def run(which: int, f: bytes, b: int, n: int, wl: int, m: list[int]) -> int:
-    """Program number ``which`` over ``f[b:b + n]`` with the scratch memory
-    ``m`` (16 words; -1: no such program)."""
-    if which == 0: return p0_entry(f, b, n, wl, m)
+def run(which: int, f: bytes, b: int, n: int, wl: int) -> int:
+    """Program number ``which`` over ``f[b:b + n]`` (-1: no such program)."""
+    if which == 0: return p0_entry(f, b, n, wl)
     return -1
 
 #: program digest -> its number for run()

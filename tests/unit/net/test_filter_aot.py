@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import itertools
 
-import pytest
-
 from edgeguard.net import bpf
-from edgeguard.net.bpfjit import aot_source, compile_program, program_digest
+from edgeguard.net.bpfjit import compile_program, program_digest
 from edgeguard.net.filter_aot import PROGRAMS
 from edgeguard.net.filter_aot_gen import main as aot_gen
 from edgeguard.net.filter_aot_gen import shipped_programs
@@ -46,15 +44,3 @@ def test_ahead_of_time_filter_agrees_with_the_interpreter_and_the_translation() 
     assert n > 5000
     assert 0 < kept < n  # both outcomes exercised
 
-
-def test_only_programs_that_store_before_they_load_reuse_scratch_memory() -> None:
-    """The ahead-of-time functions reuse one scratch list across frames: a program
-    that could read a word no path stored (the kernel refuses it too) is refused."""
-    reads_unset = bpf.assemble([bpf.ld("b", abs_=0), bpf.jeq(1, "set", "use"),
-                                bpf.label("set"), bpf.st(3), bpf.label("use"),
-                                bpf.ld(mem=3), bpf.ret(256)])
-    with pytest.raises(ValueError, match="scratch"):
-        aot_source([reads_unset], "x")
-    stores_first = bpf.assemble([bpf.ld("b", abs_=0), bpf.st(3), bpf.ld(mem=3),
-                                 bpf.ret(256)])
-    assert "p0_entry" in aot_source([stores_first], "x")
