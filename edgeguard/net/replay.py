@@ -5,8 +5,11 @@ The decision engine and audit writer used with ``--audit`` are told the time by
 :class:`PacketClock`, so repeat suppression windows follow the capture, not the
 wall clock of the machine replaying it.
 
-Speed: frames are filtered and decoded :data:`BATCH` at a time, then that batch of
-packets is fed to the detectors. Each loop then keeps its own code and tables in the
+Speed: a classic Ethernet pcap is read by :mod:`edgeguard.net.frameloop`, which runs
+the filter and the decoder on each frame in place in the read buffer (a dropped frame
+never becomes a Python object); other captures, and a replay whose progress line
+watches every frame, go frame by frame through the same filter and decoder. Packets
+come :data:`BATCH` at a time, then that batch is fed to the detectors. Each loop then keeps its own code and tables in the
 CPU caches; alternating decoder and detectors per packet cost 15-20% more. The
 detectors see the same packets in the same order, and the clock reads each packet's
 time while it is fed, so findings (and what ``--audit`` records) are unchanged.

@@ -5,6 +5,7 @@ across read-buffer boundaries, damaged records and both byte orders."""
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,8 +16,14 @@ from edgeguard.net.bpf import reseed
 from edgeguard.net.frameloop import FrameLoop
 from edgeguard.net.inspect import Inspector, build_chain
 from edgeguard.net.packet import Packet
-from edgeguard.net.pcapfile import PCAP_HEADER_SIZE, ReaderCounters, pcap_header, read_capture
-from edgeguard.net.replay import PacketClock
+from edgeguard.net.pcapfile import (
+    PCAP_HEADER_SIZE,
+    Frame,
+    ReaderCounters,
+    pcap_header,
+    read_capture,
+)
+from edgeguard.net.replay import PacketClock, ReplayResult, iter_findings
 from edgeguard.policy.load import load_policy
 from tests.unit.net.golden_findings import captures
 
@@ -97,3 +104,25 @@ def test_byte_orders_resolutions_and_a_damaged_end(tmp_path: Path, order: str, n
         assert [p.dport for p in packets] == [22, 53, 22, 53]
         unit = 1e-9 if nano else 1e-6
         assert counts["last_ts"] == 1_700_000_006 + 256 * unit
+
+
+def test_a_watched_replay_reads_frame_by_frame_with_the_same_findings() -> None:
+    """``replay --progress`` on a terminal watches every frame (edgeguard.progress):
+    that replay takes the frame path; one whose watcher returns the frames unchanged
+    (not a terminal) takes the in-place loop. Findings and counters are the same."""
+    path = max(_pcaps(), key=lambda p: p.stat().st_size)
+    seen: list[int] = []
+
+    def counted(frames: Iterator[Frame]) -> Iterator[Frame]:
+        for frame in frames:
+            seen.append(frame.wire_len)
+            yield frame
+
+    out = []
+    for watch in (None, counted, lambda frames: frames):
+        result = ReplayResult()
+        found = list(iter_findings(path, NETWORK, PacketClock(), result, watch=watch))
+        out.append(([repr(f) for f in found], result.counters))
+    assert out[0][0], "a capture with findings"
+    assert out[0] == out[1] == out[2]
+    assert len(seen) == out[0][1]["file_frames"]
