@@ -5,14 +5,15 @@ The decision engine and audit writer used with ``--audit`` are told the time by
 :class:`PacketClock`, so repeat suppression windows follow the capture, not the
 wall clock of the machine replaying it.
 
-Speed: a classic Ethernet pcap is read by :mod:`edgeguard.net.frameloop`, which runs
-the filter and the decoder on each frame in place in the read buffer (a dropped frame
-never becomes a Python object); other captures, and a replay whose progress line
-watches every frame, go frame by frame through the same filter and decoder. Packets
-come :data:`BATCH` at a time, then that batch is fed to the detectors. Each loop then keeps its own code and tables in the
-CPU caches; alternating decoder and detectors per packet cost 15-20% more. The
-detectors see the same packets in the same order, and the clock reads each packet's
-time while it is fed, so findings (and what ``--audit`` records) are unchanged.
+Speed: compiled, a classic Ethernet pcap is read by :mod:`edgeguard.net.frameloop`,
+which runs the filter and the decoder on each frame in place in the read buffer (a
+dropped frame never becomes a Python object); other captures, a replay whose progress
+line watches every frame, and the pure-Python build go frame by frame through the same
+filter and decoder. Packets come :data:`BATCH` at a time, then that batch is fed to
+the detectors. Each loop then keeps its own code and tables in the CPU caches;
+alternating decoder and detectors per packet cost 15-20% more. The detectors see the
+same packets in the same order, and the clock reads each packet's time while it is
+fed, so findings (and what ``--audit`` records) are unchanged.
 
 While a file replays, the cyclic garbage collector's young generation is allowed to
 grow to :data:`GC_YOUNG` objects (the interpreter's default is 700): every packet
@@ -31,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgeguard.events import Finding
+from edgeguard.net import compiled
 from edgeguard.net.bpf import reseed
 from edgeguard.net.config import NetworkConfig
 from edgeguard.net.frameloop import BATCH, FrameLoop
@@ -111,11 +113,13 @@ def iter_findings(path: Path, cfg: NetworkConfig, clock: PacketClock,
 def _batches(path: Path, loop: FrameLoop,
              watch: Callable[[Iterator[Frame]], Iterator[Frame]] | None,
              ) -> Iterator[list[Packet]]:
-    """The fast loop over an Ethernet pcap nobody watches frame by frame (``watch``
-    returning the frames it was given watches nothing); frame tuples otherwise."""
+    """The in-place loop over an Ethernet pcap nobody watches frame by frame (``watch``
+    returning the frames it was given watches nothing), in the compiled build (in pure
+    Python, indexing bytes one by one costs more than the reader's ``struct`` calls);
+    frame tuples otherwise."""
     frames = read_capture(path, loop.reader, SUPPORTED)  # raises for a bad file
     watched = frames if watch is None else watch(frames)
-    if watched is frames:
+    if watched is frames and compiled():
         with path.open("rb") as fh:
             head = pcap_header(fh.read(PCAP_HEADER_SIZE))
             if head is not None and head.linktype == ETHERNET:
