@@ -57,39 +57,35 @@ _NO_TRANSPORT: Final[Transport] = (0, 0, 0, 0, 0, 0, -1, -1, None, b"", 0, 0)  #
 _BAD_TRANSPORT: Final[Transport] = (0, 0, 0, 0, 0, 0, -1, -1, None, b"", -1, 0)
 _BAD_NETWORK: Final[Network] = (0, "", "", 0, 0, 0, _BAD_TRANSPORT)
 
-#: Address -> its text (IPv4 as its 32-bit number, IPv6 as its 16 bytes: an int key
-#: hashes for free); cleared when full (a spoofed flood sends new ones forever).
-_ADDRESS_TEXT: Final[dict[int | bytes, str]] = {}
+#: Raw address -> its text; cleared when full (a spoofed flood sends new ones forever).
+_ADDRESS_TEXT: Final[dict[bytes, str]] = {}
 _ADDRESS_TEXT_CAP: Final = 1 << 16
-#: MAC (its 48-bit number) -> its text ("" for the all-zero MAC); capped like addresses.
-_MAC_TEXT: Final[dict[int, str]] = {}
+#: Raw MAC -> its text ("" for the all-zero MAC); cleared when full, like addresses.
+_MAC_TEXT: Final[dict[bytes, str]] = {}
 _MAC_TEXT_CAP: Final = 1 << 14
+#: An all-zero MAC: the link had none (a rewritten raw-IP or cooked capture).
+_NO_MAC: Final = bytes(6)
 
 
-def _address_text(key: int | bytes) -> str:
-    """The text of an IPv4 address (as a number) or IPv6 address (16 bytes), remembered
-    (call as ``_ADDRESS_TEXT.get(key) or _address_text(key)``: the lookup is the
-    common case)."""
+def _address_text(raw: bytes) -> str:
+    """The text of a 4- or 16-byte address (call as ``_ADDRESS_TEXT.get(raw) or
+    _address_text(raw)``: the lookup is the common case)."""
     if len(_ADDRESS_TEXT) >= _ADDRESS_TEXT_CAP:
         _ADDRESS_TEXT.clear()
-    if isinstance(key, int):
-        text = f"{key >> 24}.{(key >> 16) & 255}.{(key >> 8) & 255}.{key & 255}"
-    else:
-        text = _ntop6(_AF6, key)
-    _ADDRESS_TEXT[key] = text
+    text = _ntoa(raw) if len(raw) == 4 else _ntop6(_AF6, raw)
+    _ADDRESS_TEXT[raw] = text
     return text
 
 
-def _mac(f: bytes, at: int) -> str:
-    """The text of the MAC at ``f[at:at + 6]`` as packets carry it ("" for none)."""
-    key = ((f[at] << 40) | (f[at + 1] << 32) | (f[at + 2] << 24) | (f[at + 3] << 16)
-           | (f[at + 4] << 8) | f[at + 5])
-    text = _MAC_TEXT.get(key)
+def _mac(raw: bytes) -> str:
+    """The text of a MAC as packets carry it ("" for none), remembered (a slice as the
+    key: indexing six bytes into a number costs pure Python more than it saves)."""
+    text = _MAC_TEXT.get(raw)
     if text is None:
         if len(_MAC_TEXT) >= _MAC_TEXT_CAP:
             _MAC_TEXT.clear()
-        text = key.to_bytes(6, "big").hex(":") if key else ""
-        _MAC_TEXT[key] = text
+        text = "" if raw == _NO_MAC else raw.hex(":")
+        _MAC_TEXT[raw] = text
     return text
 
 
@@ -149,7 +145,7 @@ def decode_at(f: bytes, start: int, end: int, ts: float, wire_len: int, *,
     if payload_len < 0:
         return None
     c.decoded += 1
-    return Packet(ts, wire_len, _mac(f, start + 6), _mac(f, start),
+    return Packet(ts, wire_len, _mac(f[start + 6:start + 12]), _mac(f[start:start + 6]),
                   ethertype, vlan, version, src, dst, ttl, proto, sport, dport, flags, seq,
                   ack, window, icmp_type, icmp_code, quote, arp, payload, payload_len, ip_id,
                   thl)
@@ -185,8 +181,7 @@ def _ipv4(f: bytes, off: int, n: int, c: DecodeCounters) -> Network:
     transport = _transport(f, proto, off + ihl, min(n, off + total), total - ihl, c=c)
     if transport[10] < 0:
         return _BAD_NETWORK
-    src = (f[off + 12] << 24) | (f[off + 13] << 16) | (f[off + 14] << 8) | f[off + 15]
-    dst = (f[off + 16] << 24) | (f[off + 17] << 16) | (f[off + 18] << 8) | f[off + 19]
+    src, dst = f[off + 12:off + 16], f[off + 16:off + 20]
     return (4, _ADDRESS_TEXT.get(src) or _address_text(src),
             _ADDRESS_TEXT.get(dst) or _address_text(dst), f[off + 8], proto,
             (f[off + 4] << 8) | f[off + 5], transport)
