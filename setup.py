@@ -28,6 +28,7 @@ COMPILED = [
     "edgeguard/net/decode.py",
     "edgeguard/net/filter.py",
     "edgeguard/net/filter_aot.py",
+    "edgeguard/net/frameloop.py",
     "edgeguard/net/inspect.py",
     "edgeguard/net/linktype.py",
     "edgeguard/net/packet.py",

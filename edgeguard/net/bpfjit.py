@@ -16,13 +16,15 @@ import struct
 from collections.abc import Callable, Sequence
 
 from edgeguard.net import bpf as B
+from edgeguard.net import filter_aot
 from edgeguard.net.bpf import Program, RandomSource
-from edgeguard.net.filter_aot import PROGRAMS
 
-__all__ = ["Filter", "aot_source", "compile_program", "program_digest"]
+__all__ = ["Filter", "FilterAt", "aot_source", "compile_program", "program_digest"]
 
-#: ``filter(frame, wire_len) -> bytes to keep (0 drops)``
-Filter = Callable[[bytes, int], int]
+#: ``filter(buf, start, length, wire_len) -> bytes to keep (0 drops)``: the frame is
+#: ``buf[start:start + length]``, read in place (``replay`` never copies a frame the
+#: filter drops).
+FilterAt = Callable[[bytes, int, int, int], int]
 
 _M = 0xFFFFFFFF
 
@@ -43,21 +45,22 @@ def _leaders(prog: Program) -> list[int]:
 
 
 def _load(reg: str, width: int, off: str, const: int | None, typed: bool) -> list[str]:
-    """``reg = width bytes at off`` (or at the constant offset), 0 returned when out
-    of bounds. ``typed``: plain byte arithmetic, which mypyc compiles to C."""
+    """``reg = width bytes at off`` (or at the constant offset) of the frame that starts
+    at ``b`` in ``f`` and has ``n`` bytes, 0 returned when out of bounds. ``typed``:
+    plain byte arithmetic, which mypyc compiles to C."""
     bound = f"{const + width} > n" if const is not None else f"o + {width} > n"
     lines = [] if const is not None else [f"o = {off}"]
-    o = str(const) if const is not None else "o"
     lines.append(f"if {bound}: return 0")
+    i = f"b + {const}" if const is not None else "b + o"
     if width == 1:
-        lines.append(f"{reg} = f[{o}]")
+        lines.append(f"{reg} = f[{i}]")
     elif width == 2:
-        lines.append(f"{reg} = (f[{o}] << 8) | f[{o} + 1]")
+        lines.append(f"{reg} = (f[{i}] << 8) | f[{i} + 1]")
     elif typed:
-        lines.append(f"{reg} = (f[{o}] << 24) | (f[{o} + 1] << 16) | (f[{o} + 2] << 8)"
-                     f" | f[{o} + 3]")
+        lines.append(f"{reg} = (f[{i}] << 24) | (f[{i} + 1] << 16) | (f[{i} + 2] << 8)"
+                     f" | f[{i} + 3]")
     else:
-        lines.append(f"{reg} = _W(f, {o})[0]")
+        lines.append(f"{reg} = _W(f, {i})[0]")
     return lines
 
 
@@ -70,11 +73,11 @@ def _insn_source(code: int, k: int, typed: bool = False) -> list[str]:  # noqa: 
         if mode == B.IMM:
             return [f"{reg} = {k}"]
         if mode == B.MEM:
-            return [f"{reg} = m[{k}]"]
+            return [f"{reg} = m{k}"]
         if mode == B.LEN:
             return [f"{reg} = wl"]
         if mode == B.MSH:
-            return [f"if {k} >= n: return 0", f"{reg} = (f[{k}] & 15) << 2"]
+            return [f"if {k} >= n: return 0", f"{reg} = (f[b + {k}] & 15) << 2"]
         if mode == B.ABS:
             if k >= (B.SKF_AD_OFF & _M):
                 if k - (B.SKF_AD_OFF & _M) == B.SKF_AD_RANDOM:
@@ -84,9 +87,9 @@ def _insn_source(code: int, k: int, typed: bool = False) -> list[str]:  # noqa: 
         # x always holds a 32-bit value: x + 0 needs no mask
         return _load(reg, width, f"(x + {k}) & {_M}" if k else "x", None, typed)
     if cls == B.ST:
-        return [f"m[{k}] = a"]
+        return [f"m{k} = a"]
     if cls == B.STX:
-        return [f"m[{k}] = x"]
+        return [f"m{k} = x"]
     if cls == B.MISC:
         return ["a = x"] if code & 0xF8 == B.TXA else ["x = a"]
     if cls == B.ALU:
@@ -126,6 +129,11 @@ class _Emitter:
                 self.preds[target] = self.preds.get(target, 0) + 1
         self.functions = [0]
         self.queued = {0}
+        # the scratch words the program uses, as local variables m0..m15 (ints, where a
+        # list would box every stored value), passed on to the shared blocks
+        self.words = sorted({k for code, _jt, _jf, k in prog.insns
+                             if code & 0x07 in (B.ST, B.STX)
+                             or (code & 0x07 in (B.LD, B.LDX) and code & 0xE0 == B.MEM)})
 
     def _successors(self, start: int) -> list[int]:
         pc, end = start, self.ends[start]
@@ -150,7 +158,7 @@ class _Emitter:
             if target not in self.queued:
                 self.queued.add(target)
                 self.functions.append(target)
-            return f"return {self.prefix}b{target}(f, n, wl, a, x, m)"
+            return f"return {self.prefix}b{target}(f, b, n, wl, a, x{self._passed()})"
         return None
 
     def _goto(self, target: int, indent: str, out: list[str], depth: int) -> None:
@@ -187,16 +195,21 @@ class _Emitter:
             pc += 1
         self._goto(end, indent, out, depth)
 
+    def _passed(self) -> str:
+        return "".join(f", m{k}" for k in self.words)
+
     def source(self) -> str:
         # the first block (nothing jumps back to it) is the entry function's body
         p = self.prefix
+        zero = ["    " + " = ".join([*(f"m{k}" for k in self.words), "0"])] if self.words else []
         if self.typed:
-            lines = [f"def {p}entry(f: bytes, wl: int) -> int:", "    n = len(f)",
-                     "    a = x = 0", "    m: list[int] = [0] * 16"]
-            block = f"def {p}b{{}}(f: bytes, n: int, wl: int, a: int, x: int, m: list[int]) -> int:"
+            lines = [f"def {p}entry(f: bytes, b: int, n: int, wl: int) -> int:",
+                     "    a = x = 0", *zero]
+            block = (f"def {p}b{{}}(f: bytes, b: int, n: int, wl: int, a: int, x: int"
+                     + "".join(f", m{k}: int" for k in self.words) + ") -> int:")
         else:
-            lines = [f"def {p}entry(f, wl):", "    n = len(f)", "    a = x = 0", "    m = [0] * 16"]
-            block = f"def {p}b{{}}(f, n, wl, a, x, m):"
+            lines = [f"def {p}entry(f, b, n, wl):", "    a = x = 0", *zero]
+            block = f"def {p}b{{}}(f, b, n, wl, a, x{self._passed()}):"
         self._block(0, "    ", lines, 0)
         i = 1
         while i < len(self.functions):  # _block queues the shared blocks it calls
@@ -214,34 +227,57 @@ def program_digest(prog: Program) -> str:
 
 def aot_source(progs: Sequence[Program], regenerate: str) -> str:
     """The source of :mod:`edgeguard.net.filter_aot`: ``progs`` as typed functions (one
-    set per program) that mypyc compiles ahead of time, keyed by their digest."""
+    set per program) that mypyc compiles ahead of time, numbered in ``PROGRAMS`` by
+    their digest and run by ``run(number, ...)`` (a direct C call when compiled)."""
     lines = ['"""Generated: the shipped policies\' capture filters as typed functions',
              f"(compiled ahead of time with mypyc). Do not edit; regenerate with {regenerate}.",
              '"""', "# ruff: noqa", "", "from __future__ import annotations", "",
-             "from collections.abc import Callable", "from typing import Final", "",
+             "from typing import Final", "",
              "from edgeguard.net.bpf import default_random", "",
-             '__all__ = ["PROGRAMS"]', ""]
+             '__all__ = ["PROGRAMS", "run"]', ""]
     table = []
+    dispatch = ["def run(which: int, f: bytes, b: int, n: int, wl: int) -> int:",
+                '    """Program number ``which`` over ``f[b:b + n]`` (-1: no such program)."""']
     for i, prog in enumerate(progs):
         lines += ["", _Emitter(prog, prefix=f"p{i}_", typed=True).source(), ""]
-        table.append(f'    "{program_digest(prog)}": p{i}_entry,')
-    lines += ["", "#: program digest -> filter",
-              "PROGRAMS: Final[dict[str, Callable[[bytes, int], int]]] = {", *table, "}",
+        table.append(f'    "{program_digest(prog)}": {i},')
+        dispatch.append(f"    if which == {i}: return p{i}_entry(f, b, n, wl)")
+    lines += ["", *dispatch, "    return -1", "",
+              "#: program digest -> its number for run()",
+              "PROGRAMS: Final[dict[str, int]] = {", *table, "}",
               "_ = default_random  # (used by programs that sample)", ""]
     return "\n".join(lines)
 
 
+class Filter:
+    """A compiled filter program: ``keep(frame, wire_len)`` or, on a frame in place,
+    ``keep.at(buf, start, length, wire_len)``; bytes to keep (0 drops)."""
+
+    def __init__(self, aot: int, translated: FilterAt | None = None) -> None:
+        self.aot = aot  # the program's number in filter_aot, -1: translated at run time
+        self.translated = translated
+
+    def at(self, buf: bytes, start: int, length: int, wire_len: int) -> int:
+        if self.aot >= 0:
+            return filter_aot.run(self.aot, buf, start, length, wire_len)
+        assert self.translated is not None
+        return self.translated(buf, start, length, wire_len)
+
+    def __call__(self, frame: bytes, wire_len: int) -> int:
+        return self.at(frame, 0, len(frame), wire_len)
+
+
 def compile_program(prog: Program, rand: RandomSource | None = None) -> Filter:
-    """A Python function with the same result as ``bpf.run(prog, frame, wire_len)``:
-    the ahead-of-time compiled one when ``prog`` is a shipped policy's filter (and the
+    """A filter with the same result as ``bpf.run(prog, frame, wire_len)``: the
+    ahead-of-time compiled one when ``prog`` is a shipped policy's filter (and the
     random source is the default), else translated now."""
     if rand is None:
-        aot = PROGRAMS.get(program_digest(prog))
+        aot = filter_aot.PROGRAMS.get(program_digest(prog))
         if aot is not None:
-            return aot
+            return Filter(aot)
     namespace: dict[str, object] = {"_W": struct.Struct(">I").unpack_from,
                                     "rnd": rand or B.default_random}
     source = _Emitter(prog).source()
     exec(compile(source, "<cbpf>", "exec"), namespace)  # noqa: S102 - our own source
-    entry: Filter = namespace["entry"]  # type: ignore[assignment]
-    return entry
+    entry: FilterAt = namespace["entry"]  # type: ignore[assignment]
+    return Filter(-1, entry)

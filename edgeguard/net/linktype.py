@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Mapping
+from typing import Final
 
 from edgeguard.net.pcapfile import CaptureFormatError
 
 __all__ = ["ETHERNET", "SUPPORTED", "UnsupportedLinkType", "converter", "to_ethernet"]
 
-ETHERNET = 1
+ETHERNET: Final = 1
 _IPV4, _IPV6 = 0x0800, 0x86DD
 _NO_MAC = bytes(6)
 _PPP_PROTOCOLS = {0x0021: _IPV4, 0x0057: _IPV6}

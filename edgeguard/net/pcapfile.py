@@ -15,15 +15,27 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
-__all__ = ["ETHERNET_ONLY", "CaptureFormatError", "Frame", "ReaderCounters", "read_capture"]
+__all__ = [
+    "ETHERNET_ONLY",
+    "PCAP_HEADER_SIZE",
+    "CaptureFormatError",
+    "Frame",
+    "PcapHeader",
+    "ReaderCounters",
+    "count_records",
+    "pcap_header",
+    "read_capture",
+]
 
 LINKTYPE_ETHERNET = 1
 PCAP_MAGICS = {
     b"\xd4\xc3\xb2\xa1": ("<", 1e-6), b"\xa1\xb2\xc3\xd4": (">", 1e-6),
     b"\x4d\x3c\xb2\xa1": ("<", 1e-9), b"\xa1\xb2\x3c\x4d": (">", 1e-9),
 }  # fmt: skip
+PCAP_HEADER_SIZE: Final = 24  # the global header; records follow
+PCAP_RECORD_HEADER: Final = 16  # seconds, fraction, captured length, wire length
 PCAPNG_SHB = 0x0A0D0D0A
 BYTE_ORDER_MAGIC = 0x1A2B3C4D
 IDB, PB_OBSOLETE, SPB, EPB = 1, 2, 3, 6
@@ -47,6 +59,26 @@ class ReaderCounters:
     unsupported_linktype: int = 0
     truncated: int = 0  # damaged records/blocks (the rest of the file is skipped)
     linktypes: dict[int, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class PcapHeader:
+    """A classic pcap file's global header (what reading its records needs)."""
+
+    little: bool  # byte order of the record headers
+    unit: float  # seconds per fraction tick (micro- or nanoseconds)
+    linktype: int
+
+
+def pcap_header(head: bytes) -> PcapHeader | None:
+    """The header of a classic pcap file from its first 24 bytes; None when ``head``
+    is not one (too short, or pcapng: :func:`read_capture` reads those)."""
+    magic = PCAP_MAGICS.get(bytes(head[:4]))
+    if magic is None or len(head) < PCAP_HEADER_SIZE:
+        return None
+    order, unit = magic
+    linktype = struct.unpack_from(order + "I", head, 20)[0] & 0x0FFFFFFF
+    return PcapHeader(order == "<", unit, linktype)
 
 
 ETHERNET_ONLY = frozenset({LINKTYPE_ETHERNET})
@@ -102,10 +134,11 @@ def _pcap(buf: mmap.mmap, c: ReaderCounters, linktypes: frozenset[int]) -> Itera
                 yield _frame(Frame, (sec + frac * unit, wire, buf[off:off + caplen], linktype))
             off += caplen
     finally:
-        _count(c, linktype, records, wanted=wanted)
+        count_records(c, linktype, records, wanted=wanted)
 
 
-def _count(c: ReaderCounters, linktype: int, records: int, *, wanted: bool) -> None:
+def count_records(c: ReaderCounters, linktype: int, records: int, *, wanted: bool) -> None:
+    """Count ``records`` frames of ``linktype`` read (``wanted``) or skipped."""
     if not records:
         return
     c.linktypes[linktype] = c.linktypes.get(linktype, 0) + records
@@ -186,7 +219,7 @@ def _ng_frame(buf: mmap.mmap, c: ReaderCounters, interfaces: list[tuple[int, flo
         return None
     linktype, unit = interfaces[ifid]
     wanted = linktype in linktypes
-    _count(c, linktype, 1, wanted=wanted)
+    count_records(c, linktype, 1, wanted=wanted)
     if not wanted:
         return None
     return Frame(ticks * unit if ticks is not None else 0.0, wire, buf[start:start + caplen],

@@ -5,11 +5,15 @@ The decision engine and audit writer used with ``--audit`` are told the time by
 :class:`PacketClock`, so repeat suppression windows follow the capture, not the
 wall clock of the machine replaying it.
 
-Speed: frames are filtered and decoded :data:`BATCH` at a time, then that batch of
-packets is fed to the detectors. Each loop then keeps its own code and tables in the
-CPU caches; alternating decoder and detectors per packet cost 15-20% more. The
-detectors see the same packets in the same order, and the clock reads each packet's
-time while it is fed, so findings (and what ``--audit`` records) are unchanged.
+Speed: compiled, a classic Ethernet pcap is read by :mod:`edgeguard.net.frameloop`,
+which runs the filter and the decoder on each frame in place in the read buffer (a
+dropped frame never becomes a Python object); other captures, a replay whose progress
+line watches every frame, and the pure-Python build go frame by frame through the same
+filter and decoder. Packets come :data:`BATCH` at a time, then that batch is fed to
+the detectors. Each loop then keeps its own code and tables in the CPU caches;
+alternating decoder and detectors per packet cost 15-20% more. The detectors see the
+same packets in the same order, and the clock reads each packet's time while it is
+fed, so findings (and what ``--audit`` records) are unchanged.
 
 While a file replays, the cyclic garbage collector's young generation is allowed to
 grow to :data:`GC_YOUNG` objects (the interpreter's default is 700): every packet
@@ -28,18 +32,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgeguard.events import Finding
+from edgeguard.net import compiled
 from edgeguard.net.bpf import reseed
 from edgeguard.net.config import NetworkConfig
+from edgeguard.net.frameloop import BATCH, FrameLoop
 from edgeguard.net.inspect import Chain, Inspector, build_chain
-from edgeguard.net.linktype import ETHERNET, SUPPORTED, UnsupportedLinkType, to_ethernet
+from edgeguard.net.linktype import ETHERNET, SUPPORTED, UnsupportedLinkType
 from edgeguard.net.packet import Packet
-from edgeguard.net.pcapfile import Frame, ReaderCounters, read_capture
+from edgeguard.net.pcapfile import (
+    PCAP_HEADER_SIZE,
+    Frame,
+    ReaderCounters,
+    pcap_header,
+    read_capture,
+)
 
 __all__ = ["BATCH", "GC_YOUNG", "PacketClock", "ReplayResult", "iter_findings",
            "replay_file"]
 
-#: Packets decoded before they are fed to the detectors (see the module docstring).
-BATCH = 256
 #: Young-generation threshold of the garbage collector during a replay.
 GC_YOUNG = 10_000
 
@@ -79,27 +89,15 @@ def iter_findings(path: Path, cfg: NetworkConfig, clock: PacketClock,
     reseed()  # the filter's 1-in-N samples: the same frames on every replay of a file
     inspector = Inspector.for_replay(cfg, chain if chain is not None
                                      else build_chain(cfg, clock))
-    to_packet = inspector.packet
     feed = inspector.chain.feed
-    batch: list[Packet] = []
-    last: float | None = None
+    loop = FrameLoop(inspector, reader)
     with _fewer_collections():
-        frames = read_capture(path, reader, SUPPORTED)
-        for last, wire_len, raw, linktype in frames if watch is None else watch(frames):
-            data = raw if linktype == ETHERNET else to_ethernet(linktype, raw)
-            if data is None:
-                result.link_damaged += 1
-                continue
-            pkt = to_packet(data, last, wire_len)
-            if pkt is not None:
-                batch.append(pkt)
-                if len(batch) >= BATCH:
-                    yield from _feed(batch, feed, clock)
-                    batch = []
-        yield from _feed(batch, feed, clock)
-    if last is not None:
-        clock.ts = last  # the last frame's time, filtered out or not
+        for batch in _batches(path, loop, watch):
+            yield from _feed(batch, feed, clock)
+    if loop.last_ts is not None:
+        clock.ts = loop.last_ts  # the last frame's time, filtered out or not
     yield from inspector.chain.finish()
+    result.link_damaged = loop.link_damaged
     result.counters = {"file_frames": reader.frames,
                        "unsupported_linktype": reader.unsupported_linktype,
                        "link_damaged": result.link_damaged,
@@ -110,6 +108,24 @@ def iter_findings(path: Path, cfg: NetworkConfig, clock: PacketClock,
             f"{path}: {reader.unsupported_linktype} frame(s) of link type {kinds} not "
             f"supported (read: Ethernet, Linux SLL/SLL2, raw IP, null/loopback, PPP, "
             f"Cisco HDLC)")
+
+
+def _batches(path: Path, loop: FrameLoop,
+             watch: Callable[[Iterator[Frame]], Iterator[Frame]] | None,
+             ) -> Iterator[list[Packet]]:
+    """The in-place loop over an Ethernet pcap nobody watches frame by frame (``watch``
+    returning the frames it was given watches nothing), in the compiled build (in pure
+    Python, indexing bytes one by one costs more than the reader's ``struct`` calls);
+    frame tuples otherwise."""
+    frames = read_capture(path, loop.reader, SUPPORTED)  # raises for a bad file
+    watched = frames if watch is None else watch(frames)
+    if watched is frames and compiled():
+        with path.open("rb") as fh:
+            head = pcap_header(fh.read(PCAP_HEADER_SIZE))
+            if head is not None and head.linktype == ETHERNET:
+                yield from loop.pcap(fh, head)
+                return
+    yield from loop.frames(watched)
 
 
 @contextmanager

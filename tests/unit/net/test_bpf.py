@@ -12,6 +12,7 @@ from edgeguard.net import bpf
 from edgeguard.net.bpf import assemble, ja, jeq, label, ld, ldx, op, ret, run, tax
 from edgeguard.net.bpfjit import compile_program
 from edgeguard.net.filter import FilterSpec, build_filter
+from edgeguard.net.filter_aot_gen import shipped_programs
 
 
 def test_labels_resolve_to_forward_offsets() -> None:
@@ -94,3 +95,19 @@ def _frames() -> st.SearchStrategy[bytes]:
 @given(_frames())
 def test_translation_matches_the_interpreter(frame: bytes) -> None:
     assert JIT(frame, len(frame)) == run(FILTER, frame, len(frame), rand=lambda: 4)
+
+
+AOT = compile_program(shipped_programs()[0])
+
+
+@settings(max_examples=1000, deadline=None)
+@given(_frames(), st.binary(max_size=24), st.binary(max_size=24))
+def test_filters_read_a_frame_in_place(frame: bytes, before: bytes, after: bytes) -> None:
+    """``replay`` runs the filter on a frame inside the file's buffer: the bytes around
+    it change nothing (a load past the frame's end drops, as on the frame alone)."""
+    buf = before + frame + after
+    assert JIT.at(buf, len(before), len(frame), len(frame)) == JIT(frame, len(frame))
+    bpf.reseed(7)  # the same draw for a sampled frame
+    want = AOT(frame, len(frame))
+    bpf.reseed(7)
+    assert AOT.at(buf, len(before), len(frame), len(frame)) == want

@@ -20,7 +20,7 @@ from scapy.layers.inet6 import (
 from scapy.layers.l2 import ARP, Dot1Q, Ether
 from scapy.packet import Raw
 
-from edgeguard.net.decode import DecodeCounters, decode
+from edgeguard.net.decode import DecodeCounters, decode, decode_at
 from edgeguard.net.packet import Packet, TcpFlags
 
 ETH = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
@@ -156,3 +156,18 @@ def test_fuzz_never_raises(blobs: list[bytes], rnd: random.Random) -> None:
             pkt = decode(frame, 0.0, len(frame), c)
             assert pkt is None or isinstance(pkt, Packet)
     assert c.decoded + c.malformed + c.not_ip + c.fragments == 3 * BATCH
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.sampled_from(_RNG_SEEDS), st.integers(0, 200), st.binary(max_size=12),
+       st.binary(max_size=12))
+def test_decoding_in_place_reads_only_the_frame(frame: bytes, cut: int, before: bytes,
+                                                after: bytes) -> None:
+    """``replay`` decodes a frame inside the file's buffer: the bytes around it change
+    nothing, and a frame cut short is read as cut (not past its end)."""
+    frame = frame[:cut]
+    buf = before + frame + after
+    mine, theirs = DecodeCounters(), DecodeCounters()
+    got = decode_at(buf, len(before), len(before) + len(frame), 1.5, 99, c=mine)
+    assert got == decode(frame, 1.5, 99, theirs)
+    assert mine == theirs
