@@ -293,6 +293,9 @@ class DetectConfig:
 
 @dataclass(frozen=True, slots=True)
 class NetworkConfig:
+    """Traffic inspection: which interfaces are watched, what is never reported, and
+    what a finding of each detector takes (the sections below)."""
+
     enabled: bool = setting(False, "Capture and inspect traffic on `interfaces`.")
     mode: Mode | None = setting(None, "monitor | enforce; defaults to the global mode.")
     interfaces: tuple[str, ...] = setting((), "Interfaces to watch (a gateway's LAN side).")

@@ -6,12 +6,10 @@ The shipped policies, validated and pickled (see edgeguard.policy.precompiled).
 SOURCES = (
     '__init__.py',
     'actions/__init__.py',
-    'actions/base.py',
     'actions/nftables/__init__.py',
     'actions/nftables/config.py',
     'audit/__init__.py',
     'audit/config.py',
-    'audit/sink.py',
     'clock.py',
     'events.py',
     'findings.py',
@@ -38,7 +36,7 @@ SOURCES = (
 
 PROFILES = {
     'default': {
-        'fingerprint': '771ebdaa2c8a5ecf7c195fb95d029b6c3cf0b0a775c8fa7cf5a622bb5fed2038',
+        'fingerprint': '81faa6adfa3fd336b4db48fe56af92d0cfe1d5cd8fce6c2b672479ef781e990b',
         'parts': {
             '': (
                 'gAWVnAsAAAAAAACMFmVkZ2VndWFyZC5wb2xpY3kubW9kZWyUjAZQb2xpY3mUk5QpgZRdlChLAYwQ'
@@ -121,7 +119,7 @@ PROFILES = {
         },
     },
     'gateway': {
-        'fingerprint': '51353ccf80afdc7f9d3acda8338ba3436fb011ef2e7e91ea75188302544e498c',
+        'fingerprint': 'bb8fd24fd84addf8ef5b17730b466336ef67aefbb1e2c71040be74bc7184b417',
         'parts': {
             '': (
                 'gAWVnAsAAAAAAACMFmVkZ2VndWFyZC5wb2xpY3kubW9kZWyUjAZQb2xpY3mUk5QpgZRdlChLAYwQ'
@@ -204,7 +202,7 @@ PROFILES = {
         },
     },
     'kiosk': {
-        'fingerprint': 'ef902695ee9717cf190bf81a8bec1ea2c74f920f68d9c615b96eba1d340fe523',
+        'fingerprint': '12e2c4c98b45fb368c37793ec2efce8ffc5f95c08cde53d3c27f48e85d629575',
         'parts': {
             '': (
                 'gAWVdAwAAAAAAACMFmVkZ2VndWFyZC5wb2xpY3kubW9kZWyUjAZQb2xpY3mUk5QpgZRdlChLAYwQ'

@@ -15,6 +15,9 @@ __all__ = ["EnforcementConfig"]
 
 @dataclass(frozen=True, slots=True)
 class EnforcementConfig:
+    """How enforcing decisions become nftables state: set sizes, how long drops and rate
+    limits last, and how repeated blocks grow."""
+
     set_size: int = setting(
         65536, "Cap on elements in each block/flow/rate-limit set (per address family). "
         "A full set refuses new entries (counted and audited) instead of growing.",
