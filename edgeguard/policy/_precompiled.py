@@ -30,13 +30,14 @@ SOURCES = (
     'policy/shipped.py',
     'policy/types.py',
     'policy/yamltree.py',
+    'valuetype.py',
     'wifi/__init__.py',
     'wifi/config.py',
 )
 
 PROFILES = {
     'default': {
-        'fingerprint': '81faa6adfa3fd336b4db48fe56af92d0cfe1d5cd8fce6c2b672479ef781e990b',
+        'fingerprint': 'c23af64019acd57959a4493f450e0b822f186b8871fc6edd4c503e7592ad36e1',
         'parts': {
             '': (
                 'gAWVnAsAAAAAAACMFmVkZ2VndWFyZC5wb2xpY3kubW9kZWyUjAZQb2xpY3mUk5QpgZRdlChLAYwQ'
@@ -119,7 +120,7 @@ PROFILES = {
         },
     },
     'gateway': {
-        'fingerprint': 'bb8fd24fd84addf8ef5b17730b466336ef67aefbb1e2c71040be74bc7184b417',
+        'fingerprint': '26cb1bf835d2dc228d56b33dc61ec03df1a40325b0cfbdf344722fffe705693d',
         'parts': {
             '': (
                 'gAWVnAsAAAAAAACMFmVkZ2VndWFyZC5wb2xpY3kubW9kZWyUjAZQb2xpY3mUk5QpgZRdlChLAYwQ'
@@ -202,7 +203,7 @@ PROFILES = {
         },
     },
     'kiosk': {
-        'fingerprint': '12e2c4c98b45fb368c37793ec2efce8ffc5f95c08cde53d3c27f48e85d629575',
+        'fingerprint': 'd97de55be5642feaa000b6cad9e9f9e343d7304c651f3988ca77839c7f012be5',
         'parts': {
             '': (
                 'gAWVdAwAAAAAAACMFmVkZ2VndWFyZC5wb2xpY3kubW9kZWyUjAZQb2xpY3mUk5QpgZRdlChLAYwQ'
