@@ -20,6 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, TypeAlias
 
+from edgeguard.valuetype import ValueType
+
 __all__ = [
     "ActionKind",
     "ActionResult",
@@ -87,8 +89,8 @@ class ActionKind(enum.Enum):
     READ_ONLY = "read-only"  # block device read-only (BLKROSET)
 
 
-@dataclass(frozen=True, slots=True)
-class Endpoint:
+@dataclass(frozen=True, slots=True, repr=False, eq=False)
+class Endpoint(ValueType):
     """One end of a network finding: the actor is ``source``, victims ``destination``."""
 
     ip: str | None = None
@@ -96,8 +98,8 @@ class Endpoint:
     port: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Flow:
+@dataclass(frozen=True, slots=True, repr=False, eq=False)
+class Flow(ValueType):
     """The one flow a finding is about (the packet that proved it): IP protocol number
     and both ends, as seen; rendered as ``network.community_id``."""
 
@@ -114,16 +116,16 @@ class Evidence(Protocol):
     def ecs_fields(self) -> Mapping[str, Scalar]: ...
 
 
-@dataclass(frozen=True, slots=True)
-class NoEvidence:
+@dataclass(frozen=True, slots=True, repr=False, eq=False)
+class NoEvidence(ValueType):
     """A finding's evidence when the detector gives none (no fields)."""
 
     def ecs_fields(self) -> Mapping[str, Scalar]:
         return {}
 
 
-@dataclass(frozen=True, slots=True)
-class Finding:
+@dataclass(frozen=True, slots=True, repr=False, eq=False)
+class Finding(ValueType):
     """A fact a detector saw, e.g. "10.0.0.7 probed 25 ports on 10.0.0.5 in 3.1 s".
 
     ``kind`` / ``subtype`` name the finding (``scan``/``syn``, ``bittorrent``/``dht``,
@@ -150,8 +152,8 @@ class Finding:
     flow: Flow | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+@dataclass(frozen=True, slots=True, repr=False, eq=False)
+class Decision(ValueType):
     """What the policy says to do about one finding."""
 
     finding: Finding
@@ -181,8 +183,8 @@ class Decider(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
-class ActionResult:
+@dataclass(frozen=True, slots=True, repr=False, eq=False)
+class ActionResult(ValueType):
     """What an action reports. ``changed`` is False when the state already held."""
 
     action: ActionKind
@@ -191,8 +193,8 @@ class ActionResult:
     changed: bool = True
 
 
-@dataclass(frozen=True, slots=True)
-class AuditRecord:
+@dataclass(frozen=True, slots=True, repr=False, eq=False)
+class AuditRecord(ValueType):
     """One audit record before the writer gives it a sequence number and hash.
 
     ``action`` is ECS ``event.action`` (``usb-read-only``, ``scan-detected``,

@@ -63,6 +63,9 @@ AREA_ACTIONS: Mapping[Area, frozenset[ActionKind]] = {
 
 @dataclass(frozen=True, slots=True)
 class FindingType:
+    """One finding kind and subtype of the catalogue, the area that raises it, and how
+    the decision engine treats it when no rule or a repeat applies."""
+
     kind: str
     subtype: str
     area: Area

@@ -15,12 +15,14 @@ import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edgeguard.cli._common import add_policy_options, policy_files
-from edgeguard.policy.convert import PolicyIssue
 from edgeguard.policy.load import LoadedPolicy, PolicyError, load_policy, shipped_policy
-from edgeguard.policy.reference import render_reference
-from edgeguard.policy.yamltree import Mark, Node, PolicySyntaxError, merge, parse_yaml
+
+if TYPE_CHECKING:  # the parser and the model load only when used (docs/startup.md)
+    from edgeguard.policy.convert import PolicyIssue
+    from edgeguard.policy.yamltree import Node
 
 __all__ = ["host_interfaces", "host_issues", "register"]
 
@@ -48,6 +50,7 @@ def host_interfaces() -> list[str]:
 
 def _interfaces_node(files: Sequence[Path], profile: str | None) -> Node | None:
     """``network.interfaces`` of the merged layers, with the marks of who set it."""
+    from edgeguard.policy.yamltree import PolicySyntaxError, merge, parse_yaml  # noqa: PLC0415
     layers = [shipped_policy("default")]
     if profile is not None and profile != "default":
         layers.append(shipped_policy(profile))
@@ -72,6 +75,8 @@ def host_issues(loaded: LoadedPolicy, files: Sequence[Path], profile: str | None
     net = loaded.policy.network
     if not net.enabled:
         return []
+    from edgeguard.policy.convert import PolicyIssue  # noqa: PLC0415
+    from edgeguard.policy.yamltree import Mark, Node  # noqa: PLC0415
     node = _interfaces_node(files, profile)
     where = node.mark if node is not None else Mark(loaded.sources[-1], 0, 0)
     have = ", ".join(name for name in present if name != "lo") or "none"
@@ -89,6 +94,7 @@ def host_issues(loaded: LoadedPolicy, files: Sequence[Path], profile: str | None
 
 def _check(args: argparse.Namespace) -> int:
     if args.reference:
+        from edgeguard.policy.reference import render_reference  # noqa: PLC0415
         sys.stdout.write(render_reference())
         return 0
     files = list(args.files) + list(args.policy) if (args.files or args.policy) \

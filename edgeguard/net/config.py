@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from edgeguard.actions.nftables.config import EnforcementConfig
 from edgeguard.events import Mode
 from edgeguard.policy.types import ByteSize, Duration, IPAddress, IPNetwork, Rate, setting
+from edgeguard.valuetype import ValueType
 
 __all__ = [
     "DEFAULT_EXCLUSIONS",
@@ -34,8 +35,8 @@ class ExclusionProtocol(enum.Enum):
     ANY = "any"
 
 
-@dataclass(frozen=True, slots=True)
-class PortExclusion:
+@dataclass(frozen=True, slots=True, repr=False, eq=False)
+class PortExclusion(ValueType):
     """Known-benign traffic by destination port: never counted as scan probes or P2P
     fan-out (floods and ARP are still watched)."""
 
@@ -72,8 +73,8 @@ DEFAULT_EXCLUSIONS = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class ScanThresholds:
+@dataclass(frozen=True, slots=True, repr=False, eq=False)
+class ScanThresholds(ValueType):
     """Port scans and sweeps (scan detector, TRW early detection, sweeps)."""
 
     trw_benign_success: float = setting(
@@ -154,8 +155,8 @@ class ScanThresholds:
         maximum=10000000)
 
 
-@dataclass(frozen=True, slots=True)
-class BitTorrentThresholds:
+@dataclass(frozen=True, slots=True, repr=False, eq=False)
+class BitTorrentThresholds(ValueType):
     """BitTorrent family: plaintext signatures plus the encrypted (MSE/PE) inference."""
 
     evidence_ttl: Duration = setting(
@@ -214,8 +215,8 @@ class BitTorrentThresholds:
         maximum=10000000)
 
 
-@dataclass(frozen=True, slots=True)
-class ArpThresholds:
+@dataclass(frozen=True, slots=True, repr=False, eq=False)
+class ArpThresholds(ValueType):
     """ARP spoofing; the actor is the claiming MAC."""
 
     gateways: tuple[IPAddress, ...] = setting(
@@ -244,8 +245,8 @@ class ArpThresholds:
         minimum=64, maximum=10000000)
 
 
-@dataclass(frozen=True, slots=True)
-class FloodThresholds:
+@dataclass(frozen=True, slots=True, repr=False, eq=False)
+class FloodThresholds(ValueType):
     """SYN and UDP floods toward one destination, by rate."""
 
     syn_rate: Rate = setting(
@@ -274,8 +275,8 @@ class FloodThresholds:
         maximum=10000000)
 
 
-@dataclass(frozen=True, slots=True)
-class DetectConfig:
+@dataclass(frozen=True, slots=True, repr=False, eq=False)
+class DetectConfig(ValueType):
     """How the detector chain is driven (shared by every detector)."""
 
     tick_interval: Duration = setting(
@@ -291,8 +292,11 @@ class DetectConfig:
         "identifier and the totals (the decision engine counts it as a repeat).")
 
 
-@dataclass(frozen=True, slots=True)
-class NetworkConfig:
+@dataclass(frozen=True, slots=True, repr=False, eq=False)
+class NetworkConfig(ValueType):
+    """Traffic inspection: which interfaces are watched, what is never reported, and
+    what a finding of each detector takes (the sections below)."""
+
     enabled: bool = setting(False, "Capture and inspect traffic on `interfaces`.")
     mode: Mode | None = setting(None, "monitor | enforce; defaults to the global mode.")
     interfaces: tuple[str, ...] = setting((), "Interfaces to watch (a gateway's LAN side).")

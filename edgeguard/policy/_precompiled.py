@@ -6,12 +6,10 @@ The shipped policies, validated and pickled (see edgeguard.policy.precompiled).
 SOURCES = (
     '__init__.py',
     'actions/__init__.py',
-    'actions/base.py',
     'actions/nftables/__init__.py',
     'actions/nftables/config.py',
     'audit/__init__.py',
     'audit/config.py',
-    'audit/sink.py',
     'clock.py',
     'events.py',
     'findings.py',
@@ -32,13 +30,14 @@ SOURCES = (
     'policy/shipped.py',
     'policy/types.py',
     'policy/yamltree.py',
+    'valuetype.py',
     'wifi/__init__.py',
     'wifi/config.py',
 )
 
 PROFILES = {
     'default': {
-        'fingerprint': '771ebdaa2c8a5ecf7c195fb95d029b6c3cf0b0a775c8fa7cf5a622bb5fed2038',
+        'fingerprint': 'c23af64019acd57959a4493f450e0b822f186b8871fc6edd4c503e7592ad36e1',
         'parts': {
             '': (
                 'gAWVnAsAAAAAAACMFmVkZ2VndWFyZC5wb2xpY3kubW9kZWyUjAZQb2xpY3mUk5QpgZRdlChLAYwQ'
@@ -121,7 +120,7 @@ PROFILES = {
         },
     },
     'gateway': {
-        'fingerprint': '51353ccf80afdc7f9d3acda8338ba3436fb011ef2e7e91ea75188302544e498c',
+        'fingerprint': '26cb1bf835d2dc228d56b33dc61ec03df1a40325b0cfbdf344722fffe705693d',
         'parts': {
             '': (
                 'gAWVnAsAAAAAAACMFmVkZ2VndWFyZC5wb2xpY3kubW9kZWyUjAZQb2xpY3mUk5QpgZRdlChLAYwQ'
@@ -204,7 +203,7 @@ PROFILES = {
         },
     },
     'kiosk': {
-        'fingerprint': 'ef902695ee9717cf190bf81a8bec1ea2c74f920f68d9c615b96eba1d340fe523',
+        'fingerprint': 'd97de55be5642feaa000b6cad9e9f9e343d7304c651f3988ca77839c7f012be5',
         'parts': {
             '': (
                 'gAWVdAwAAAAAAACMFmVkZ2VndWFyZC5wb2xpY3kubW9kZWyUjAZQb2xpY3mUk5QpgZRdlChLAYwQ'

@@ -9,12 +9,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from edgeguard.policy.types import Duration, MacAddress, Rate, setting
+from edgeguard.valuetype import ValueType
 
 __all__ = ["EnforcementConfig"]
 
 
-@dataclass(frozen=True, slots=True)
-class EnforcementConfig:
+@dataclass(frozen=True, slots=True, repr=False, eq=False)
+class EnforcementConfig(ValueType):
+    """How enforcing decisions become nftables state: set sizes, how long drops and rate
+    limits last, and how repeated blocks grow."""
+
     set_size: int = setting(
         65536, "Cap on elements in each block/flow/rate-limit set (per address family). "
         "A full set refuses new entries (counted and audited) instead of growing.",

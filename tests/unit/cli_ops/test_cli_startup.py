@@ -66,3 +66,18 @@ def test_every_command_module_is_in_the_table() -> None:
     modules = {p.stem for p in (ROOT / "edgeguard" / "cli").glob("*.py")
                if not p.stem.startswith("_")}
     assert modules == set(COMMANDS.values())
+
+
+def test_check_of_the_shipped_policy_loads_no_yaml_parser() -> None:
+    """With no policy file, ``check`` takes the precompiled policy: no PyYAML, converter or
+    reference (they load for a file, ``--host`` on an enabled network watch, ``--reference``)."""
+    from edgeguard.policy.load import default_layers  # noqa: PLC0415
+
+    if default_layers():
+        pytest.skip("this host has /etc/edgeguard policy files: check parses them")
+    code, modules = _modules_after("check")
+    assert code == 0
+    assert {"yaml", "edgeguard.policy.yamltree", "edgeguard.policy.convert",
+            "edgeguard.policy.reference"} & modules == set()
+    _code, with_reference = _modules_after("check", "--reference")
+    assert "edgeguard.policy.reference" in with_reference

@@ -18,6 +18,8 @@ FILE = str(PCAPS / "bt_split.pcap")
 NEVER = ("edgeguard.daemon.run", "edgeguard.daemon.control", "pyroute2",
          "edgeguard.wifi.service", "edgeguard.media.service", "edgeguard.audit.shipd",
          "edgeguard.actions.nftables.apply", "edgeguard.net.capture", "edgeguard.net.worker")
+#: What a replay without ``--audit`` never uses: the action base and what it imports.
+ACTIONS = ("edgeguard.actions.base", "edgeguard.findings", "edgeguard.audit", "difflib")
 WITH_AUDIT = ("edgeguard.daemon.pipeline", "edgeguard.decision", "edgeguard.audit.writer",
               "structlog", "asyncio")
 
@@ -30,7 +32,7 @@ def test_replay_without_audit_loads_no_decision_path() -> None:
     code, modules = _modules_after("replay", FILE)
     assert code in (0, 1)  # findings or none: it ran
     assert "edgeguard.net.detect.scan" in modules  # the detectors it needs did load
-    assert _loaded(modules, NEVER + WITH_AUDIT) == []
+    assert _loaded(modules, NEVER + WITH_AUDIT + ACTIONS) == []
 
 
 def test_replay_with_audit_loads_the_decision_path(tmp_path: Path) -> None:
