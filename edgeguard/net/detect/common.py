@@ -19,6 +19,7 @@ from edgeguard.net.packet import Packet, TcpFlags
 
 __all__ = [
     "BoundedTable",
+    "CountTable",
     "ExclusionSet",
     "endpoint",
     "entropy_ratio",
@@ -76,6 +77,14 @@ class BoundedTable(Generic[K, V]):
             self._evict_one()
         data[key] = value
 
+    def insert(self, key: K, value: V) -> None:
+        """:meth:`put` for a key just found absent (by :meth:`touch` or ``get``): one
+        lookup less."""
+        data = self._data
+        if len(data) >= self.cap:
+            self._evict_one()
+        data[key] = value
+
     def swap(self, key: K, value: V) -> V | None:
         """:meth:`put`, returning the value it replaces (one call where a detector
         would look up, then store). Only for tables whose values are never None: a
@@ -129,6 +138,24 @@ class BoundedTable(Generic[K, V]):
 
     def clear(self) -> None:
         self._data.clear()
+
+
+class CountTable(BoundedTable[K, int]):
+    """A :class:`BoundedTable` of counts."""
+
+    __slots__ = ()
+
+    def add_one(self, key: K) -> None:
+        """Count one more for ``key`` (1 when new) and mark it recently used."""
+        data = self._data
+        n = data.get(key)
+        if n is not None:
+            data[key] = n + 1
+            data.move_to_end(key)
+            return
+        if len(data) >= self.cap:
+            self._evict_one()
+        data[key] = 1
 
 
 class ExclusionSet:
