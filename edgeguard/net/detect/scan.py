@@ -23,6 +23,7 @@ through the same MAC; the finding then names the MAC and the address it owns.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from socket import inet_aton
 
@@ -491,5 +492,10 @@ def _masscan_fingerprint(pkt: Packet) -> bool:
         return False
     if pkt.ip_version != 4:
         return pkt.tcp_window == 1024
-    dst = int.from_bytes(inet_aton(pkt.dst_ip), "big")
-    return pkt.ip_id == (dst ^ pkt.dport ^ pkt.tcp_seq) & 0xFFFF
+    return pkt.ip_id == (_ipv4_number(pkt.dst_ip) ^ pkt.dport ^ pkt.tcp_seq) & 0xFFFF
+
+
+@functools.lru_cache(maxsize=4096)
+def _ipv4_number(address: str) -> int:
+    """The address as a number, remembered: a scan sends many probes to each host."""
+    return int.from_bytes(inet_aton(address), "big")
