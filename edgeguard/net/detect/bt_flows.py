@@ -26,29 +26,42 @@ def flow_key(src: str, sport: int, dst: str, dport: int) -> FlowKey:
     return (dst, dport, src, sport)
 
 
-@dataclass(slots=True)
 class Opening:
-    """One side's first payload."""
+    """One side's first payload.
 
-    ts: float
-    size: int
-    opaque: bool  # high entropy, no known protocol, size in the MSE/PE range
-    mac: str = ""  # the sender's MAC (for the finding's source)
-    sample: str = ""  # the opening packet's summary
+    (Per-packet records are plain classes, not dataclasses: compiled, a dataclass's
+    generated ``__init__`` stays interpreted and costs more than the rest of a packet.)
+    """
+
+    __slots__ = ("mac", "opaque", "sample", "size", "ts")
+
+    def __init__(self, ts: float, size: int, opaque: bool, mac: str = "",
+                 sample: str = "") -> None:
+        self.ts = ts
+        self.size = size
+        self.opaque = opaque  # high entropy, no known protocol, size in the MSE/PE range
+        self.mac = mac  # the sender's MAC (for the finding's source)
+        self.sample = sample  # the opening packet's summary
 
 
-@dataclass(slots=True)
 class TcpFlow:
     """Small until it carries payload: a SYN flood creates many of these."""
 
-    initiator: str
-    listen_port: int
-    opened: float
-    isn_initiator: int = -1  # sequence numbers of the SYN and the SYN-ACK: a side's
-    isn_responder: int = -1  # first payload byte is ISN + 1
-    openings: dict[str, Opening] | None = None  # side ip -> its first payload
-    plaintext: bool = False  # a side sent a plaintext handshake
-    announced: str = ""  # the side that sent a tracker request on this flow
+    __slots__ = ("announced", "initiator", "isn_initiator", "isn_responder", "listen_port",
+                 "opened", "openings", "plaintext")
+
+    def __init__(self, initiator: str, listen_port: int, opened: float,
+                 isn_initiator: int = -1) -> None:
+        self.initiator = initiator
+        self.listen_port = listen_port
+        self.opened = opened
+        # sequence numbers of the SYN and the SYN-ACK: a side's first payload byte is
+        # ISN + 1
+        self.isn_initiator = isn_initiator
+        self.isn_responder = -1
+        self.openings: dict[str, Opening] | None = None  # side ip -> its first payload
+        self.plaintext = False  # a side sent a plaintext handshake
+        self.announced = ""  # the side that sent a tracker request on this flow
 
     def is_first_payload(self, side: str, seq: int) -> bool:
         """Whether a segment from ``side`` starting at ``seq`` is that side's first

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from edgeguard.clock import Clock
 from edgeguard.events import Finding
@@ -20,6 +20,9 @@ from edgeguard.net.detect.registry import detectors_for
 from edgeguard.net.packet import ARP, Packet, PacketClass
 
 __all__ = ["DetectorChain", "build_detectors"]
+
+#: A detector's ``observe``, bound.
+Observe = Callable[[Packet], list[Finding]]
 
 #: Remembered allowlist answers (address text -> allowed); the oldest are forgotten.
 _ALLOW_CACHE = 4096
@@ -48,8 +51,9 @@ class DetectorChain:
         self._tick_every = float(cfg.detect.tick_interval)
         self._next_tick: float | None = None
         self._last_ts = 0.0
-        #: packet class -> the detectors that want it, in chain order (filled lazily)
-        self._routes: dict[PacketClass, tuple[Detector, ...]] = {}
+        #: packet class -> the ``observe`` of the detectors that want it, in chain order
+        #: (filled lazily; bound once: a call through the Protocol looks the method up)
+        self._routes: dict[PacketClass, tuple[Observe, ...]] = {}
         self.packets = 0
         self.allowlisted_findings = 0
 
@@ -95,9 +99,10 @@ class DetectorChain:
         cls = ARP if pkt.arp is not None else pkt.proto
         route = self._routes.get(cls)
         if route is None:
-            route = self._routes[cls] = tuple(d for d in self.detectors if wanted_by(d, cls))
-        for det in route:
-            found = det.observe(pkt)
+            route = self._routes[cls] = tuple(
+                d.observe for d in self.detectors if wanted_by(d, cls))
+        for observe in route:
+            found = observe(pkt)
             if found:
                 out.extend(found)
         return self._keep(out) if out else out

@@ -11,7 +11,7 @@ import functools
 import math
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator
-from typing import Generic, TypeVar
+from typing import Final, Generic, TypeVar
 
 from edgeguard.events import Endpoint
 from edgeguard.net.config import ExclusionProtocol, PortExclusion
@@ -19,6 +19,7 @@ from edgeguard.net.packet import Packet, TcpFlags
 
 __all__ = [
     "BoundedTable",
+    "CountTable",
     "ExclusionSet",
     "endpoint",
     "entropy_ratio",
@@ -76,6 +77,14 @@ class BoundedTable(Generic[K, V]):
             self._evict_one()
         data[key] = value
 
+    def insert(self, key: K, value: V) -> None:
+        """:meth:`put` for a key just found absent (by :meth:`touch` or ``get``): one
+        lookup less."""
+        data = self._data
+        if len(data) >= self.cap:
+            self._evict_one()
+        data[key] = value
+
     def swap(self, key: K, value: V) -> V | None:
         """:meth:`put`, returning the value it replaces (one call where a detector
         would look up, then store). Only for tables whose values are never None: a
@@ -107,7 +116,12 @@ class BoundedTable(Generic[K, V]):
             self.on_evict(victim, value)
 
     def pop(self, key: K) -> V | None:
-        return self._data.pop(key, None)
+        data = self._data
+        # most pops miss (a TCP ACK asks for a probe waiting on its flow): a plain dict
+        # membership test is much cheaper than OrderedDict.pop's method call
+        if key not in data:
+            return None
+        return data.pop(key, None)
 
     def pop_where(self, match: Callable[[K, V], bool]) -> list[tuple[K, V]]:
         """Remove every entry ``match`` accepts (a full walk: for rare operator actions
@@ -131,10 +145,28 @@ class BoundedTable(Generic[K, V]):
         self._data.clear()
 
 
+class CountTable(BoundedTable[K, int]):
+    """A :class:`BoundedTable` of counts."""
+
+    __slots__ = ()
+
+    def add_one(self, key: K) -> None:
+        """Count one more for ``key`` (1 when new) and mark it recently used."""
+        data = self._data
+        n = data.get(key)
+        if n is not None:
+            data[key] = n + 1
+            data.move_to_end(key)
+            return
+        if len(data) >= self.cap:
+            self._evict_one()
+        data[key] = 1
+
+
 class ExclusionSet:
     """The policy's known-benign ports, answered per (protocol, port) from a cache."""
 
-    __slots__ = ("_ports", "_rules")
+    __slots__ = ("_ports", "_rules", "_tcp", "_udp")
 
     def __init__(self, rules: tuple[PortExclusion, ...]) -> None:
         self._rules = rules
@@ -148,6 +180,9 @@ class ExclusionSet:
                 if rule.port_range:
                     ports[proto].update(range(rule.port_range[0], rule.port_range[1] + 1))
         self._ports = {proto: frozenset(found) for proto, found in ports.items()}
+        # per packet: two attributes, not a dict lookup by protocol number
+        self._tcp: frozenset[int] = self._ports[6]
+        self._udp: frozenset[int] = self._ports[17]
 
     def excluded(self, proto: int, port: int) -> bool:
         ports = self._ports.get(proto)
@@ -156,14 +191,24 @@ class ExclusionSet:
     def to_service(self, pkt: Packet) -> bool:
         """Traffic to a known-benign service (and, for UDP, its replies): what the scan
         detector ignores. A TCP packet *from* such a port is not excluded."""
-        ports = self._ports.get(pkt.proto)
-        return ports is not None and (
-            pkt.dport in ports or (pkt.proto == 17 and pkt.sport in ports))
+        proto = pkt.proto
+        if proto == 6:
+            return pkt.dport in self._tcp
+        if proto == 17:
+            ports = self._udp
+            return pkt.dport in ports or pkt.sport in ports
+        return False
 
     def packet_excluded(self, pkt: Packet) -> bool:
         """True when either port of a TCP/UDP packet is a known-benign service."""
-        ports = self._ports.get(pkt.proto)
-        return bool(ports) and (pkt.dport in ports or pkt.sport in ports)  # type: ignore[operator]
+        proto = pkt.proto
+        if proto == 6:
+            ports = self._tcp
+        elif proto == 17:
+            ports = self._udp
+        else:
+            return False
+        return pkt.dport in ports or pkt.sport in ports
 
 
 
@@ -176,9 +221,17 @@ _FLAG_LETTERS = ((TcpFlags.FIN, "F"), (TcpFlags.SYN, "S"), (TcpFlags.RST, "R"),
                  (TcpFlags.ECE, "E"), (TcpFlags.CWR, "C"))
 
 
+def _flag_letters(flags: int) -> str:
+    return "".join(letter for bit, letter in _FLAG_LETTERS if flags & bit) or "none"
+
+
+#: Every 8-bit flag byte's letters, written once (a finding's samples ask per packet).
+_FLAG_TEXT: Final = tuple(_flag_letters(flags) for flags in range(256))
+
+
 def flag_text(flags: int) -> str:
     """tcpdump-style flag letters; ``none`` for a NULL probe."""
-    return "".join(letter for bit, letter in _FLAG_LETTERS if flags & bit) or "none"
+    return _FLAG_TEXT[flags] if 0 <= flags < 256 else _flag_letters(flags)
 
 
 _PROTO = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmp6"}

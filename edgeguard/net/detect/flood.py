@@ -17,12 +17,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 
 from edgeguard.events import Finding, Severity
 from edgeguard.net.config import NetworkConfig
 from edgeguard.net.detect.base import ShedTarget
-from edgeguard.net.detect.common import BoundedTable, endpoint, is_multicast_or_broadcast, summary
+from edgeguard.net.detect.common import (
+    BoundedTable,
+    CountTable,
+    endpoint,
+    is_multicast_or_broadcast,
+    summary,
+)
 from edgeguard.net.detect.evidence import FloodEvidence
 from edgeguard.net.filter import power_of_two_floor
 from edgeguard.net.packet import Packet, PacketClass
@@ -38,34 +43,50 @@ _BEP15 = b"\x00\x00\x04\x17\x27\x10\x19\x80"
 _UTP_CONTROL = (b"\x11", b"\x21", b"\x31", b"\x41")  # uTP v1 FIN, STATE, RESET, SYN
 
 
-@dataclass(slots=True)
 class Rate:
-    first: float
-    last: float
-    mac: str
-    win_start: float = 0.0
-    cur: int = 0
-    prev: int = 0
-    packets: int = 0
-    peak: float = 0.0
-    active: bool = False
-    started: float = 0.0
-    below_since: float | None = None
-    sources: dict[str, int] = field(default_factory=dict)  # capped
-    more_sources: bool = False
-    ports: dict[int, None] = field(default_factory=dict)  # capped
-    samples: list[str] = field(default_factory=list)
+    """One sender's packet rate toward one address, and what a finding would name.
+
+    (A plain class, not a dataclass: compiled, a dataclass's generated ``__init__``
+    stays interpreted, and a flood of many targets makes one of these per packet.)
+    """
+
+    __slots__ = ("active", "below_since", "cur", "first", "last", "mac", "more_sources",
+                 "packets", "peak", "ports", "prev", "samples", "sources", "started",
+                 "win_start")
+
+    def __init__(self, first: float, last: float, mac: str) -> None:
+        self.first = first
+        self.last = last
+        self.mac = mac
+        self.win_start = 0.0
+        self.cur = 0
+        self.prev = 0
+        self.packets = 0
+        self.peak = 0.0
+        self.active = False
+        self.started = 0.0
+        self.below_since: float | None = None
+        self.sources: dict[str, int] = {}  # capped
+        self.more_sources = False
+        self.ports: dict[int, None] = {}  # capped
+        #: the first packets, put into words (:func:`summary`) only if a finding is
+        #: made: most counters never make one, and the text costs more than the rest
+        self.samples: list[Packet] = []
 
     def note(self, pkt: Packet, source_cap: int, max_ports: int) -> None:
         """Remember a few sources, ports and samples (all capped)."""
-        if pkt.src_ip in self.sources or len(self.sources) < source_cap:
-            self.sources[pkt.src_ip] = self.sources.get(pkt.src_ip, 0) + 1
+        sources, src = self.sources, pkt.src_ip
+        seen = sources.get(src)
+        if seen is not None:
+            sources[src] = seen + 1
+        elif len(sources) < source_cap:
+            sources[src] = 1
         else:
             self.more_sources = True
         if len(self.ports) <= max_ports:
             self.ports[pkt.dport] = None
         if len(self.samples) < 3:
-            self.samples.append(summary(pkt))
+            self.samples.append(pkt)
 
     def add(self, ts: float, window: float, weight: int = 1) -> float:
         """Count ``weight`` packets at ``ts``; return the sliding rate (packets/s)."""
@@ -95,10 +116,16 @@ class FloodDetector:
         self.wants: frozenset[PacketClass] = frozenset({6, 17})  # TCP SYNs and UDP
         self.cfg = cfg.flood
         self.summaries = cfg.detect.summaries
+        # per-packet thresholds as native attributes (not read through the config)
+        self._syn_rate: float = self.cfg.syn_rate
+        self._udp_rate: float = self.cfg.udp_rate
+        self._window: float = self.cfg.window
+        self._source_cap: int = self.cfg.spoofed_sources + 1
+        self._max_ports: int = self.cfg.max_ports
         self.rates: BoundedTable[FloodKey, Rate] = BoundedTable(self.cfg.max_entries)
         # UDP datagrams per (source, destination) address pair: a flood's target that
         # talks back as much is in a conversation (QUIC, RTP), not flooded
-        self.pairs: BoundedTable[tuple[str, str], int] = BoundedTable(self.cfg.max_entries)
+        self.pairs: CountTable[tuple[str, str]] = CountTable(self.cfg.max_entries)
         self.n_packets = 0
         # The capture filter passes 1 in ``filter_udp_sample`` large UDP datagrams
         # without a P2P shape: such a datagram stands for that many (0: no sampling).
@@ -123,17 +150,15 @@ class FloodDetector:
 
     def observe(self, pkt: Packet) -> list[Finding]:
         proto, dst, ts = pkt.proto, pkt.dst_ip, pkt.ts
-        cfg = self.cfg
         if proto == 6 and pkt.tcp_flags & 0x16 == 0x02:
             kind = "syn"
             weight = 1
-            threshold = cfg.syn_rate
+            threshold = self._syn_rate
         elif proto == 17 and dst and not is_multicast_or_broadcast(dst):
             kind = "udp"
-            pair = (pkt.src_ip, dst)
-            self.pairs.put(pair, (self.pairs.get(pair) or 0) + 1)
+            self.pairs.add_one((pkt.src_ip, dst))
             weight = self._weight(pkt)
-            threshold = cfg.udp_rate
+            threshold = self._udp_rate
         else:
             return []
         self.n_packets += 1
@@ -141,21 +166,21 @@ class FloodDetector:
         st = self.rates.touch(key)
         if st is None:
             st = Rate(first=ts, last=ts, mac=pkt.src_mac)
-            self.rates.put(key, st)
+            self.rates.insert(key, st)
         if self.shed:
             since = self.shed.get((dst, kind))
             if since is not None and ts >= since:
                 weight = self.shed_sample
                 self.shed_weighted += 1
-        rate = st.add(ts, cfg.window, weight)
-        st.note(pkt, cfg.spoofed_sources + 1, cfg.max_ports)
+        rate = st.add(ts, self._window, weight)
+        st.note(pkt, self._source_cap, self._max_ports)
         if rate < threshold:
             if st.below_since is None:
                 st.below_since = ts
             return []
         st.below_since = None
         st.peak = max(st.peak, rate)
-        if st.active or len(st.ports) > self.cfg.max_ports:
+        if st.active or len(st.ports) > self._max_ports:
             return []
         if kind == "udp" and (self.pairs.get((pkt.dst_ip, pkt.src_ip)) or 0) > \
                 self.cfg.udp_max_reverse_ratio * (self.pairs.get((pkt.src_ip, pkt.dst_ip)) or 0):
@@ -240,4 +265,4 @@ class FloodDetector:
                 rate_pps=st.peak, threshold_pps=float(threshold), window_s=float(self.cfg.window),
                 packets=st.packets, duration_s=duration, dst_ports=ports,
                 distinct_sources=distinct + (1 if st.more_sources else 0), spoofed=spoofed,
-                ended=ended, samples=tuple(st.samples)))
+                ended=ended, samples=tuple(summary(pkt) for pkt in st.samples)))

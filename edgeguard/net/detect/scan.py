@@ -23,6 +23,7 @@ through the same MAC; the finding then names the MAC and the address it owns.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from socket import inet_aton
 
@@ -63,6 +64,11 @@ class ScanDetector:
     def __init__(self, cfg: NetworkConfig, intel: HostIntel) -> None:
         self.cfg = cfg.scan
         self.summaries = cfg.detect.summaries
+        # per-probe thresholds as native attributes (not read through the config)
+        self._answer_timeout: float = self.cfg.answer_timeout
+        self._masscan_rate: float = self.cfg.masscan_rate
+        self._max_contacts_per_source: int = self.cfg.max_contacts_per_source
+        self._max_contacts: int = self.cfg.max_contacts
         self.intel = intel
         self.trw = Trw.from_config(self.cfg)
         self.exclusions = ExclusionSet(cfg.exclusions)
@@ -113,7 +119,7 @@ class ScanDetector:
             return self._answer(pkt)
         if probe.settle == "confirm":
             self.candidates.put((pkt.src_ip, pkt.dst_ip, pkt.proto, pkt.dport),
-                                (pkt.ts + self.cfg.answer_timeout, probe.kind, pkt))
+                                (pkt.ts + self._answer_timeout, probe.kind, pkt))
             return []
         return self._probe(pkt, probe)
 
@@ -180,16 +186,15 @@ class ScanDetector:
     # -- probes and answers -------------------------------------------------------------
     def _probe(self, pkt: Packet, probe: Probe) -> list[Finding]:
         self.n_probes += 1
-        cfg = self.cfg
         src, ts, kind, settle = pkt.src_ip, pkt.ts, probe.kind, probe.settle
         sources = self.sources
         state = sources.touch(src)
         if state is None:
             state = SourceState(src, pkt.src_mac, pkt.ip_version, ts)
-            sources.put(src, state)
+            sources.insert(src, state)
         elif pkt.src_mac:
             state.mac = pkt.src_mac
-        state.count_probe(ts, kind, pkt.sport, cfg.masscan_rate)
+        state.count_probe(ts, kind, pkt.sport, self._masscan_rate)
         if kind == "syn" and _masscan_fingerprint(pkt):
             state.masscan_like += 1
         if state.probes > 1 and len(state.sample_list) < 3:
@@ -204,8 +209,8 @@ class ScanDetector:
         if key in contacts:
             new = False
         else:
-            budget = min(cfg.max_contacts_per_source,
-                         known + cfg.max_contacts - self.contacts_total)
+            budget = min(self._max_contacts_per_source,
+                         known + self._max_contacts - self.contacts_total)
             new = state.add_contact(key, SEEN if settle == "answer" else PENDING, budget)
             self.contacts_total += len(contacts) - known
         if settle == "now":  # never legitimate (FIN, NULL, XMAS): failed at once
@@ -214,7 +219,7 @@ class ScanDetector:
             return []
         if new or contacts.get(key) in _OPEN:
             self.pending.put((src, dst, proto, port),
-                             (ts + cfg.answer_timeout, kind, settle == "timeout"))
+                             (ts + self._answer_timeout, kind, settle == "timeout"))
         if new and kind == "udp":
             return self._check(state)
         return []
@@ -232,11 +237,11 @@ class ScanDetector:
             return self._tcp_answer(pkt)
         if pkt.proto == 17:
             # a datagram from a port a source contacted: that contact was answered
-            key = (pkt.dst_ip, pkt.src_ip, 17, pkt.sport)
             state = self.sources.get(pkt.dst_ip)
             if state is not None and (pkt.src_ip, pkt.sport, 17) in state.contacts:
                 self.n_answers += 1
-                return self._settle(key, failed=False, kind="udp")
+                return self._settle((pkt.dst_ip, pkt.src_ip, 17, pkt.sport), failed=False,
+                                    kind="udp")
             return []
         quote = pkt.icmp_quote
         if quote is not None and quote.dport is not None and pkt.icmp_type in (1, 3):
@@ -248,13 +253,29 @@ class ScanDetector:
             return self._settle(key, failed=True, kind=kind)
         return []
 
-    def _tcp_answer(self, pkt: Packet) -> list[Finding]:  # noqa: PLR0911 (answer table)
-        key = (pkt.dst_ip, pkt.src_ip, 6, pkt.sport)  # the probe's (src, dst, proto, port)
+    def _tcp_answer(self, pkt: Packet) -> list[Finding]:
         flags = pkt.tcp_flags
+        if flags & 0x06:  # SYN-ACK or RST: the target answering a probe
+            return self._target_answer(pkt, flags)
+        if not flags & 0x10:
+            return []
+        mine = (pkt.src_ip, pkt.dst_ip, 6, pkt.dport)
+        if self.half.pop(mine) is not None:
+            return self._reaction(mine, pkt.src_mac, half_open=False)
+        if self.pending.pop(mine) is not None:
+            # the initiator's own ACK/data on its SYN's flow: the handshake completed,
+            # whether or not the SYN-ACK was seen (one-way capture, asymmetric route)
+            return self._settle(mine, failed=False, kind="syn")
+        return []
+
+    def _target_answer(self, pkt: Packet, flags: int) -> list[Finding]:
+        """SYN-ACK or RST from a target (``flags & 0x06``; a bare SYN, sent to an
+        excluded port, is neither and gives nothing)."""
+        key = (pkt.dst_ip, pkt.src_ip, 6, pkt.sport)  # the probe's (src, dst, proto, port)
         if flags & 0x12 == 0x12:  # SYN-ACK: open port; wait for the actor's reaction
             if self.pending.pop(key) is not None:
                 self.n_answers += 1
-                self.half.put(key, pkt.ts + self.cfg.answer_timeout)
+                self.half.put(key, pkt.ts + self._answer_timeout)
             return []
         if flags & 0x04:
             entry = self.pending.pop(key)
@@ -270,14 +291,6 @@ class ScanDetector:
                 # the actor tears down the target's SYN-ACK: bare RST = half-open
                 # (SYN scan), RST|ACK after the handshake = connect()
                 return self._reaction(mine, pkt.src_mac, half_open=not flags & 0x10)
-            return []
-        mine = (pkt.src_ip, pkt.dst_ip, 6, pkt.dport)
-        if flags & 0x10 and self.half.pop(mine) is not None:
-            return self._reaction(mine, pkt.src_mac, half_open=False)
-        if flags & 0x10 and self.pending.pop(mine) is not None:
-            # the initiator's own ACK/data on its SYN's flow: the handshake completed,
-            # whether or not the SYN-ACK was seen (one-way capture, asymmetric route)
-            return self._settle(mine, failed=False, kind="syn")
         return []
 
     def _reaction(self, key: PendingKey, mac: str, half_open: bool) -> list[Finding]:
@@ -479,5 +492,10 @@ def _masscan_fingerprint(pkt: Packet) -> bool:
         return False
     if pkt.ip_version != 4:
         return pkt.tcp_window == 1024
-    dst = int.from_bytes(inet_aton(pkt.dst_ip), "big")
-    return pkt.ip_id == (dst ^ pkt.dport ^ pkt.tcp_seq) & 0xFFFF
+    return pkt.ip_id == (_ipv4_number(pkt.dst_ip) ^ pkt.dport ^ pkt.tcp_seq) & 0xFFFF
+
+
+@functools.lru_cache(maxsize=4096)
+def _ipv4_number(address: str) -> int:
+    """The address as a number, remembered: a scan sends many probes to each host."""
+    return int.from_bytes(inet_aton(address), "big")

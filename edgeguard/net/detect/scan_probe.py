@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 from edgeguard.net.detect.common import BoundedTable, is_multicast_or_broadcast
 from edgeguard.net.packet import Packet, TcpFlags
@@ -35,6 +36,10 @@ class Probe:
     #: (RST / ICMP error) makes it a failure; "confirm": not a probe until answered
     settle: str
 
+
+#: Hex digits with the low bit set: a MAC's second digit among these is a group address
+#: (no ``int(mac[:2], 16)`` per datagram).
+_ODD_DIGITS: Final = frozenset("13579bdfBDF")
 
 _SYN_PROBE = Probe("syn", "timeout")
 _UDP_PROBE = Probe("udp", "answer")
@@ -87,8 +92,9 @@ class ProbeClassifier:
         return _ACK_PROBE if flags == _ACK else None
 
     def _udp(self, pkt: Packet) -> Probe | None:
+        dst_mac = pkt.dst_mac
         if is_multicast_or_broadcast(pkt.dst_ip) or (
-                pkt.dst_mac and int(pkt.dst_mac[:2], 16) & 1):  # the MAC's group bit
+                dst_mac and dst_mac[1] in _ODD_DIGITS):  # the MAC's group bit
             return None  # a broadcast or multicast target is not a contact
         key = _flow(pkt)
         if self.udp_flows.has(key):

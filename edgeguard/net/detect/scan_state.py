@@ -117,8 +117,10 @@ class SourceState:
         self.probes = 0
         self.contacts: dict[tuple[str, int, int], int] = {}
         self.overflow = 0
-        self._ports_by_host: Counter[str] | None = None
-        self._hosts_by_port: Counter[int] | None = None
+        #: (plain dicts, not Counters: a Counter's ``c[k] += 1`` on a new key runs the
+        #: interpreted ``__missing__``, once per new contact)
+        self._ports_by_host: dict[str, int] | None = None
+        self._hosts_by_port: dict[int, int] | None = None
         self.log_ratio = 0.0
         self.alarmed = False
         self.failed = 0
@@ -134,7 +136,7 @@ class SourceState:
         #: failed contacts per probe type (a plain dict: a spoofed flood makes one per
         #: source, and a Counter costs a Python-level __init__)
         self._fails: dict[str, int] | None = None
-        self._probes_by: Counter[str] | None = None
+        self._probes_by: dict[str, int] | None = None
         self.kind0 = ""  # the probe type while there has been only one kind
         self.first_sport = -1
         self._sports: set[int] | None = None
@@ -160,17 +162,23 @@ class SourceState:
 
     # -- views (empty until allocated) -------------------------------------------------
     @property
-    def ports_by_host(self) -> Counter[str]:
+    def ports_by_host(self) -> dict[str, int]:
         """Distinct ports per destination host."""
         if self._ports_by_host is None:
-            return Counter(key[0] for key in self.contacts)
+            counts: dict[str, int] = {}
+            for host, _, _ in self.contacts:
+                counts[host] = counts.get(host, 0) + 1
+            return counts
         return self._ports_by_host
 
     @property
-    def hosts_by_port(self) -> Counter[int]:
+    def hosts_by_port(self) -> dict[int, int]:
         """Distinct hosts per destination port."""
         if self._hosts_by_port is None:
-            return Counter(key[1] for key in self.contacts)
+            counts: dict[int, int] = {}
+            for _, port, _ in self.contacts:
+                counts[port] = counts.get(port, 0) + 1
+            return counts
         return self._hosts_by_port
 
     def fails(self, kind: str) -> int:
@@ -189,7 +197,7 @@ class SourceState:
     def probes_of(self, kind: str) -> int:
         if self._probes_by is None:
             return self.probes if kind == self.kind0 else 0
-        return self._probes_by[kind]
+        return self._probes_by.get(kind, 0)
 
     @property
     def gaps(self) -> list[float]:
@@ -219,9 +227,11 @@ class SourceState:
             self.contacts[key] = state
             if key[2] == 17 and state == SEEN:
                 self._open_udp(key)
-            if self._ports_by_host is not None and self._hosts_by_port is not None:
-                self._ports_by_host[key[0]] += 1
-                self._hosts_by_port[key[1]] += 1
+            by_host, by_port = self._ports_by_host, self._hosts_by_port
+            if by_host is not None and by_port is not None:
+                host, port = key[0], key[1]
+                by_host[host] = by_host.get(host, 0) + 1
+                by_port[port] = by_port.get(port, 0) + 1
         if self.last_contact >= 0:
             if self._gaps is None:
                 self._gaps = []
@@ -263,9 +273,9 @@ class SourceState:
     def count_probe(self, ts: float, kind: str, sport: int, rate: float) -> None:
         by_kind = self._probes_by
         if by_kind is not None:
-            by_kind[kind] += 1
+            by_kind[kind] = by_kind.get(kind, 0) + 1
         elif self.probes and kind != self.kind0:  # a second kind: count per kind from now
-            self._probes_by = Counter({self.kind0: self.probes, kind: 1})
+            self._probes_by = {self.kind0: self.probes, kind: 1}
         else:
             self.kind0 = kind
         self.probes += 1

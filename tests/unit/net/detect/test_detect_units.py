@@ -16,7 +16,14 @@ from edgeguard.net.config import ExclusionProtocol, PortExclusion, ScanThreshold
 from edgeguard.net.detect import DetectorChain
 from edgeguard.net.detect import bt_signatures as sig
 from edgeguard.net.detect.bittorrent import encrypted_confidence
-from edgeguard.net.detect.common import BoundedTable, entropy_ratio, flag_text, summary
+from edgeguard.net.detect.common import (
+    BoundedTable,
+    CountTable,
+    entropy_ratio,
+    flag_text,
+    summary,
+)
+from edgeguard.net.detect.evidence import FloodEvidence
 from edgeguard.net.detect.scan_state import Trw
 from edgeguard.net.packet import Packet
 from edgeguard.policy.load import PolicyError, load_policy
@@ -210,3 +217,51 @@ def test_sampled_large_udp_counts_for_the_datagrams_it_stands_for() -> None:
         assert not dht.observe(Packet(ts=1.0 + i / 40, wire_len=1242, src_ip="10.0.0.40",
                                       dst_ip="10.0.0.41", proto=17, sport=6881, dport=6881,
                                       payload=b"d1:rd2:id20:" + bytes(60), payload_len=1200))
+
+
+def test_count_table_and_insert_keep_the_cap_and_recency() -> None:
+    """The per-packet shortcuts (one lookup less than ``get`` + ``put``) evict exactly
+    as ``put`` does: least recently used first, counted."""
+    counts: CountTable[str] = CountTable(2)
+    counts.add_one("a")
+    counts.add_one("b")
+    counts.add_one("a")  # "a" is now the most recent
+    counts.add_one("c")  # evicts "b"
+    assert (counts.get("a"), counts.get("b"), counts.get("c")) == (2, None, 1)
+    assert counts.evicted == 1
+    table: BoundedTable[str, int] = BoundedTable(2)
+    table.insert("x", 1)
+    table.insert("y", 2)
+    table.touch("x")
+    table.insert("z", 3)  # evicts "y", the least recent
+    assert [key for key, _ in table.items()] == ["x", "z"]
+    assert table.evicted == 1
+
+
+@pytest.mark.parametrize("octet", range(256))
+def test_udp_to_a_group_mac_is_never_a_contact(octet: int) -> None:
+    """The group bit is read from the MAC text's second digit (either case), as
+    ``int(mac[:2], 16) & 1`` would."""
+    from edgeguard.net.detect.scan_probe import ProbeClassifier  # noqa: PLC0415
+
+    for mac in (f"{octet:02x}:00:5e:00:00:fb", f"{octet:02X}:00:5E:00:00:FB"):
+        probe = ProbeClassifier(16).classify(Packet(
+            ts=1.0, wire_len=60, dst_mac=mac, ip_version=4, src_ip="10.0.0.5",
+            dst_ip="10.0.0.6", proto=17, sport=40000, dport=53, payload=b"x", payload_len=1))
+        assert (probe is None) == bool(octet & 1), mac
+
+
+def test_flood_samples_are_the_first_packets_in_words() -> None:
+    """A flood keeps its first packets and writes them out only for a finding; the
+    text is what :func:`summary` gives for each."""
+    from edgeguard.net.detect.flood import FloodDetector  # noqa: PLC0415
+
+    det = FloodDetector(shipped_network())
+    packets = [Packet(ts=1.0 + i / 2000, wire_len=60, src_mac="02:00:00:00:00:49",
+                      ip_version=4, src_ip="10.0.0.49", dst_ip="10.0.0.11", proto=6,
+                      sport=1000 + i, dport=80, tcp_flags=0x02) for i in range(1000)]
+    found = [f for pkt in packets for f in det.observe(pkt)]
+    assert [f.subtype for f in found] == ["syn-flood"]
+    evidence = found[0].evidence
+    assert isinstance(evidence, FloodEvidence)
+    assert evidence.samples == tuple(summary(pkt) for pkt in packets[:3])
