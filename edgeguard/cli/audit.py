@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from edgeguard.audit.fleet import FleetError, fleet_line, fleet_row, load_keys, verify_fleet
+from edgeguard.audit.fleet import FleetError, load_keys, verify_fleet
+from edgeguard.audit.fleet_output import fleet_line, fleet_row
 from edgeguard.audit.follow import follow_lines, last_lines
 from edgeguard.audit.keys import AuditKeyError, enrol, read_export
 from edgeguard.audit.shipd import ShipDaemon
