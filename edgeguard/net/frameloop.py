@@ -92,17 +92,8 @@ class FrameLoop:
                 if pos + PCAP_RECORD_HEADER > size:
                     need = PCAP_RECORD_HEADER
                 else:
-                    h = pos + 8
-                    if little:
-                        caplen = (buf[h] | (buf[h + 1] << 8) | (buf[h + 2] << 16)
-                                  | (buf[h + 3] << 24))
-                        wire = (buf[h + 4] | (buf[h + 5] << 8) | (buf[h + 6] << 16)
-                                | (buf[h + 7] << 24))
-                    else:
-                        caplen = ((buf[h] << 24) | (buf[h + 1] << 16) | (buf[h + 2] << 8)
-                                  | buf[h + 3])
-                        wire = ((buf[h + 4] << 24) | (buf[h + 5] << 16) | (buf[h + 6] << 8)
-                                | buf[h + 7])
+                    caplen = _u32(buf, pos + 8, little)
+                    wire = _u32(buf, pos + 12, little)
                     start = pos + PCAP_RECORD_HEADER
                     if caplen > MAX_CAPLEN:
                         self.reader.truncated += 1
@@ -151,12 +142,12 @@ class FrameLoop:
 
 def _ts(buf: bytes, rec: int, little: bool, unit: float) -> float:
     """The time of the record whose header starts at ``rec``."""
+    return _u32(buf, rec, little) + _u32(buf, rec + 4, little) * unit
+
+
+def _u32(buf: bytes, at: int, little: bool) -> int:
+    """The unsigned 32-bit number at ``at`` in the file's byte order (a native call
+    compiled: bytes indexing, no ``struct`` tuple)."""
     if little:
-        sec = buf[rec] | (buf[rec + 1] << 8) | (buf[rec + 2] << 16) | (buf[rec + 3] << 24)
-        frac = (buf[rec + 4] | (buf[rec + 5] << 8) | (buf[rec + 6] << 16)
-                | (buf[rec + 7] << 24))
-    else:
-        sec = (buf[rec] << 24) | (buf[rec + 1] << 16) | (buf[rec + 2] << 8) | buf[rec + 3]
-        frac = ((buf[rec + 4] << 24) | (buf[rec + 5] << 16) | (buf[rec + 6] << 8)
-                | buf[rec + 7])
-    return sec + frac * unit
+        return buf[at] | (buf[at + 1] << 8) | (buf[at + 2] << 16) | (buf[at + 3] << 24)
+    return (buf[at] << 24) | (buf[at + 1] << 16) | (buf[at + 2] << 8) | buf[at + 3]
