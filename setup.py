@@ -37,7 +37,7 @@ COMPILED = [
     "edgeguard/net/ringblock.py",
     *(f"edgeguard/net/detect/{name}.py" for name in (
         "arp", "bittorrent", "bt_flows", "bt_handshake", "bt_signatures", "chain",
-        "common", "flood", "intel", "registry", "scan", "scan_decoy",
+        "common", "flood", "intel", "registry", "scan", "scan_decoy", "scan_report",
         "scan_probe", "scan_state", "sweep")),
 ]
 

@@ -23,23 +23,19 @@ through the same MAC; the finding then names the MAC and the address it owns.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
-from socket import inet_aton
 
-from edgeguard.events import Finding, Severity
+from edgeguard.events import Finding
 from edgeguard.net.config import NetworkConfig
-from edgeguard.net.detect.common import BoundedTable, ExclusionSet, endpoint, summary
-from edgeguard.net.detect.evidence import ScanEvidence
+from edgeguard.net.detect.common import BoundedTable, ExclusionSet, summary
 from edgeguard.net.detect.intel import HostIntel
 from edgeguard.net.detect.scan_decoy import DecoyTracker
-from edgeguard.net.detect.scan_probe import Probe, ProbeClassifier
+from edgeguard.net.detect.scan_probe import Probe, ProbeClassifier, masscan_fingerprint
+from edgeguard.net.detect.scan_report import KIND, scan_finding
 from edgeguard.net.detect.scan_state import PENDING, SEEN, SourceState, Trw
 from edgeguard.net.packet import Packet, PacketClass
 
 __all__ = ["KIND", "LABELS", "SUBTYPES", "ScanDetector"]
-
-KIND = "scan"
 
 #: Probe types whose failures the walk counts (UDP is counted by distinct ports too).
 _TCP_TYPES = ("syn", "fin", "null", "xmas", "maimon", "ack")
@@ -195,7 +191,7 @@ class ScanDetector:
         elif pkt.src_mac:
             state.mac = pkt.src_mac
         state.count_probe(ts, kind, pkt.sport, self._masscan_rate)
-        if kind == "syn" and _masscan_fingerprint(pkt):
+        if kind == "syn" and masscan_fingerprint(pkt):
             state.masscan_like += 1
         if state.probes > 1 and len(state.sample_list) < 3:
             # from the second probe on: a one-packet (spoofed) source keeps no text
@@ -448,54 +444,4 @@ class ScanDetector:
                 if member is not None and member is not state:
                     member.muted = True
                     self.active.pop(ip, None)
-        actor = actor_ip or state.mac
-        by_host, by_port, failed, succeeded = state.figures(17 if kind == "udp" else 6)
-        hosts = sorted(by_host, key=by_host.__getitem__, reverse=True)
-        single_port = next(iter(by_port)) if len(by_port) == 1 else None
-        evidence = ScanEvidence(
-            type=state.syn_label() if kind == "syn" else kind,
-            timing=("masscan-rate" if "masscan" in subtype else
-                    "slow" if "slow" in subtype else "normal"),
-            direction=_direction(by_host, by_port), probes=state.probes, failed=failed,
-            succeeded=succeeded, ports=len(by_port) + state.overflow,
-            hosts=len(by_host), duration_s=state.duration(),
-            rate_pps=state.probes / state.duration() if state.duration() > 0 else 0.0,
-            median_gap_s=state.median_gap(), ip_version=state.ip_version,
-            trw_log10_ratio=state.log_ratio, decoys=decoys, summary=closing,
-            samples=tuple(state.sample_list))
-        what = "scan summary" if closing else "scan"
-        return Finding(
-            kind=KIND, subtype=subtype,
-            message=(f"{actor} {subtype} {what}: {evidence.ports} ports on {evidence.hosts} "
-                     f"host(s), {failed} failed first contacts, {state.probes} probes "
-                     f"in {state.duration():.1f}s"
-                     + (f" (decoys {', '.join(decoys)})" if decoys else "")),
-            identifier=f"scan:{actor}:{subtype}", severity=Severity.SEVERE,
-            source=endpoint(actor_ip, state.mac),
-            destinations=tuple(endpoint(h, None, single_port) for h in hosts[:8]),
-            transport="udp" if kind == "udp" else "tcp",
-            first_seen=state.first, last_seen=state.last, count=state.probes,
-            evidence=evidence)
-
-
-
-def _direction(by_host: Mapping[str, int], by_port: Mapping[int, int]) -> str:
-    if len(by_host) <= 1:
-        return "vertical"
-    return "horizontal" if len(by_port) <= 1 else "mixed"
-
-
-def _masscan_fingerprint(pkt: Packet) -> bool:
-    """masscan's SYN: no TCP options and, over IPv4, IP id = (destination ^ port ^
-    sequence) & 0xFFFF (nmap's SYN carries an MSS option and a random id)."""
-    if pkt.tcp_hdr_len != 20:
-        return False
-    if pkt.ip_version != 4:
-        return pkt.tcp_window == 1024
-    return pkt.ip_id == (_ipv4_number(pkt.dst_ip) ^ pkt.dport ^ pkt.tcp_seq) & 0xFFFF
-
-
-@functools.lru_cache(maxsize=4096)
-def _ipv4_number(address: str) -> int:
-    """The address as a number, remembered: a scan sends many probes to each host."""
-    return int.from_bytes(inet_aton(address), "big")
+        return scan_finding(state, kind, subtype, closing, actor_ip=actor_ip, decoys=decoys)

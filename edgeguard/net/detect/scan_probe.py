@@ -15,13 +15,15 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
+from socket import inet_aton
 from typing import Final
 
 from edgeguard.net.detect.common import BoundedTable, is_multicast_or_broadcast
 from edgeguard.net.packet import Packet, TcpFlags
 
-__all__ = ["Probe", "ProbeClassifier"]
+__all__ = ["Probe", "ProbeClassifier", "masscan_fingerprint"]
 
 FlowKey = tuple[str, int, str, int]
 
@@ -105,3 +107,19 @@ class ProbeClassifier:
         if pkt.sport < 1024 <= pkt.dport:
             return None  # a service answering a client we did not see asking
         return _UDP_PROBE
+
+
+def masscan_fingerprint(pkt: Packet) -> bool:
+    """masscan's SYN: no TCP options and, over IPv4, IP id = (destination ^ port ^
+    sequence) & 0xFFFF (nmap's SYN carries an MSS option and a random id)."""
+    if pkt.tcp_hdr_len != 20:
+        return False
+    if pkt.ip_version != 4:
+        return pkt.tcp_window == 1024
+    return pkt.ip_id == (_ipv4_number(pkt.dst_ip) ^ pkt.dport ^ pkt.tcp_seq) & 0xFFFF
+
+
+@functools.lru_cache(maxsize=4096)
+def _ipv4_number(address: str) -> int:
+    """The address as a number, remembered: a scan sends many probes to each host."""
+    return int.from_bytes(inet_aton(address), "big")
